@@ -1,0 +1,22 @@
+"""The API's settings: the shared store settings plus where it listens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
+
+from sql.settings import StoreSettings, settings_from_env
+
+__all__ = ["ApiSettings"]
+
+
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    store: StoreSettings
+    api_host: str = "127.0.0.1"  # loopback unless told otherwise
+    api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
+        return settings_from_env(cls, env, store=StoreSettings.from_env(env))

@@ -1,0 +1,68 @@
+"""Apply each store's DDL, idempotently, before anything writes.
+
+Tables are always created here, never by ILP auto-create: auto-create guesses column types
+from the first row, names the timestamp column ``timestamp`` and sets up no DEDUP.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+
+__all__ = ["QUESTDB_TABLES", "apply_questdb_schema", "apply_sqlite_schema"]
+
+log = logging.getLogger(__name__)
+
+_DDL = resources.files("sql")
+QUESTDB_TABLES = ("trades", "quotes", "bars_1m")
+
+
+def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
+    """Create the QuestDB tables that do not exist yet (one statement per file).
+
+    ``wait_s`` keeps retrying the connection for that long, for a database still starting
+    (``docker compose`` starts both at once).
+    """
+    with _connect_with_retry(dsn, wait_s) as conn:
+        for table in QUESTDB_TABLES:
+            conn.execute(_DDL.joinpath("questdb", f"{table}.sql").read_text())
+    log.info("QuestDB schema applied: %s", ", ".join(QUESTDB_TABLES))
+
+
+def apply_sqlite_schema(path: Path) -> None:
+    """Create the seed's tables and our indexes in ``path``; an existing seed file is kept.
+
+    The unique indexes that deduplicate writes are built once; rows that would break them are
+    first moved to ``<table>_duplicates`` (see ``sql/sqlite/dedup/``), so nothing is lost.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_DDL.joinpath("sqlite", "tables.sql").read_text())
+        for script in sorted(_DDL.joinpath("sqlite", "dedup").iterdir(), key=lambda p: p.name):
+            index = f"{Path(script.name).stem}_dedup"
+            if not _sqlite_index_exists(conn, index):
+                conn.executescript(f"BEGIN;\n{script.read_text()}\nCOMMIT;")
+                log.info("SQLite: built %s", index)
+    log.info("SQLite schema applied at %s", path)
+
+
+def _sqlite_index_exists(conn: sqlite3.Connection, name: str) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+    return conn.execute(query, (name,)).fetchone() is not None
+
+
+def _connect_with_retry(dsn: str, wait_s: float) -> psycopg.Connection[tuple[object, ...]]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)

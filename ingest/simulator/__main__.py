@@ -1,0 +1,140 @@
+"""``python -m ingest.simulator serve | record``.
+
+serve   the feed on ws://127.0.0.1:PORT/crypto, its REST twin and /sim/ control on the
+        same port (printed at start); real-time by default, --speed 0 for flat-out
+record  connect to a feed (the simulator or the live one) and write its frames to a file
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+from ingest.simulator.faults import parse_periodic_fault
+from ingest.simulator.market import DEFAULT_MARKET
+from ingest.simulator.recorder import record
+from ingest.simulator.server import Simulator, SimulatorConfig
+from ingest.simulator.tape import CHANNELS
+from sql.settings import Secret
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest.simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the simulated feed")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    serve.add_argument("--seed", type=int, default=1)
+    serve.add_argument("--pairs", type=_csv, default=tuple(DEFAULT_MARKET), help="comma list")
+    serve.add_argument("--channels", type=_csv, default=CHANNELS, help="channels produced")
+    serve.add_argument("--activity", type=float, default=1.0, help="scale of event rates")
+    serve.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated s per wall s; 86400 = a day a second; 0 = flat-out",
+    )
+    serve.add_argument("--start-ms", type=int, help="simulated start, epoch ms (default: now)")
+    serve.add_argument(
+        "--preload", type=int, default=0, metavar="SECONDS", help="flat-out: pre-encode this much"
+    )
+    serve.add_argument("--keys", type=_csv, default=(), help="accepted API keys (default: any)")
+    serve.add_argument("--deny", type=_csv, default=(), help="channels answered 'not authorized'")
+    serve.add_argument("--auth-timeout", type=float, default=10.0, metavar="SECONDS")
+    serve.add_argument("--max-connections", type=int, default=1, help="per key")
+    serve.add_argument("--kick", choices=("oldest", "newest"), default="newest")
+    serve.add_argument("--max-frame-events", type=int, default=25_000)
+    serve.add_argument("--replay", type=Path, help="serve this recording instead")
+    serve.add_argument("--journal", type=Path, help="write every frame sent to this file")
+    serve.add_argument(
+        "--fault", type=parse_periodic_fault, action="append", default=[], metavar="KIND:SECONDS"
+    )
+    rec = commands.add_parser("record", help="record a feed to a file")
+    rec.add_argument("--url", default="ws://127.0.0.1:8765/crypto")
+    rec.add_argument("--subscribe", default="XT.*,XQ.*,XA.*", help="topics")
+    rec.add_argument("--seconds", type=float, default=60.0)
+    rec.add_argument("--frames", type=int, default=0, help="stop after this many (0: no limit)")
+    rec.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    config = SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        pairs=args.pairs,
+        channels=args.channels,
+        activity=args.activity,
+        speed=args.speed,
+        start_ms=args.start_ms,
+        preload_s=args.preload,
+        api_keys=args.keys,
+        denied_channels=args.deny,
+        auth_timeout_s=args.auth_timeout,
+        max_connections_per_key=args.max_connections,
+        kick=args.kick,
+        max_frame_events=args.max_frame_events,
+        replay=args.replay,
+        journal=args.journal,
+        faults=tuple(args.fault),
+    )
+    simulator = Simulator(config)
+    await simulator.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    base = f"{args.host}:{simulator.port}"
+    print(
+        f"simulator listening on ws://{base}/crypto (REST http://{base}, control http://{base}/sim/stats)",
+        flush=True,
+    )
+    await stopping.wait()
+    await simulator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        for name in ("pairs",):
+            unknown = set(getattr(args, name)) - set(DEFAULT_MARKET)
+            if unknown:
+                print(
+                    f"error: unknown pairs {sorted(unknown)}; known: {', '.join(DEFAULT_MARKET)}",
+                    file=sys.stderr,
+                )
+                return 2
+        uvloop.run(_serve(args))
+        return 0
+    key = os.environ.get("POLYGON_API_KEY") or os.environ.get("MASSIVE_API_KEY") or "simulator"
+    frames = uvloop.run(
+        record(
+            args.url,
+            Secret(key),
+            args.subscribe,
+            args.out,
+            seconds=args.seconds,
+            max_frames=args.frames,
+        )
+    )
+    print(f"recorded {frames} frames to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The REST twin: the two vendor endpoints the backfill needs, from the same synthetic market.
+
+- ``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}``: bars ``o h l c v vw
+  t n`` for windows with trades; ``from``/``to`` as epoch ms or YYYY-MM-DD, both inclusive;
+  ``limit`` (default 5000, max 50000), ``sort``; ``next_url`` continues from the next window.
+- ``/v3/trades/{ticker}``: ``timestamp[.gte|.gt|.lte|.lt]`` in ns (or a date), ``order``
+  (default desc), ``limit`` (default 1000, max 50000); ``next_url`` carries a cursor.
+
+Tickers are REST style (``X:BTCUSD``). Auth: ``apiKey`` query parameter or a bearer token.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import msgspec
+
+from ingest.protocol import MinuteAgg, Trade
+from ingest.simulator.market import Market, aggregate
+
+__all__ = ["RestError", "RestTwin", "pair_of_ticker"]
+
+_SPAN_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+_MAX_LIMIT = 50_000
+
+
+class RestError(Exception):
+    """A request the vendor would refuse: carries the HTTP status and the vendor's body."""
+
+    def __init__(self, status: int, error: str, status_word: str = "ERROR") -> None:
+        super().__init__(error)
+        self.status = status
+        self.body = {"status": status_word, "request_id": uuid.uuid4().hex, "error": error}
+
+
+class _Cursor(msgspec.Struct, frozen=True):
+    ticker: str
+    gte_ns: int
+    lt_ns: int
+    order: str
+    limit: int
+    after: tuple[int, int] | None  # (second, index within it) of the last trade returned
+
+
+def pair_of_ticker(ticker: str) -> str:
+    """``X:BTCUSD`` -> ``BTC-USD`` (quote currencies are three letters on this feed)."""
+    if not ticker.startswith("X:") or len(ticker) < 6:
+        raise RestError(400, f"unknown ticker {ticker!r}: crypto tickers look like X:BTCUSD")
+    symbol = ticker[2:]
+    return f"{symbol[:-3]}-{symbol[-3:]}"
+
+
+class RestTwin:
+    def __init__(self, market: Market, base_url: str) -> None:
+        self.market = market
+        self.base_url = base_url
+
+    def get(self, target: str) -> tuple[int, bytes]:
+        """Answer ``GET target`` (path and query) with a status and a JSON body."""
+        url = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = url.path.strip("/").split("/")
+        try:
+            if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 9 and parts[4] == "range":
+                body = self._aggs(parts[3], parts[5], parts[6], parts[7], parts[8], query)
+            elif parts[:2] == ["v3", "trades"] and len(parts) == 3:
+                body = self._trades(parts[2], query)
+            else:
+                raise RestError(404, "not found", "NOT_FOUND")
+        except RestError as exc:
+            return exc.status, msgspec.json.encode(exc.body)
+        return 200, msgspec.json.encode(body)
+
+    def _aggs(
+        self,
+        ticker: str,
+        multiplier: str,
+        timespan: str,
+        start: str,
+        end: str,
+        query: Mapping[str, str],
+    ) -> dict[str, object]:
+        pair = self._known_pair(ticker)
+        if timespan not in _SPAN_MS or not multiplier.isdigit() or int(multiplier) < 1:
+            raise RestError(400, f"invalid range {multiplier}/{timespan}")
+        span_ms = int(multiplier) * _SPAN_MS[timespan]
+        first_ms = _ms(start)
+        last_ms = _ms(end, end_of_day=True)
+        limit = _limit(query, default=5000)
+        descending = query.get("sort", "asc") == "desc"
+        windows = range(first_ms - first_ms % span_ms, last_ms + 1, span_ms)
+        results: list[dict[str, object]] = []
+        next_start: int | None = None
+        for window in reversed(windows) if descending else windows:
+            if len(results) == limit:
+                next_start = window
+                break
+            trades = list(self.market.trades_between(pair, window, window + span_ms))
+            bar = aggregate(MinuteAgg, pair, window, window + span_ms, trades)
+            if bar is not None:
+                results.append(
+                    {"v": bar.volume, "vw": bar.vwap, "o": bar.open, "c": bar.close,
+                     "h": bar.high, "l": bar.low, "t": window, "n": len(trades)}
+                )  # fmt: skip
+        body: dict[str, object] = {
+            "ticker": ticker,
+            "queryCount": len(results),
+            "resultsCount": len(results),
+            "adjusted": True,
+            "results": results,
+            "status": "OK",
+            "request_id": uuid.uuid4().hex,
+            "count": len(results),
+        }
+        if next_start is not None:
+            low, high = (first_ms, next_start) if descending else (next_start, last_ms)
+            path = f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{low}/{high}"
+            body["next_url"] = f"{self.base_url}{path}?" + urlencode(
+                {"limit": limit, "sort": "desc" if descending else "asc"}
+            )
+        return body
+
+    def _trades(self, ticker: str, query: Mapping[str, str]) -> dict[str, object]:
+        if "cursor" in query:
+            cursor = _decode_cursor(query["cursor"])
+        else:
+            now_ns = dt.datetime.now(dt.UTC).timestamp() * 1e9
+            gte, lt = 0, int(now_ns)
+            if "timestamp" in query:
+                gte = _ns(query["timestamp"])
+                lt = gte + 1 if query["timestamp"].isdigit() else gte + 86_400 * 10**9
+            gte = max(gte, _ns(query["timestamp.gte"]) if "timestamp.gte" in query else gte)
+            gte = max(gte, _ns(query["timestamp.gt"]) + 1 if "timestamp.gt" in query else gte)
+            lt = min(lt, _ns(query["timestamp.lt"]) if "timestamp.lt" in query else lt)
+            lt = min(lt, _ns(query["timestamp.lte"]) + 1 if "timestamp.lte" in query else lt)
+            order = query.get("order", "desc")
+            if order not in ("asc", "desc"):
+                raise RestError(400, f"order must be asc or desc, not {order!r}")
+            gte = max(gte, lt - 7 * 86_400 * 10**9)  # look back a week at most, as served
+            cursor = _Cursor(ticker, gte, lt, order, _limit(query, default=1000), None)
+        pair = self._known_pair(cursor.ticker)
+        results: list[dict[str, object]] = []
+        last: tuple[int, int] | None = None
+        more = False
+        for position, trade in self._trades_in(pair, cursor):
+            if len(results) == cursor.limit:
+                more = True
+                break
+            results.append(
+                {"conditions": list(trade.conditions), "exchange": trade.exchange_id,
+                 "id": str(trade.trade_id), "participant_timestamp": trade.ts_ms * 1_000_000,
+                 "price": trade.price, "size": trade.size}
+            )  # fmt: skip
+            last = position
+        body: dict[str, object] = {
+            "results": results,
+            "status": "OK",
+            "request_id": uuid.uuid4().hex,
+        }
+        if more:
+            token = base64.urlsafe_b64encode(
+                msgspec.json.encode(msgspec.structs.replace(cursor, after=last))
+            )
+            body["next_url"] = f"{self.base_url}/v3/trades/{cursor.ticker}?cursor={token.decode()}"
+        return body
+
+    def _trades_in(self, pair: str, cursor: _Cursor) -> Iterator[tuple[tuple[int, int], Trade]]:
+        first_s, last_s = cursor.gte_ns // 10**9, (cursor.lt_ns - 1) // 10**9
+        ascending = cursor.order == "asc"
+        seconds = range(first_s, last_s + 1) if ascending else range(last_s, first_s - 1, -1)
+        for second in seconds:
+            trades = list(enumerate(self.market.trades(pair, second)))
+            for index, trade in trades if ascending else reversed(trades):
+                position = (second, index)
+                if cursor.after is not None and (
+                    position <= cursor.after if ascending else position >= cursor.after
+                ):
+                    continue
+                if cursor.gte_ns <= trade.ts_ms * 1_000_000 < cursor.lt_ns:
+                    yield position, trade
+
+    def _known_pair(self, ticker: str) -> str:
+        pair = pair_of_ticker(ticker)
+        if pair not in self.market.pairs:
+            raise RestError(404, f"no data for {ticker}", "NOT_FOUND")
+        return pair
+
+
+def _ms(value: str, *, end_of_day: bool = False) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise RestError(400, f"invalid date {value!r}: use epoch ms or YYYY-MM-DD") from None
+    return int(day.timestamp() * 1000) + (86_400_000 - 1 if end_of_day else 0)
+
+
+def _ns(value: str) -> int:
+    return int(value) if value.isdigit() else _ms(value) * 1_000_000
+
+
+def _limit(query: Mapping[str, str], default: int) -> int:
+    raw = query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+        raise RestError(400, f"limit must be 1..{_MAX_LIMIT}, not {raw!r}")
+    return int(raw)
+
+
+def _decode_cursor(token: str) -> _Cursor:
+    try:
+        return msgspec.json.decode(base64.urlsafe_b64decode(token), type=_Cursor)
+    except (ValueError, msgspec.DecodeError):
+        raise RestError(400, "invalid cursor") from None

@@ -1,0 +1,462 @@
+"""The simulator's server: the vendor's WebSocket protocol, its REST twin and a control
+endpoint, all on one loopback port.
+
+- ``ws://HOST:PORT/crypto`` (and ``/``): ``connected``, auth, subscribe/unsubscribe, data.
+- ``http://HOST:PORT/v2/aggs/...``, ``/v3/trades/...``: the REST twin (``rest.py``).
+- ``http://HOST:PORT/sim/stats`` and ``/sim/fault?kind=...``: what was sent, faults on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import itertools
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ingest.protocol import Action, status_frame
+from ingest.simulator.faults import FAULT_KINDS, FaultKind, PeriodicFault
+from ingest.simulator.market import DEFAULT_MARKET, Market
+from ingest.simulator.outbox import Outbox
+from ingest.simulator.recording import RecordingWriter, read_recording
+from ingest.simulator.rest import RestError, RestTwin
+from ingest.simulator.tape import CHANNELS, Tape, TapeEvent
+
+__all__ = ["Simulator", "SimulatorConfig"]
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS_MESSAGE = (
+    "Maximum number of websocket connections exceeded. You have reached the connection limit "
+    "for your account. Please contact support at https://massive.com/contact to increase your "
+    "limit."
+)
+_MALFORMED_FRAME = b'[{"ev":"XT","pair":"BTC-USD","p":6400'
+_UNKNOWN_EVENT = b'{"ev":"XZ","pair":"BTC-USD","zz":1}'
+_action_decoder = msgspec.json.Decoder(Action)
+
+
+class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (see Simulator.port)
+    seed: int = 1
+    pairs: tuple[str, ...] = tuple(DEFAULT_MARKET)
+    activity: float = 1.0  # scales every pair's trade and quote rates
+    channels: tuple[str, ...] = CHANNELS
+    api_keys: tuple[str, ...] = ()  # accepted keys; empty: any non-empty key
+    denied_channels: tuple[str, ...] = ()  # channels the "plan" lacks: error / not authorized
+    auth_timeout_s: float = 10.0
+    max_connections_per_key: int = 1
+    kick: Literal["oldest", "newest"] = "newest"  # which connection max_connections closes
+    speed: float = 1.0  # simulated seconds per wall second; 0 = flat-out
+    start_ms: int | None = None  # simulated start time; default: now
+    preload_s: int = 0  # flat-out: seconds of tape encoded before the first subscriber
+    max_frame_events: int = 25_000
+    slow_consumer_backlog: int = 2_000_000  # events waiting for one connection before a kick
+    replay: Path | None = None  # serve this recording instead of the synthetic market
+    journal: Path | None = None  # record every frame sent, per connection
+    faults: tuple[PeriodicFault, ...] = ()
+
+
+class _Connection:
+    """One authenticated client: its topics, its outbox, its counters, its pending faults."""
+
+    def __init__(self, ws: ServerConnection, key: str, number: int, max_frame_events: int) -> None:
+        self.ws = ws
+        self.key = key
+        self.number = number
+        self.topics: set[tuple[str, str]] = set()  # (channel, pair or "*")
+        self.outbox = Outbox(max_frame_events)
+        self.sending = asyncio.Event()  # cleared while a stall or ping silence lasts
+        self.sending.set()
+        self.close_after: tuple[int, str] | None = None
+        self.kick_frame: bytes | None = None
+        self.duplicates_left = 0
+        self.duplicate_again: bytes | None = None
+        self.frames_sent = 0
+        self.events_sent = 0
+
+    def wants(self, event: TapeEvent) -> bool:
+        return (event.channel, event.pair) in self.topics or (event.channel, "*") in self.topics
+
+    def kick(self, status: str, message: str, code: int = 1008) -> None:
+        """Send ``status`` ahead of any waiting data, then close with ``code``."""
+        self.kick_frame = status_frame(status, message)
+        self.outbox.add_frame(self.kick_frame, urgent=True)
+        self.close_after = (code, status)
+
+
+class Simulator:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.market = Market(
+            config.seed, {p: DEFAULT_MARKET[p] for p in config.pairs}, config.activity
+        )
+        self.tape = Tape(self.market, config.channels)
+        self._connections: dict[int, _Connection] = {}
+        self._numbers = itertools.count(1)
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
+        self._journal = RecordingWriter(config.journal) if config.journal else None
+        self._subscribed = asyncio.Event()
+        self.sim_ms = (
+            config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
+        )
+        self.events_published = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve_connection,
+            self.config.host,
+            self.config.port,
+            process_request=self._process_request,
+            compression=None,  # the vendor's feed is uncompressed; deflate halves throughput
+            max_size=2**20,  # client messages are small
+            write_limit=2**22,
+        )
+        self._tasks.append(asyncio.create_task(self._produce(), name="produce"))
+        for fault in self.config.faults:
+            self._tasks.append(asyncio.create_task(self._periodic(fault), name=fault.kind))
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._journal is not None:
+            self._journal.close()
+
+    # -- the WebSocket protocol ------------------------------------------------------------
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        await ws.send(status_frame("connected", "Connected Successfully"), text=True)
+        key = await self._authenticate(ws)
+        if key is None:
+            return
+        conn = _Connection(ws, key, next(self._numbers), self.config.max_frame_events)
+        self._connections[conn.number] = conn
+        sender = asyncio.create_task(self._send_loop(conn))
+        try:
+            await self._read_loop(conn)
+        except ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            del self._connections[conn.number]
+
+    async def _authenticate(self, ws: ServerConnection) -> str | None:
+        try:
+            message = await asyncio.wait_for(ws.recv(), self.config.auth_timeout_s)
+            action = _action_decoder.decode(message)
+        except TimeoutError:
+            await ws.send(status_frame("auth_timeout", "authentication timed out"), text=True)
+            await ws.close(1008, "auth_timeout")
+            return None
+        except (msgspec.DecodeError, ConnectionClosed):
+            action = Action("")
+        key = action.params.strip()
+        if (
+            action.action != "auth"
+            or not key
+            or (self.config.api_keys and key not in self.config.api_keys)
+        ):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(status_frame("auth_failed", "authentication failed"), text=True)
+                await ws.close(1008, "auth_failed")
+            return None
+        await ws.send(status_frame("auth_success", "authenticated"), text=True)
+        return key
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        async for message in conn.ws:
+            try:
+                action = _action_decoder.decode(message)
+            except msgspec.DecodeError:
+                conn.outbox.add_frame(status_frame("error", "invalid message"))
+                continue
+            if action.action not in ("subscribe", "unsubscribe"):
+                conn.outbox.add_frame(status_frame("error", f"unknown action {action.action!r}"))
+                continue
+            for topic in (t.strip() for t in action.params.split(",")):
+                if topic:
+                    conn.outbox.add_frame(self._change_subscription(conn, action.action, topic))
+            if action.action == "subscribe":
+                self._subscribed.set()
+                self._enforce_connection_limit(conn.key)
+
+    def _change_subscription(self, conn: _Connection, action: str, topic: str) -> bytes:
+        channel, _, pair = topic.partition(".")
+        if channel not in CHANNELS or not pair:
+            return status_frame("error", f"invalid subscription: {topic}")
+        if channel in self.config.denied_channels:
+            return status_frame("error", "not authorized")
+        # A REST-style pair (XT.X:BTCUSD) is accepted like any other and simply never matches.
+        if action == "subscribe":
+            conn.topics.add((channel, pair))
+            return status_frame("success", f"subscribed to: {topic}")
+        conn.topics.discard((channel, pair))
+        return status_frame("success", f"unsubscribed to: {topic}")
+
+    def _enforce_connection_limit(self, key: str) -> None:
+        """The vendor serves a second connection until it subscribes, then closes one."""
+        same_key = [c for c in self._connections.values() if c.key == key and c.close_after is None]
+        excess = len(same_key) - self.config.max_connections_per_key
+        if excess > 0:
+            ordered = sorted(same_key, key=lambda c: c.number)
+            for victim in ordered[:excess] if self.config.kick == "oldest" else ordered[-excess:]:
+                victim.kick("max_connections", MAX_CONNECTIONS_MESSAGE)
+
+    async def _send_loop(self, conn: _Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await conn.sending.wait()
+                frame, events = await conn.outbox.next_frame()
+                await conn.sending.wait()
+                await conn.ws.send(frame, text=True)
+                conn.frames_sent += 1
+                conn.events_sent += events
+                if self._journal is not None:
+                    self._journal.write(time.time_ns(), frame, conn.number)
+                if conn.close_after is not None and frame is conn.kick_frame:
+                    await conn.ws.close(*conn.close_after)
+                    return
+
+    # -- producing data --------------------------------------------------------------------
+
+    def _publish(self, events: list[TapeEvent]) -> None:
+        self.events_published += len(events)
+        for conn in list(self._connections.values()):
+            if not conn.topics or conn.close_after is not None:
+                continue
+            wanted = [event.data for event in events if conn.wants(event)]
+            if conn.duplicates_left:
+                wanted = self._with_duplicates(conn, events, wanted)
+            conn.outbox.add_events(wanted)
+            if conn.outbox.backlog > self.config.slow_consumer_backlog:
+                conn.kick("slow_consumer", "consumer is too slow: backlog exceeded")
+
+    @staticmethod
+    def _with_duplicates(
+        conn: _Connection, events: list[TapeEvent], wanted: list[bytes]
+    ) -> list[bytes]:
+        """Repeat trades: the same event twice in this frame and once more in the next."""
+        out = [conn.duplicate_again] if conn.duplicate_again else []
+        conn.duplicate_again = None
+        for event in events:
+            if conn.wants(event):
+                out.append(event.data)
+                if event.channel == "XT" and conn.duplicates_left:
+                    out.append(event.data)
+                    conn.duplicate_again = event.data
+                    conn.duplicates_left -= 1
+        return out if out else wanted
+
+    async def _produce(self) -> None:
+        if self.config.replay is not None:
+            await self._replay(self.config.replay)
+        elif self.config.speed == 0:
+            await self._flat_out()
+        else:
+            await self._real_time()
+
+    async def _real_time(self) -> None:
+        """Emit each event when the simulated clock passes its emission time."""
+        speed = self.config.speed
+        wall0, sim0 = time.monotonic(), self.sim_ms
+        second = sim0 // 1000
+        while True:
+            due: list[TapeEvent] = []
+            for event in self.tape.second(second):
+                if event.emit_ms < sim0:
+                    continue
+                wait_s = (event.emit_ms - sim0) / 1000 / speed - (time.monotonic() - wall0)
+                if wait_s > 0.005:
+                    self._publish(due)
+                    due = []
+                    await asyncio.sleep(wait_s)
+                    self.sim_ms = event.emit_ms
+                due.append(event)
+            self._publish(due)
+            second += 1
+
+    async def _flat_out(self) -> None:
+        """As fast as the slowest subscriber takes it, from pre-encoded seconds where preloaded."""
+        second = self.sim_ms // 1000
+        preloaded = [self.tape.second(s) for s in range(second, second + self.config.preload_s)]
+        await self._subscribed.wait()
+        for events in itertools.chain(
+            preloaded, (self.tape.second(s) for s in itertools.count(second + len(preloaded)))
+        ):
+            await self._wait_for_room()
+            self._publish(events)
+            self.sim_ms = events[-1].emit_ms if events else self.sim_ms + 1000
+
+    async def _wait_for_room(self) -> None:
+        high_water = self.config.max_frame_events * 2
+        while any(c.outbox.backlog > high_water for c in self._connections.values()):
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # let receivers and senders run between seconds
+
+    async def _replay(self, path: Path) -> None:
+        """Frames of a recording, as recorded (data frames only), at ``speed`` (0: flat-out)."""
+        await self._subscribed.wait()
+        wall0 = time.monotonic()
+        first_ns: int | None = None
+        for recorded in read_recording(path):
+            if '"ev":"status"' in recorded.frame:
+                continue
+            first_ns = recorded.ns if first_ns is None else first_ns
+            if self.config.speed:
+                wait_s = (recorded.ns - first_ns) / 1e9 / self.config.speed - (
+                    time.monotonic() - wall0
+                )
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)
+            else:
+                await self._wait_for_room()
+            frame = recorded.frame.encode()
+            for conn in list(self._connections.values()):
+                if conn.topics and conn.close_after is None:
+                    conn.outbox.add_frame(frame, frame.count(b'"ev":'))
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def inject(self, kind: FaultKind, *, seconds: float = 5.0, count: int = 1) -> int:
+        """Apply a fault to every open connection (REST faults: to the next requests)."""
+        if kind in ("rest_403", "rest_429"):
+            self._rest_faults[int(kind[-3:])] += count
+            return 0
+        connections = list(self._connections.values())
+        for conn in connections:
+            self._inject_one(conn, kind, seconds, count)
+        return len(connections)
+
+    def _inject_one(self, conn: _Connection, kind: FaultKind, seconds: float, count: int) -> None:
+        transport = conn.ws.transport
+        if kind == "drop":
+            transport.abort()
+        elif kind in ("maintenance", "close_normal"):
+            code = 1001 if kind == "maintenance" else 1000
+            self._tasks.append(asyncio.create_task(conn.ws.close(code, "maintenance")))
+        elif kind == "ping_silence":
+            transport.pause_reading()
+            conn.sending.clear()
+        elif kind == "stall":
+            conn.sending.clear()
+            asyncio.get_running_loop().call_later(seconds, conn.sending.set)
+        elif kind in ("slow_consumer", "force_disconnect"):
+            conn.kick(
+                kind,
+                "consumer is too slow" if kind == "slow_consumer" else "disconnected by server",
+            )
+        elif kind == "malformed":
+            conn.outbox.add_frame(_MALFORMED_FRAME)
+        elif kind == "unknown_event":
+            conn.outbox.add_events([_UNKNOWN_EVENT])
+        elif kind == "duplicate":
+            conn.duplicates_left += count
+
+    async def _periodic(self, fault: PeriodicFault) -> None:
+        while True:
+            await asyncio.sleep(fault.every_s)
+            log.info("fault %s on %d connections", fault.kind, self.inject(fault.kind))
+
+    # -- HTTP: REST twin and control --------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None if path in ("/", "/crypto") else _json(404, {"error": f"no feed at {path}"})
+        if path.startswith("/sim/"):
+            return self._control(request.path)
+        key = _request_key(request)
+        if not key or (self.config.api_keys and key not in self.config.api_keys):
+            return _json(401, RestError(401, "Unknown API Key").body)
+        for status in (403, 429):
+            if self._rest_faults[status]:
+                self._rest_faults[status] -= 1
+                error = (
+                    "NOT_AUTHORIZED"
+                    if status == 403
+                    else "You've exceeded the maximum requests per minute."
+                )
+                return _json(status, RestError(status, error).body)
+        host = request.headers.get("Host", f"{self.config.host}:{self.port}")
+        status, body = RestTwin(self.market, f"http://{host}").get(request.path)
+        return _response(status, body)
+
+    def _control(self, target: str) -> Response:
+        url = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if url.path == "/sim/stats":
+            return _json(200, self.stats())
+        if url.path == "/sim/fault":
+            kind = query.get("kind", "")
+            if kind not in FAULT_KINDS:
+                return _json(400, {"error": f"kind must be one of {', '.join(FAULT_KINDS)}"})
+            try:
+                seconds, count = float(query.get("seconds", 5)), int(query.get("count", 1))
+            except ValueError:
+                return _json(400, {"error": "seconds and count must be numbers"})
+            affected = self.inject(kind, seconds=seconds, count=count)  # type: ignore[arg-type]
+            return _json(200, {"kind": kind, "connections": affected})
+        return _json(404, {"error": f"no control endpoint {url.path}"})
+
+    def stats(self) -> dict[str, object]:
+        connections = [
+            {
+                "id": c.number,
+                "topics": sorted(".".join(topic) for topic in c.topics),
+                "frames_sent": c.frames_sent,
+                "events_sent": c.events_sent,
+                "backlog": c.outbox.backlog,
+            }
+            for c in self._connections.values()
+        ]
+        return {
+            "sim_ms": self.sim_ms,
+            "events_published": self.events_published,
+            "connections": connections,
+        }
+
+
+def _request_key(request: Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth.removeprefix("Bearer ").strip()
+    return parse_qs(urlsplit(request.path).query).get("apiKey", [""])[-1]
+
+
+def _json(status: int, body: object) -> Response:
+    return _response(status, msgspec.json.encode(body))
+
+
+def _response(status: int, body: bytes) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)

@@ -83,7 +83,7 @@ class _Connection:
         self.close_after: tuple[int, str] | None = None
         self.kick_frame: bytes | None = None
         self.duplicates_left = 0
-        self.duplicate_again: bytes | None = None
+        self.silenced = False  # reads nothing more: would never finish a closing handshake
         self.frames_sent = 0
         self.events_sent = 0
 
@@ -140,6 +140,9 @@ class Simulator:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        for conn in self._connections.values():
+            if conn.silenced:
+                conn.ws.transport.abort()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -250,26 +253,22 @@ class Simulator:
                 continue
             wanted = [event.data for event in events if conn.wants(event)]
             if conn.duplicates_left:
-                wanted = self._with_duplicates(conn, events, wanted)
+                wanted = self._with_duplicates(conn, wanted)
             conn.outbox.add_events(wanted)
             if conn.outbox.backlog > self.config.slow_consumer_backlog:
                 conn.kick("slow_consumer", "consumer is too slow: backlog exceeded")
 
     @staticmethod
-    def _with_duplicates(
-        conn: _Connection, events: list[TapeEvent], wanted: list[bytes]
-    ) -> list[bytes]:
-        """Repeat trades: the same event twice in this frame and once more in the next."""
-        out = [conn.duplicate_again] if conn.duplicate_again else []
-        conn.duplicate_again = None
-        for event in events:
-            if conn.wants(event):
-                out.append(event.data)
-                if event.channel == "XT" and conn.duplicates_left:
-                    out.append(event.data)
-                    conn.duplicate_again = event.data
-                    conn.duplicates_left -= 1
-        return out if out else wanted
+    def _with_duplicates(conn: _Connection, wanted: list[bytes]) -> list[bytes]:
+        """Send the next trades twice in this frame, and once more in a frame of their own."""
+        out = []
+        for data in wanted:
+            out.append(data)
+            if conn.duplicates_left and data.startswith(b'{"ev":"XT"'):
+                out.append(data)
+                conn.outbox.add_frame(b"[" + data + b"]", 1)
+                conn.duplicates_left -= 1
+        return out
 
     async def _produce(self) -> None:
         if self.config.replay is not None:
@@ -361,6 +360,7 @@ class Simulator:
         elif kind == "ping_silence":
             transport.pause_reading()
             conn.sending.clear()
+            conn.silenced = True
         elif kind == "stall":
             conn.sending.clear()
             asyncio.get_running_loop().call_later(seconds, conn.sending.set)

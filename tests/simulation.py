@@ -1,0 +1,90 @@
+"""Helpers for tests that talk to a real simulator on a loopback port, in the test's own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from ingest.simulator import Simulator, SimulatorConfig
+
+KEY = "test-key"
+# A fixed simulated start on a minute boundary keeps runs reproducible.
+START_MS = 1_764_000_000_000
+
+
+@asynccontextmanager
+async def running(config: SimulatorConfig) -> AsyncIterator[Simulator]:
+    simulator = Simulator(config)
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+def config(**overrides: Any) -> SimulatorConfig:
+    defaults: dict[str, Any] = {"port": 0, "seed": 7, "api_keys": (KEY,), "start_ms": START_MS}
+    return SimulatorConfig(**{**defaults, **overrides})
+
+
+@asynccontextmanager
+async def client(
+    simulator: Simulator,
+    key: str = KEY,
+    subscribe: str | None = None,
+    *,
+    backpressure: bool = False,
+) -> AsyncIterator[ClientConnection]:
+    """A raw client past ``connected`` and ``auth_success`` (and the subscribe replies).
+
+    Without ``backpressure`` it buffers everything, so a test that stops reading one client
+    can still close it at once; with it, it stops reading the socket like a slow consumer.
+    """
+    url = f"ws://127.0.0.1:{simulator.port}/crypto"
+    # A short close timeout: after a fault the server may never answer the closing handshake.
+    max_queue = 4 if backpressure else None
+    async with connect(
+        url, max_size=None, compression=None, max_queue=max_queue, close_timeout=0.5
+    ) as ws:
+        assert frame(await ws.recv())[0]["status"] == "connected"
+        await ws.send(json.dumps({"action": "auth", "params": key}))
+        assert frame(await ws.recv())[0]["status"] == "auth_success"
+        if subscribe:
+            await ws.send(json.dumps({"action": "subscribe", "params": subscribe}))
+            for _ in subscribe.split(","):
+                assert frame(await ws.recv())[0]["status"] == "success"
+        yield ws
+
+
+def frame(message: str | bytes) -> list[dict[str, Any]]:
+    decoded = json.loads(message)
+    assert isinstance(decoded, list), "the server sends only JSON arrays"
+    return decoded
+
+
+async def events(ws: ClientConnection, count: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """At least ``count`` data events (status frames are kept too, in order)."""
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout_s):
+        while sum(e["ev"] != "status" for e in received) < count:
+            received += frame(await ws.recv())
+    return received
+
+
+async def http_get(port: int, target: str) -> tuple[int, Any]:
+    """GET from the simulator's HTTP side (REST twin or control) without blocking the loop."""
+
+    def fetch() -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{target}", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    return await asyncio.to_thread(fetch)

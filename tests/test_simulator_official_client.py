@@ -1,0 +1,142 @@
+"""The official ``massive`` client (WebSocket and REST) works against the simulator unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from massive import RESTClient, WebSocketClient
+from massive.exceptions import AuthError
+from massive.websocket.models import CryptoQuote, CryptoTrade, CurrencyAgg
+
+from ingest.simulator import Market
+from ingest.simulator.recording import read_recording
+from tests.simulation import KEY, START_MS, config, running
+
+TOPICS = ["XT.BTC-USD", "XQ.BTC-USD", "XA.BTC-USD"]
+# The official client's attribute for each wire field.
+CLIENT_FIELDS: dict[type, dict[str, str]] = {
+    CryptoTrade: {
+        "pair": "pair", "price": "p", "size": "s", "timestamp": "t", "exchange": "x", "id": "i",
+        "conditions": "c", "received_timestamp": "r",
+    },
+    CryptoQuote: {
+        "pair": "pair", "bid_price": "bp", "bid_size": "bs", "ask_price": "ap", "ask_size": "as",
+        "timestamp": "t", "exchange_id": "x", "received_timestamp": "r",
+    },
+    CurrencyAgg: {
+        "pair": "pair", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "v",
+        "vwap": "vw", "avg_trade_size": "z", "start_timestamp": "s", "end_timestamp": "e",
+    },
+}  # fmt: skip
+
+
+def test_the_websocket_client_receives_exactly_what_the_simulator_sent(tmp_path: Path) -> None:
+    journal = tmp_path / "sent.jsonl.gz"
+    received: list[Any] = []
+
+    async def scenario() -> None:
+        async with running(config(speed=60, journal=journal)) as sim:
+            ws_client = WebSocketClient(
+                api_key=KEY,
+                feed=f"127.0.0.1:{sim.port}",
+                market="crypto",
+                secure=False,
+                subscriptions=TOPICS,
+            )
+
+            async def handle(messages: list[Any]) -> None:
+                received.extend(messages)
+                if any(isinstance(m, CurrencyAgg) for m in received):
+                    await ws_client.close()
+
+            await asyncio.wait_for(ws_client.connect(handle), timeout=60)
+
+    asyncio.run(scenario())
+    sent = [
+        event
+        for recorded in read_recording(journal)
+        for event in json.loads(recorded.frame)
+        if event["ev"] != "status"
+    ]
+    assert [type(m) for m in received] == [
+        {"XT": CryptoTrade, "XQ": CryptoQuote, "XA": CurrencyAgg}[e["ev"]]
+        for e in sent[: len(received)]
+    ]
+    assert {type(m) for m in received} == {CryptoTrade, CryptoQuote, CurrencyAgg}
+    for message, event in zip(received, sent, strict=False):
+        fields = CLIENT_FIELDS[type(message)]
+        assert {attr: getattr(message, attr) for attr in fields} == {
+            attr: event[wire] for attr, wire in fields.items()
+        }
+    # ... and what was sent is the seeded market's ground truth.
+    market = Market(seed=7)
+    for message in received:
+        if isinstance(message, CryptoTrade):
+            assert message.timestamp is not None
+            truth = market.trades("BTC-USD", message.timestamp // 1000)
+            assert any(t.trade_id == message.id and t.price == message.price for t in truth)
+
+
+def test_the_websocket_client_raises_auth_error_for_a_wrong_key() -> None:
+    async def scenario() -> None:
+        async with running(config()) as sim:
+            ws_client = WebSocketClient(
+                api_key="wrong",
+                feed=f"127.0.0.1:{sim.port}",
+                market="crypto",
+                secure=False,
+                subscriptions=TOPICS,
+            )
+
+            async def handle(messages: list[Any]) -> None:
+                raise AssertionError("no data for a wrong key")
+
+            with pytest.raises(AuthError):
+                await asyncio.wait_for(ws_client.connect(handle), timeout=10)
+
+    asyncio.run(scenario())
+
+
+def test_the_rest_client_reads_bars_and_pages_trades_equal_to_the_market() -> None:
+    start_ms = START_MS - 10 * 60_000  # history before the simulated "now"
+    end_ms = START_MS
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        async with running(config()) as sim:
+            rest = RESTClient(api_key=KEY, base=f"http://127.0.0.1:{sim.port}", retries=0)
+
+            def fetch() -> tuple[list[Any], list[Any]]:
+                bars = list(rest.list_aggs("X:BTCUSD", 1, "minute", start_ms, end_ms - 1, limit=3))
+                trades = list(
+                    rest.list_trades(
+                        "X:BTCUSD",
+                        timestamp_gte=start_ms * 1_000_000,
+                        timestamp_lt=(start_ms + 120_000) * 1_000_000,
+                        order="asc",
+                        limit=100,
+                    )
+                )
+                return bars, trades
+
+            return await asyncio.to_thread(fetch)
+
+    began = time.monotonic()
+    bars, trades = asyncio.run(scenario())
+    assert time.monotonic() - began < 60
+    market = Market(seed=7)
+    expected_bars = [
+        market.minute_bar("BTC-USD", t // 1000) for t in range(start_ms, end_ms, 60_000)
+    ]
+    assert [(b.timestamp, b.open, b.high, b.low, b.close, b.volume, b.vwap) for b in bars] == [
+        (e.start_ms, e.open, e.high, e.low, e.close, e.volume, e.vwap) for e in expected_bars if e
+    ]
+    expected_trades = list(market.trades_between("BTC-USD", start_ms, start_ms + 120_000))
+    assert len(trades) == len(expected_trades) > 100  # more than one page
+    assert [(t.id, t.price, t.size, t.participant_timestamp) for t in trades] == [
+        (str(e.trade_id), e.price, e.size, e.ts_ms * 1_000_000) for e in expected_trades
+    ]

@@ -36,19 +36,27 @@ def test_every_command_names_something_the_project_has() -> None:
             assert command[0] in console_scripts(), f"unknown command {command[0]}"
 
 
-def test_tickpipe_services_build_from_the_dockerfile_and_wait_for_questdb() -> None:
+def test_tickpipe_services_build_from_the_dockerfile_and_publish_on_loopback_only() -> None:
     services = compose()["services"]
     assert (REPO / "Dockerfile").is_file()
     for name, service in services.items():
-        if name == "questdb":
-            continue
-        assert service["build"] == "."
-        assert "questdb" in service["depends_on"]
+        if name != "questdb":
+            assert service["build"] == ".", name
+        assert all(port.startswith("127.0.0.1:") for port in service.get("ports", [])), name
+
+
+def test_writers_wait_until_questdb_is_healthy() -> None:
+    services = compose()["services"]
+    writers = {
+        n: s for n, s in services.items() if s.get("environment", {}).get("STORE") == "questdb"
+    }
+    assert "schema" in writers
+    for name, service in writers.items():
+        assert service["depends_on"]["questdb"]["condition"] == "service_healthy", name
 
 
 def test_questdb_image_is_pinned_to_the_local_version_and_published_on_loopback() -> None:
     questdb = compose()["services"]["questdb"]
     assert questdb["image"] == f"questdb/questdb:{QUESTDB_VERSION}"
-    assert all(port.startswith("127.0.0.1:") for port in questdb["ports"])
     assert "healthcheck" in questdb
     assert any(volume.endswith(":/var/lib/questdb") for volume in questdb["volumes"])

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from ingest.simulator import Market
 from ingest.simulator.faults import PeriodicFault, parse_periodic_fault
+from ingest.simulator.generate import generate
 from ingest.simulator.recorder import record
 from ingest.simulator.recording import read_recording
+from ingest.simulator.tape import Tape
 from sql.settings import Secret
-from tests.simulation import KEY, client, config, frame, http_get, running
+from tests.simulation import KEY, START_MS, client, config, frame, http_get, running
 
 
 def data_frames(path: Path) -> list[str]:
@@ -129,3 +132,16 @@ def test_subscribed_status_frames_are_lists(tmp_path: Path) -> None:
             assert frame(await ws.recv())[0]["status"] == "error"
 
     asyncio.run(scenario())
+
+
+def test_generate_writes_the_tape_as_frames_to_replay(tmp_path: Path) -> None:
+    out = tmp_path / "tape.jsonl.gz"
+    tape = Tape(Market(seed=7), ["XT", "XA"])
+    written = generate(tape, START_MS // 1000, 90, out, frame_events=50)
+    recorded = list(read_recording(out))
+    expected = [e for s in range(START_MS // 1000, START_MS // 1000 + 90) for e in tape.second(s)]
+    assert written == len(expected)
+    assert all(len(json.loads(r.frame)) <= 50 for r in recorded)
+    assert [r.ns for r in recorded] == sorted(r.ns for r in recorded)
+    replayed = [event for r in recorded for event in json.loads(r.frame)]
+    assert replayed == [json.loads(e.data) for e in expected]

@@ -1,8 +1,9 @@
-"""``python -m ingest.simulator serve | record``.
+"""``python -m ingest.simulator serve | generate | record``.
 
-serve   the feed on ws://127.0.0.1:PORT/crypto, its REST twin and /sim/ control on the
-        same port (printed at start); real-time by default, --speed 0 for flat-out
-record  connect to a feed (the simulator or the live one) and write its frames to a file
+serve     the feed on ws://127.0.0.1:PORT/crypto, its REST twin and /sim/ control on the
+          same port (printed at start); real-time by default, --speed 0 for flat-out
+generate  write a stretch of the market to a file, to serve with --replay at full speed
+record    connect to a feed (the simulator or the live one) and write its frames to a file
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ from pathlib import Path
 import uvloop
 
 from ingest.simulator.faults import parse_periodic_fault
-from ingest.simulator.market import DEFAULT_MARKET
+from ingest.simulator.generate import generate
+from ingest.simulator.market import DEFAULT_MARKET, Market
 from ingest.simulator.recorder import record
 from ingest.simulator.server import Simulator, SimulatorConfig
-from ingest.simulator.tape import CHANNELS
+from ingest.simulator.tape import CHANNELS, Tape
 from sql.settings import Secret
 
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _add_market_options(parser: argparse.ArgumentParser, channels: tuple[str, ...]) -> None:
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pairs", type=_csv, default=tuple(DEFAULT_MARKET), help="comma list")
+    parser.add_argument("--channels", type=_csv, default=channels, help="channels produced")
+    parser.add_argument("--activity", type=float, default=1.0, help="scale of event rates")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,18 +44,16 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
     serve = commands.add_parser("serve", help="run the simulated feed")
+    _add_market_options(serve, CHANNELS)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    serve.add_argument("--seed", type=int, default=1)
-    serve.add_argument("--pairs", type=_csv, default=tuple(DEFAULT_MARKET), help="comma list")
-    serve.add_argument("--channels", type=_csv, default=CHANNELS, help="channels produced")
-    serve.add_argument("--activity", type=float, default=1.0, help="scale of event rates")
     serve.add_argument(
         "--speed",
         type=float,
         default=1.0,
-        help="simulated s per wall s; 86400 = a day a second; 0 = flat-out",
+        help="simulated s per wall s (86400: a day a second; 0: flat-out)",
     )
     serve.add_argument("--start-ms", type=int, help="simulated start, epoch ms (default: now)")
     serve.add_argument(
@@ -58,11 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=int, default=1, help="per key")
     serve.add_argument("--kick", choices=("oldest", "newest"), default="newest")
     serve.add_argument("--max-frame-events", type=int, default=25_000)
-    serve.add_argument("--replay", type=Path, help="serve this recording instead")
+    serve.add_argument("--replay", type=Path, help="serve this recording instead of the market")
     serve.add_argument("--journal", type=Path, help="write every frame sent to this file")
     serve.add_argument(
         "--fault", type=parse_periodic_fault, action="append", default=[], metavar="KIND:SECONDS"
     )
+
+    gen = commands.add_parser("generate", help="write market data to a recording, to replay")
+    _add_market_options(gen, ("XT", "XQ", "XA"))
+    gen.add_argument("--start-ms", type=int, default=1_764_000_000_000, help="epoch ms")
+    gen.add_argument("--seconds", type=int, default=60, help="simulated seconds to write")
+    gen.add_argument("--frame-events", type=int, default=1000, help="events per frame")
+    gen.add_argument("--out", type=Path, required=True)
+
     rec = commands.add_parser("record", help="record a feed to a file")
     rec.add_argument("--url", default="ws://127.0.0.1:8765/crypto")
     rec.add_argument("--subscribe", default="XT.*,XQ.*,XA.*", help="topics")
@@ -73,27 +88,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    config = SimulatorConfig(
-        host=args.host,
-        port=args.port,
-        seed=args.seed,
-        pairs=args.pairs,
-        channels=args.channels,
-        activity=args.activity,
-        speed=args.speed,
-        start_ms=args.start_ms,
-        preload_s=args.preload,
-        api_keys=args.keys,
-        denied_channels=args.deny,
-        auth_timeout_s=args.auth_timeout,
-        max_connections_per_key=args.max_connections,
-        kick=args.kick,
-        max_frame_events=args.max_frame_events,
-        replay=args.replay,
-        journal=args.journal,
-        faults=tuple(args.fault),
+    simulator = Simulator(
+        SimulatorConfig(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            pairs=args.pairs,
+            channels=args.channels,
+            activity=args.activity,
+            speed=args.speed,
+            start_ms=args.start_ms,
+            preload_s=args.preload,
+            api_keys=args.keys,
+            denied_channels=args.deny,
+            auth_timeout_s=args.auth_timeout,
+            max_connections_per_key=args.max_connections,
+            kick=args.kick,
+            max_frame_events=args.max_frame_events,
+            replay=args.replay,
+            journal=args.journal,
+            faults=tuple(args.fault),
+        )
     )
-    simulator = Simulator(config)
     await simulator.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,20 +126,25 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    unknown = set(getattr(args, "pairs", ())) - set(DEFAULT_MARKET)
+    if unknown:
+        print(
+            f"error: unknown pairs {sorted(unknown)}; known: {', '.join(DEFAULT_MARKET)}",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "serve":
-        for name in ("pairs",):
-            unknown = set(getattr(args, name)) - set(DEFAULT_MARKET)
-            if unknown:
-                print(
-                    f"error: unknown pairs {sorted(unknown)}; known: {', '.join(DEFAULT_MARKET)}",
-                    file=sys.stderr,
-                )
-                return 2
         uvloop.run(_serve(args))
-        return 0
-    key = os.environ.get("POLYGON_API_KEY") or os.environ.get("MASSIVE_API_KEY") or "simulator"
-    frames = uvloop.run(
-        record(
+    elif args.command == "generate":
+        market = Market(args.seed, {p: DEFAULT_MARKET[p] for p in args.pairs}, args.activity)
+        tape = Tape(market, args.channels)
+        events = generate(
+            tape, args.start_ms // 1000, args.seconds, args.out, frame_events=args.frame_events
+        )
+        print(f"wrote {events} events to {args.out}")
+    else:
+        key = os.environ.get("POLYGON_API_KEY") or os.environ.get("MASSIVE_API_KEY") or "simulator"
+        run = record(
             args.url,
             Secret(key),
             args.subscribe,
@@ -131,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds,
             max_frames=args.frames,
         )
-    )
-    print(f"recorded {frames} frames to {args.out}")
+        print(f"recorded {uvloop.run(run)} frames to {args.out}")
     return 0
 
 

@@ -110,6 +110,7 @@ class Market:
     def _trades(self, pair: str, second: int) -> tuple[Trade, ...]:
         """The trades of ``pair`` during ``second``, in exchange-time order."""
         model = self.pairs[pair]
+        decimals = _decimals(model.tick)
         rng = self.rng(pair, "trades", second)
         offsets = sorted(
             rng.randrange(1000) for _ in range(_poisson(rng, model.trades_per_s * self.activity))
@@ -119,13 +120,13 @@ class Market:
             ts_ms = second * 1000 + offset
             exchange = rng.choice(EXCHANGE_IDS)
             side = rng.random()
-            size = model.median_size * rng.lognormvariate(0.0, 1.2)
+            size = model.median_size * math.exp(rng.gauss(0.0, 1.2))
             if rng.random() < 0.02:  # dust: sizes like 2e-07 arrive in exponent form
                 size *= 1e-5
             trades.append(
                 Trade(
                     pair=pair,
-                    price=_to_tick(self.mid(pair, ts_ms) * (1 + rng.gauss(0.0, 2e-4)), model.tick),
+                    price=round(self.mid(pair, ts_ms) * (1 + rng.gauss(0.0, 2e-4)), decimals),
                     size=float(f"{size:.8g}"),
                     ts_ms=ts_ms,
                     exchange_id=exchange,
@@ -140,6 +141,7 @@ class Market:
         """Per-exchange top-of-book quotes of ``pair`` during ``second``, in exchange-time order.
         Exchanges disagree, so the best bid across them can exceed the best ask."""
         model = self.pairs[pair]
+        decimals = _decimals(model.tick)
         rng = self.rng(pair, "quotes", second)
         offsets = sorted(
             rng.randrange(1000) for _ in range(_poisson(rng, model.quotes_per_s * self.activity))
@@ -150,22 +152,20 @@ class Market:
             exchange = rng.choice(EXCHANGE_IDS)
             mid = self.mid(pair, ts_ms) * (1 + rng.gauss(0.0, 1e-4))
             half_spread = mid * rng.uniform(5e-5, 4e-4)
-            bid = _to_tick(mid - half_spread, model.tick)
-            ask = max(
-                _to_tick(mid + half_spread, model.tick), _to_tick(bid + model.tick, model.tick)
-            )
+            bid = round(mid - half_spread, decimals)
+            ask = max(round(mid + half_spread, decimals), round(bid + model.tick, decimals))
             with_last = rng.random() < 0.15  # undocumented lp/ls on some live frames
             quotes.append(
                 Quote(
                     pair=pair,
                     bid_price=bid,
-                    bid_size=float(f"{model.median_size * rng.lognormvariate(1.0, 0.8):.8g}"),
+                    bid_size=float(f"{model.median_size * math.exp(rng.gauss(1.0, 0.8)):.8g}"),
                     ask_price=ask,
-                    ask_size=float(f"{model.median_size * rng.lognormvariate(1.0, 0.8):.8g}"),
+                    ask_size=float(f"{model.median_size * math.exp(rng.gauss(1.0, 0.8)):.8g}"),
                     ts_ms=ts_ms,
                     exchange_id=exchange,
                     received_ms=ts_ms + _LATENCY_MS[exchange] + rng.randrange(60),
-                    last_price=_to_tick(mid, model.tick) if with_last else None,
+                    last_price=round(mid, decimals) if with_last else None,
                     last_size=float(f"{model.median_size:.8g}") if with_last else None,
                 )
             )
@@ -226,9 +226,9 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-def _to_tick(price: float, tick: float) -> float:
-    decimals = max(0, -math.floor(math.log10(tick)))
-    return round(round(price / tick) * tick, decimals)
+def _decimals(tick: float) -> int:
+    """Ticks are powers of ten (0.01, 0.0001): rounding to the tick is rounding to decimals."""
+    return max(0, round(-math.log10(tick)))
 
 
 def _trade_id(rng: random.Random, exchange: int, sequence: int) -> str | int:

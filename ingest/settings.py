@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -28,6 +29,22 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     )
     pairs: tuple[Pair, ...] = DEFAULT_PAIRS
     channels: tuple[Channel, ...] = ("XT", "XQ", "XA")
+    # Batching: a batch goes to the store at this many rows, or after this long.
+    ingest_batch_rows: Annotated[int, msgspec.Meta(ge=1)] = 20_000
+    ingest_flush_ms: Annotated[int, msgspec.Meta(ge=1)] = 200
+    # Where batches wait while the store is down, and where malformed input is set aside.
+    ingest_spool_dir: Path = Path("data/spool")
+    ingest_dead_letter: Path = Path("data/dead-letter.jsonl")
+    # Reconnecting: exponential backoff with jitter, reset after a healthy stretch.
+    ingest_backoff_min_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    ingest_backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    ingest_healthy_after_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    ingest_silence_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # no frame this long: reconnect
+    ingest_max_connections_cooldown_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # Prometheus /metrics (0: any free port) and the statistics log line.
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101
+    ingest_stats_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:

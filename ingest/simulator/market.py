@@ -143,9 +143,9 @@ class Market:
         model = self.pairs[pair]
         decimals = _decimals(model.tick)
         rng = self.rng(pair, "quotes", second)
-        offsets = sorted(
-            rng.randrange(1000) for _ in range(_poisson(rng, model.quotes_per_s * self.activity))
-        )
+        # Distinct milliseconds: a quote is identified by (pair, exchange, time) downstream.
+        count = min(1000, _poisson(rng, model.quotes_per_s * self.activity))
+        offsets = sorted(rng.sample(range(1000), count))
         quotes = []
         for offset in offsets:
             ts_ms = second * 1000 + offset

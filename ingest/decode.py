@@ -1,0 +1,74 @@
+"""Frames to events, never raising: bad input is counted and set aside, good events kept.
+
+The fast path decodes a whole frame into Structs in one call. Only when that fails is the frame
+taken apart event by event, so one bad event does not cost the good ones beside it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ingest.protocol import Event, MinuteAgg, Quote, SecondAgg, Status, Trade, frame_decoder
+
+__all__ = ["DecodedFrame", "decode_frame"]
+
+_KNOWN = frozenset({"XT", "XQ", "XA", "XAS", "status"})
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_event = msgspec.json.Decoder(Event)
+
+
+class _Tagged(msgspec.Struct):
+    ev: str
+
+
+_tag = msgspec.json.Decoder(_Tagged)
+
+
+class DecodedFrame(msgspec.Struct):
+    data: list[Trade | Quote | MinuteAgg]
+    statuses: list[Status] = msgspec.field(default_factory=list)
+    second_bars: int = 0  # XAS: not stored (minute bars are the vendor's truth)
+    unknown: int = 0  # events of a type we do not know
+    malformed: list[bytes] = msgspec.field(default_factory=list)  # frames or events set aside
+
+
+def decode_frame(frame: bytes | str) -> DecodedFrame:
+    try:
+        events = frame_decoder.decode(frame)
+    except msgspec.DecodeError:
+        return _decode_each(frame)
+    return _sort(events, DecodedFrame([]))
+
+
+def _decode_each(frame: bytes | str) -> DecodedFrame:
+    decoded = DecodedFrame([])
+    try:
+        raws = _raw_list.decode(frame)
+    except msgspec.DecodeError:
+        decoded.malformed.append(frame.encode() if isinstance(frame, str) else frame)
+        return decoded
+    events: list[Event] = []
+    for raw in raws:
+        try:
+            events.append(_event.decode(raw))
+        except msgspec.DecodeError:
+            try:
+                known = _tag.decode(raw).ev in _KNOWN
+            except msgspec.DecodeError:
+                known = True
+            if known:
+                decoded.malformed.append(bytes(raw))
+            else:
+                decoded.unknown += 1
+    return _sort(events, decoded)
+
+
+def _sort(events: list[Event], into: DecodedFrame) -> DecodedFrame:
+    for event in events:
+        if isinstance(event, Status):
+            into.statuses.append(event)
+        elif isinstance(event, SecondAgg):
+            into.second_bars += 1
+        else:
+            into.data.append(event)
+    return into

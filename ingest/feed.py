@@ -1,0 +1,138 @@
+"""The feed client: connect, authenticate, subscribe, receive; reconnect on every close.
+
+The receive loop only receives: frames go to a queue that the pipeline drains, so parsing and
+the store never slow it down. Only small frames are looked at here, for the statuses that
+decide how to reconnect (``auth_failed`` is fatal; ``max_connections`` means another process
+may share the key, so we cool down before trying again, or both would kick each other forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from ingest.errors import AuthFailed
+from ingest.protocol import Action, Status
+from ingest.settings import IngestSettings
+
+__all__ = ["Backoff", "Feed"]
+
+log = logging.getLogger(__name__)
+_statuses = msgspec.json.Decoder(list[Status])
+_encode = msgspec.json.Encoder().encode
+_STATUS_FRAME_MAX = 1024  # statuses come in small frames of their own
+
+
+class Backoff:
+    """Exponential delays with jitter: half fixed, half random, so reconnecting clients spread."""
+
+    def __init__(self, minimum_s: float, maximum_s: float) -> None:
+        self.minimum_s, self.maximum_s = minimum_s, maximum_s
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum_s, self.minimum_s * float(2**self.attempt))
+        self.attempt += 1
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not secrecy)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Feed:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        frames: asyncio.Queue[bytes],
+        on_reconnect: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        if settings.polygon_api_key is None:
+            raise ValueError("the feed needs POLYGON_API_KEY")
+        self.settings = settings
+        self.frames = frames
+        self.on_reconnect = on_reconnect
+        self.backoff = Backoff(settings.ingest_backoff_min_s, settings.ingest_backoff_max_s)
+        self.topics = ",".join(f"{c}.{p}" for c in settings.channels for p in settings.pairs)
+        self._cooldown_s = 0.0
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Receive until cancelled; raises AuthFailed if the key is refused."""
+        while True:
+            began = time.monotonic()
+            reason = await self._session()
+            self.connected.clear()
+            if time.monotonic() - began >= self.settings.ingest_healthy_after_s:
+                self.backoff.reset()
+            delay = max(self.backoff.next_delay(), self._cooldown_s)
+            self._cooldown_s = 0.0
+            log.warning("feed: %s; reconnecting in %.1fs", reason, delay)
+            self.on_reconnect(reason)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> str:
+        """One connection, from connect to close; returns why it ended."""
+        try:
+            async with connect(
+                self.settings.polygon_ws_url,
+                max_size=None,  # the vendor's frames can exceed 1 MiB
+                compression=None,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=2,
+                open_timeout=10,
+                max_queue=None,  # we never stop reading: the queue behind us is ours
+            ) as ws:
+                await self._handshake(ws)
+                self.connected.set()
+                return await self._receive(ws)
+        except AuthFailed:
+            raise
+        except ConnectionClosed as exc:
+            return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            return f"cannot connect ({type(exc).__name__}: {exc})"
+
+    async def _handshake(self, ws: ClientConnection) -> None:
+        self._check(await ws.recv(decode=False))  # connected
+        assert self.settings.polygon_api_key is not None
+        await ws.send(_encode(Action("auth", self.settings.polygon_api_key.reveal())), text=True)
+        self._check(await ws.recv(decode=False))  # auth_success, or auth_failed
+        await ws.send(_encode(Action("subscribe", self.topics)), text=True)
+
+    async def _receive(self, ws: ClientConnection) -> str:
+        silence_s = self.settings.ingest_silence_s
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(decode=False), silence_s)
+            except TimeoutError:
+                await ws.close(1000, "silent feed")
+                return f"no data for {silence_s:.0f}s"
+            if len(frame) < _STATUS_FRAME_MAX and b'"status"' in frame:
+                self._check(frame)
+            await self.frames.put(frame)
+
+    def _check(self, frame: bytes) -> None:
+        try:
+            statuses = _statuses.decode(frame)
+        except msgspec.DecodeError:
+            return
+        for status in statuses:
+            if status.status == "auth_failed":
+                raise AuthFailed(status.message)
+            if status.status == "max_connections":
+                self._cooldown_s = self.settings.ingest_max_connections_cooldown_s
+                log.error(
+                    "feed: max_connections: another process may be using this API key; "
+                    "cooling down %.0fs before reconnecting",
+                    self._cooldown_s,
+                )
+            elif status.status in ("slow_consumer", "force_disconnect", "error"):
+                log.warning("feed: %s: %s", status.status, status.message)

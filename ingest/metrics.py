@@ -1,0 +1,80 @@
+"""What the ingester counts: Prometheus metrics, and the seed's statistics block as one line.
+
+Each ``IngestMetrics`` has its own registry, so several ingesters (tests) can live in one
+process; ``serve`` exposes it on /metrics with prometheus-client's own HTTP server.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["IngestMetrics"]
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames = Counter("tickpipe_ingest_frames", "Frames received", registry=r)
+        self.events = Counter("tickpipe_ingest_events", "Events decoded", ["type"], registry=r)
+        self.malformed = Counter(
+            "tickpipe_ingest_malformed", "Malformed frames or events set aside", registry=r
+        )
+        self.unknown = Counter(
+            "tickpipe_ingest_unknown_events", "Events of unknown type skipped", registry=r
+        )
+        self.reconnects = Counter(
+            "tickpipe_ingest_reconnects", "Feed reconnections", ["reason"], registry=r
+        )
+        self.rows_written = Counter("tickpipe_ingest_rows_written", "Rows stored", registry=r)
+        self.batch_rows = Histogram(
+            "tickpipe_ingest_batch_rows", "Rows per stored batch",
+            buckets=(10, 100, 1_000, 5_000, 20_000, 50_000, 100_000), registry=r,
+        )  # fmt: skip
+        self.flush_seconds = Histogram(
+            "tickpipe_ingest_flush_seconds", "Time to store a batch", registry=r
+        )
+        self.spool_batches = Gauge(
+            "tickpipe_ingest_spool_batches", "Batches waiting on disk", registry=r
+        )
+        self.lag_seconds = Gauge(
+            "tickpipe_ingest_lag_seconds",
+            "Now minus the vendor receive time of the newest event",
+            registry=r,
+        )
+        self.started = time.monotonic()
+        self.last_frame = 0.0
+        self._last_report = (self.started, 0.0)
+
+    def serve(self, host: str, port: int) -> int:
+        """Expose /metrics; returns the port (``port`` 0 picks a free one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
+
+    def statistics(self) -> bytes:
+        """The seed's statistics block (uptime, totals per type, errors, messages/s, last
+        message age) as one JSON log line."""
+        now = time.monotonic()
+        frames = self._sample("tickpipe_ingest_frames_total")
+        since, frames_then = self._last_report
+        self._last_report = (now, frames)
+        return msgspec.json.encode(
+            {
+                "uptime_s": round(now - self.started),
+                "events": {
+                    kind: int(self._sample("tickpipe_ingest_events_total", type=kind))
+                    for kind in ("trade", "quote", "bar")
+                },
+                "malformed": int(self._sample("tickpipe_ingest_malformed_total")),
+                "unknown": int(self._sample("tickpipe_ingest_unknown_events_total")),
+                "messages_per_s": round((frames - frames_then) / max(now - since, 1e-9), 2),
+                "last_message_age_s": round(now - self.last_frame, 1) if self.last_frame else None,
+                "spool_batches": int(self._sample("tickpipe_ingest_spool_batches")),
+            }
+        )
+
+    def _sample(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0

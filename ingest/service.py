@@ -1,0 +1,155 @@
+"""The ingester: feed -> decode -> rows -> batch writer -> sink, and its lifecycle.
+
+``stop()`` (SIGINT/SIGTERM) stops receiving, decodes every frame already received, hands the
+last rows to the writer and waits until the store (or the spool, if the store is down) has
+them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from ingest.deadletter import DeadLetters
+from ingest.decode import decode_frame
+from ingest.feed import Feed
+from ingest.metrics import IngestMetrics
+from ingest.rows import Batch, rows_of
+from ingest.settings import IngestSettings
+from ingest.simulator.recording import RecordingWriter
+from ingest.sinks import QuestDBSink, Sink, SQLiteSink
+from ingest.spool import Spool
+from ingest.writer import BatchWriter
+
+__all__ = ["Ingester", "make_sink"]
+
+log = logging.getLogger(__name__)
+
+
+def make_sink(settings: IngestSettings) -> Sink:
+    store = settings.store
+    if store.store == "questdb":
+        return QuestDBSink(store.questdb_ilp, store.questdb_pg)
+    return SQLiteSink(store.database_path)
+
+
+class Ingester:
+    def __init__(self, settings: IngestSettings, record: Path | None = None) -> None:
+        self.settings = settings
+        self.metrics = IngestMetrics()
+        self.frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self.feed = Feed(settings, self.frames, self._count_reconnect)
+        self.spool = Spool(settings.ingest_spool_dir)
+        self.dead_letters = DeadLetters(settings.ingest_dead_letter)
+        self.recorder = RecordingWriter(record) if record else None
+        self.writer: BatchWriter | None = None
+        self.metrics_port: int | None = None
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Ingest until ``stop()``; raises AuthFailed (fatal) if the key is refused."""
+        sink = await asyncio.to_thread(make_sink, self.settings)
+        self.writer = BatchWriter(sink, self.spool, on_written=self._count_written)
+        if self.settings.ingest_metrics_port is not None:
+            self.metrics_port = self.metrics.serve(
+                self.settings.ingest_metrics_host, self.settings.ingest_metrics_port
+            )
+        if len(self.spool):
+            log.info("draining %d spooled batches from the last run", len(self.spool))
+        feed = asyncio.create_task(self.feed.run(), name="feed")
+        helpers = [
+            asyncio.create_task(self._process(), name="process"),
+            asyncio.create_task(self._flush_on_time(), name="flush"),
+            asyncio.create_task(self._report(), name="statistics"),
+        ]
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({feed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if feed.done():
+                feed.result()  # AuthFailed: fatal
+        finally:
+            feed.cancel()
+            stopping.cancel()
+            for task in helpers:
+                task.cancel()
+            self._drain_received()
+            stored = await asyncio.to_thread(self.writer.close)
+            self.dead_letters.close()
+            if self.recorder:
+                self.recorder.close()
+            log.info(
+                "ingester stopped; %s", "all rows stored" if stored else "rows left in the spool"
+            )
+
+    async def _process(self) -> None:
+        while True:
+            self._decode(await self.frames.get())
+
+    def _drain_received(self) -> None:
+        while not self.frames.empty():
+            self._decode(self.frames.get_nowait())
+
+    def _decode(self, frame: bytes) -> None:
+        assert self.writer is not None
+        metrics = self.metrics
+        metrics.frames.inc()
+        metrics.last_frame = time.monotonic()
+        if self.recorder:
+            self.recorder.write(time.time_ns(), frame)
+        decoded = decode_frame(frame)
+        for bad in decoded.malformed:
+            metrics.malformed.inc()
+            self.dead_letters.add(bad)
+        if decoded.unknown:
+            metrics.unknown.inc(decoded.unknown)
+        if not decoded.data:
+            return
+        pending = self.writer.pending
+        before = (len(pending.trades), len(pending.quotes), len(pending.bars))
+        now_ms = time.time_ns() // 1_000_000
+        rows_of(decoded.data, now_ms, pending)
+        metrics.events.labels("trade").inc(len(pending.trades) - before[0])
+        metrics.events.labels("quote").inc(len(pending.quotes) - before[1])
+        metrics.events.labels("bar").inc(len(pending.bars) - before[2])
+        if pending.trades:
+            metrics.lag_seconds.set((now_ms - pending.trades[-1].received_ms) / 1000)
+        if len(pending) >= self.settings.ingest_batch_rows:
+            self.writer.hand_over()
+
+    async def _flush_on_time(self) -> None:
+        """The ILP client checks its flush interval only when a row arrives: we drive it."""
+        assert self.writer is not None
+        interval_s = self.settings.ingest_flush_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.writer.hand_over()
+            self.metrics.spool_batches.set(len(self.spool))
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ingest_stats_interval_s)
+            log.info("statistics %s", self.metrics.statistics().decode())
+
+    def _count_written(self, batch: Batch, seconds: float) -> None:
+        self.metrics.rows_written.inc(len(batch))
+        self.metrics.batch_rows.observe(len(batch))
+        self.metrics.flush_seconds.observe(seconds)
+
+    def _count_reconnect(self, reason: str) -> None:
+        self.metrics.reconnects.labels(reason.split(" (")[0]).inc()
+
+
+async def run_until_signalled(ingester: Ingester) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, ingester.stop)
+    with contextlib.suppress(asyncio.CancelledError):
+        await ingester.run()

@@ -1,0 +1,24 @@
+"""The seam between the pipeline and a store."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ingest.rows import Batch
+
+__all__ = ["Sink", "SinkUnavailable"]
+
+
+class SinkUnavailable(Exception):
+    """The store did not take a batch; the batch is intact and may be retried or spooled."""
+
+
+class Sink(Protocol):
+    """Writes whole batches, idempotently: writing a batch twice stores each row once.
+
+    Called from one thread only (the writer's). ``write`` blocks until the store has the rows
+    and raises ``SinkUnavailable`` if it cannot."""
+
+    def write(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,63 @@
+"""The fallback profile: the seed's SQLite tables, one transaction a batch (WAL, executemany).
+
+The seed stores times in whole epoch seconds. Unique indexes (``sql/sqlite/dedup``) make a
+re-sent trade or quote a no-op and a re-sent bar an update, as DEDUP does in QuestDB.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ingest.rows import Batch
+from ingest.sinks.base import SinkUnavailable
+from sql import apply_sqlite_schema
+
+__all__ = ["SQLiteSink"]
+
+_TRADE = (
+    "INSERT OR IGNORE INTO trades_data (symbol, timestamp, price, size, side, exchange_id,"
+    " trade_id, conditions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_QUOTE = (
+    "INSERT OR IGNORE INTO quotes (symbol, timestamp, bid_price, bid_size, ask_price, ask_size,"
+    " exchange_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_BAR = (
+    "INSERT INTO market_data (symbol, timestamp, open, high, low, close, volume, vwap,"
+    " trade_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timestamp) DO UPDATE"
+    " SET open = excluded.open, high = excluded.high, low = excluded.low,"
+    " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
+    " trade_count = coalesce(excluded.trade_count, market_data.trade_count)"
+)
+
+
+class SQLiteSink:
+    def __init__(self, path: Path) -> None:
+        apply_sqlite_schema(path)
+        self._conn = sqlite3.connect(path, check_same_thread=False)  # used by the writer thread
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast
+
+    def write(self, batch: Batch) -> None:
+        try:
+            with self._conn:
+                self._conn.executemany(
+                    _TRADE,
+                    [(t.symbol, t.ts_ms // 1000, t.price, t.size, t.side, t.exchange_id,
+                      t.trade_id, t.conditions) for t in batch.trades],
+                )  # fmt: skip
+                self._conn.executemany(
+                    _QUOTE,
+                    [(q.symbol, q.ts_ms // 1000, q.bid_price, q.bid_size, q.ask_price,
+                      q.ask_size, q.exchange_id) for q in batch.quotes],
+                )  # fmt: skip
+                self._conn.executemany(
+                    _BAR,
+                    [(b.symbol, b.start_ms // 1000, b.open, b.high, b.low, b.close, b.volume,
+                      b.vwap, b.trade_count) for b in batch.bars],
+                )  # fmt: skip
+        except sqlite3.OperationalError as exc:  # locked, disk full: retry later from the spool
+            raise SinkUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        self._conn.close()

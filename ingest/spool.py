@@ -1,0 +1,75 @@
+"""Batches the store could not take yet, on disk, in order, until it can.
+
+One file a batch: an 8-byte header (payload length, CRC-32) then the msgpack-encoded batch,
+fsync'd before it counts as spooled. A file whose header does not match its payload (a write
+torn by a crash) is logged and moved aside as ``*.torn``, never replayed as garbage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import msgspec
+
+from ingest.rows import Batch
+
+__all__ = ["Spool"]
+
+log = logging.getLogger(__name__)
+_HEADER = struct.Struct(">II")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Batch).decode
+
+
+class Spool:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._files = sorted(directory.glob("*.batch"))
+        self._next = int(self._files[-1].stem) + 1 if self._files else 0
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def append(self, batch: Batch) -> None:
+        payload = _encode(batch)
+        with self._lock:
+            path = self.directory / f"{self._next:016d}.batch"
+            self._next += 1
+            with path.open("wb") as file:
+                file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+                file.flush()
+                os.fsync(file.fileno())
+            self._files.append(path)
+
+    def oldest(self) -> Batch | None:
+        """The oldest intact batch (torn ones are set aside on the way), or None if empty."""
+        while True:
+            with self._lock:
+                if not self._files:
+                    return None
+                path = self._files[0]
+            data = path.read_bytes()
+            if len(data) >= _HEADER.size:
+                length, crc = _HEADER.unpack_from(data)
+                payload = data[_HEADER.size :]
+                if len(payload) == length and zlib.crc32(payload) == crc:
+                    return _decode(payload)
+            log.error("spool: %s is torn (crash while writing?); set aside as .torn", path.name)
+            path.rename(path.with_suffix(".torn"))
+            self._drop_oldest()
+
+    def remove_oldest(self) -> None:
+        """The oldest batch is stored: forget it."""
+        path = self._drop_oldest()
+        path.unlink(missing_ok=True)
+
+    def _drop_oldest(self) -> Path:
+        with self._lock:
+            return self._files.pop(0)

@@ -115,6 +115,8 @@ class Simulator:
             config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
         )
         self.events_published = 0
+        self.events_sent = 0  # to every connection, ever
+        self.frames_sent = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +240,8 @@ class Simulator:
                 await conn.ws.send(frame, text=True)
                 conn.frames_sent += 1
                 conn.events_sent += events
+                self.events_sent += events
+                self.frames_sent += 1
                 if self._journal is not None:
                     self._journal.write(time.time_ns(), frame, conn.number)
                 if conn.close_after is not None and frame is conn.kick_frame:
@@ -436,6 +440,7 @@ class Simulator:
         return {
             "sim_ms": self.sim_ms,
             "events_published": self.events_published,
+            "events_sent": self.events_sent,
             "connections": connections,
         }
 

@@ -1,0 +1,99 @@
+"""Helpers for ingester tests: settings aimed at a simulator, and the ground truth it sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import zlib
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ingest.service import Ingester
+from ingest.settings import IngestSettings
+from ingest.simulator import Simulator
+from ingest.simulator.recording import read_recording
+from sql import Secret, StoreSettings
+from tests.simulation import KEY, START_MS
+
+DAY_MS = 86_400_000
+
+
+def window_for(test_name: str) -> int:
+    """A simulated start of the test's own: each test's rows live in a day no other test uses."""
+    return START_MS + (zlib.crc32(test_name.encode()) % 3000 + 1) * DAY_MS
+
+
+def ingest_settings(port: int, store: StoreSettings, tmp: Path, **overrides: Any) -> IngestSettings:
+    defaults: dict[str, Any] = {
+        "store": store,
+        "polygon_api_key": Secret(KEY),
+        "polygon_ws_url": f"ws://127.0.0.1:{port}/crypto",
+        "ingest_spool_dir": tmp / "spool",
+        "ingest_dead_letter": tmp / "dead-letter.jsonl",
+        "ingest_metrics_port": 0,
+        "ingest_flush_ms": 50,
+        "ingest_backoff_min_s": 0.05,
+        "ingest_backoff_max_s": 0.5,
+        "ingest_max_connections_cooldown_s": 1.0,
+    }
+    return IngestSettings(**{**defaults, **overrides})
+
+
+def sent_events(journal_or_recording: Path) -> list[dict[str, Any]]:
+    """Data events in the frames of a journal or recording (malformed frames skipped)."""
+    events = []
+    for recorded in read_recording(journal_or_recording):
+        try:
+            frame = json.loads(recorded.frame)
+        except json.JSONDecodeError:
+            continue
+        events += [e for e in frame if e.get("ev") in ("XT", "XQ", "XA")]
+    return events
+
+
+def expected_trades(events: list[dict[str, Any]], seconds: bool = False) -> set[tuple[Any, ...]]:
+    return {
+        (e["pair"], e["t"] // 1000 if seconds else e["t"], e["x"], str(e["i"]), e["p"], e["s"])
+        for e in events
+        if e["ev"] == "XT"
+    }
+
+
+def questdb_trades(pg: psycopg.Connection[tuple[Any, ...]], start_ms: int) -> list[tuple[Any, ...]]:
+    rows = pg.execute(
+        "SELECT symbol, cast(ts AS long) / 1000, exchange_id, trade_id, price, size FROM trades"
+        " WHERE ts >= %s::long * 1000 AND ts < %s::long * 1000",
+        (start_ms, start_ms + DAY_MS),
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def questdb_count(pg: psycopg.Connection[tuple[Any, ...]], table: str, start_ms: int) -> int:
+    assert table in ("trades", "quotes", "bars_1m")
+    query = f"SELECT count() FROM {table} WHERE ts >= %s::long * 1000 AND ts < %s::long * 1000"  # noqa: S608 (table from a whitelist)
+    row = pg.execute(query, (start_ms, start_ms + DAY_MS)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def sqlite_trades(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT symbol, timestamp, exchange_id, trade_id, price, size FROM trades_data"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+async def quiesce(sim: Simulator, ingester: Ingester, timeout_s: float = 30.0) -> None:
+    """Stop the feed sending (a long stall) and wait until the ingester has every frame sent,
+    so that "sent" and "received" are the same set when the test compares."""
+    sim.inject("stall", seconds=3600)
+    async with asyncio.timeout(timeout_s):
+        while (
+            ingester.metrics.registry.get_sample_value("tickpipe_ingest_frames_total")
+            != sim.frames_sent
+        ):
+            await asyncio.sleep(0.05)

@@ -1,0 +1,149 @@
+"""The ingester as users run it, and as QuestDB fails under it: real processes throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.service import Ingester
+from sql import StoreSettings, apply_questdb_schema
+from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
+from tests.conftest import free_port_config
+from tests.ingestion import (
+    expected_trades,
+    ingest_settings,
+    questdb_count,
+    questdb_trades,
+    quiesce,
+    sent_events,
+    window_for,
+)
+from tests.polling import wait_for
+from tests.simulation import KEY, config, running
+
+
+async def until(predicate: object, timeout_s: float = 60.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+def ingest_env(port: int, store: StoreSettings, tmp: Path, key: str = KEY) -> dict[str, str]:
+    return {
+        **os.environ,
+        "POLYGON_API_KEY": key,
+        "POLYGON_WS_URL": f"ws://127.0.0.1:{port}/crypto",
+        "QUESTDB_ILP": store.questdb_ilp,
+        "QUESTDB_PG": store.questdb_pg,
+        "INGEST_SPOOL_DIR": str(tmp / "spool"),
+        "INGEST_DEAD_LETTER": str(tmp / "dead.jsonl"),
+        "INGEST_METRICS_PORT": "0",
+        "INGEST_FLUSH_MS": "50",
+    }
+
+
+def test_sigterm_mid_stream_stores_every_received_event_and_exits_0(
+    questdb_with_schema: ServerState, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    start_ms = window_for(request.node.name)
+    store = StoreSettings(
+        questdb_ilp=questdb_with_schema.ilp_conf, questdb_pg=questdb_with_schema.pg_dsn
+    )
+    received = tmp_path / "received.jsonl.gz"
+
+    async def scenario() -> tuple[int, bytes]:
+        async with running(config(speed=60, start_ms=start_ms)) as sim:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ingest", "--record", str(received),
+                env=ingest_env(sim.port, store, tmp_path), stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            await until(lambda: sim.events_sent > 3000)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), 30)
+            assert process.returncode is not None
+            return process.returncode, stderr
+
+    code, stderr = asyncio.run(scenario())
+    assert code == 0, stderr.decode()[-2000:]
+    expected = expected_trades(sent_events(received))
+    with psycopg.connect(store.questdb_pg, autocommit=True) as pg:
+        wait_for(lambda: questdb_count(pg, "trades", start_ms), until=lambda n: n >= len(expected))
+        stored = questdb_trades(pg, start_ms)
+    assert len(stored) == len(set(stored)) == len(expected)
+    assert set(stored) == expected
+
+
+def test_auth_failed_exits_non_zero_naming_the_cause_never_the_key(tmp_path: Path) -> None:
+    secret = "pk_wrong_0123456789abcdef"
+
+    async def scenario() -> tuple[int | None, bytes, bytes]:
+        async with running(config()) as sim:
+            store = StoreSettings(store="sqlite", database_path=tmp_path / "t.db")
+            env = ingest_env(sim.port, store, tmp_path, secret)
+            env |= {"STORE": "sqlite", "DATABASE_PATH": str(store.database_path)}
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ingest", env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+            return process.returncode, out, err
+
+    code, out, err = asyncio.run(scenario())
+    assert code == 3
+    assert b"refused the API key" in err
+    assert b"auth" in err
+    assert secret.encode() not in out + err
+    assert not any(secret in p.read_text(errors="replace") for p in tmp_path.rglob("*.jsonl"))
+
+
+@pytest.mark.slow
+def test_questdb_down_for_10s_mid_stream_loses_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    apply_questdb_schema(server.pg_dsn)
+    store = StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
+    journal = tmp_path / "sent.jsonl.gz"
+    same_ports = ServerConfig(
+        root=tmp_path / "qdb", http_port=server.http_port, pg_port=server.pg_port,
+        ilp_tcp_port=server.ilp_tcp_port, health_port=server.health_port,
+        java_options=free_port_config(tmp_path).java_options,
+    )  # fmt: skip
+
+    async def scenario() -> int:
+        async with running(config(speed=60, start_ms=start_ms, journal=journal)) as sim:
+            ingester = Ingester(ingest_settings(sim.port, store, tmp_path))
+            task = asyncio.create_task(ingester.run())
+            await until(lambda: sim.events_sent > 1000)
+            await asyncio.to_thread(stop, tmp_path / "qdb")
+            down_since = time.monotonic()
+            await until(lambda: len(ingester.spool) > 0, 30)  # batches go to disk meanwhile
+            await asyncio.sleep(max(0.0, 10 - (time.monotonic() - down_since)))
+            await asyncio.to_thread(start, same_ports, cache_dir())
+            await until(lambda: len(ingester.spool) == 0, 60)  # drained in order
+            await until(lambda: sim.events_sent > 3000 + 600 * 10)
+            await quiesce(sim, ingester)
+            ingester.stop()
+            await task
+            return ingester.frames.maxsize
+
+    try:
+        asyncio.run(scenario())
+        expected = expected_trades(sent_events(journal))
+        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+            wait_for(
+                lambda: questdb_count(pg, "trades", start_ms), until=lambda n: n >= len(expected)
+            )
+            stored = questdb_trades(pg, start_ms)
+        assert len(stored) == len(set(stored)), "a trade was stored twice"
+        assert set(stored) == expected
+    finally:
+        stop(tmp_path / "qdb")

@@ -1,0 +1,98 @@
+"""The ingester's pure parts: decoding, normalising, spooling, backing off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.decode import decode_frame
+from ingest.feed import Backoff
+from ingest.protocol import MinuteAgg, Quote, Trade
+from ingest.rows import Batch, normalise_pair, rows_of
+from ingest.spool import Spool
+
+TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":1700000000123,"x":1,"i":"42","c":[2],"r":1700000000150}'  # noqa: E501
+
+
+def test_a_good_frame_decodes_in_one_piece() -> None:
+    decoded = decode_frame(b"[" + TRADE + b"," + TRADE.replace(b'"XT"', b'"XT"', 1) + b"]")
+    assert len(decoded.data) == 2
+    assert decoded.malformed == []
+    assert decoded.unknown == 0
+
+
+def test_one_bad_event_does_not_cost_the_good_ones() -> None:
+    bad = b'{"ev":"XT","pair":"BTC-USD","p":"sixty"}'
+    unknown = b'{"ev":"XZ","zz":1}'
+    decoded = decode_frame(b"[" + TRADE + b"," + bad + b"," + unknown + b"," + TRADE + b"]")
+    assert [type(e) for e in decoded.data] == [Trade, Trade]
+    assert decoded.malformed == [bad]
+    assert decoded.unknown == 1
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b'[{"ev":"XT","pair":"BTC-USD","p":64', b"not json", b'{"ev":"XT"}', b"\xff\xfe", b"[NaN]"],
+)
+def test_a_malformed_frame_is_set_aside_whole(frame: bytes) -> None:
+    decoded = decode_frame(frame)
+    assert decoded.data == []
+    assert len(decoded.malformed) == 1
+
+
+def test_unknown_fields_are_ignored_and_statuses_and_second_bars_sorted_out() -> None:
+    quote = b'{"ev":"XQ","pair":"ETH-USD","bp":1,"bs":2,"ap":3,"as":4,"t":5,"x":1,"lp":1,"new":7}'
+    second = (
+        b'{"ev":"XAS","pair":"ETH-USD","o":1,"h":1,"l":1,"c":1,"v":1,"vw":1,"z":1,"s":0,"e":1000}'
+    )
+    status = b'{"ev":"status","status":"success","message":"subscribed to: XQ.ETH-USD"}'
+    decoded = decode_frame(b"[" + quote + b"," + second + b"," + status + b"]")
+    assert [type(e) for e in decoded.data] == [Quote]
+    assert decoded.second_bars == 1
+    assert decoded.statuses[0].status == "success"
+
+
+def test_rows_are_normalised() -> None:
+    trade = Trade(
+        pair="X:BTCUSD", price=1, size=2, ts_ms=3, exchange_id=4, trade_id=12345, conditions=(1,)
+    )
+    bar = MinuteAgg("X:ETHUSD", 1, 2, 0.5, 1.5, 10, 1.2, 0.1, 60_000, 120_000)
+    batch = Batch()
+    rows_of([trade, Trade(pair="SOL-USD", price=1, size=2, ts_ms=3, exchange_id=4), bar], 99, batch)
+    assert batch.trades[0].symbol == "BTC-USD"
+    assert batch.trades[0].trade_id == "12345"
+    assert batch.trades[0].side == "sell"
+    assert batch.trades[0].conditions == "[1]"
+    assert batch.trades[1].side == "unknown"
+    assert batch.bars[0].symbol == "ETH-USD"
+    assert batch.bars[0].ingested_ms == 99
+    assert normalise_pair("X:MATICUSD") == "MATIC-USD"
+
+
+def test_the_spool_keeps_order_and_sets_torn_batches_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for ts in (1, 2, 3):
+        written = Batch()
+        rows_of([Trade(pair="BTC-USD", price=1, size=1, ts_ms=ts, exchange_id=1)], 0, written)
+        spool.append(written)
+    first, second, _ = sorted(tmp_path.glob("*.batch"))
+    second.write_bytes(second.read_bytes()[:-3])  # a crash mid-write
+    reopened = Spool(tmp_path)  # as on the next start
+    seen = []
+    while (batch := reopened.oldest()) is not None:
+        seen.append(batch.trades[0].ts_ms)
+        reopened.remove_oldest()
+    assert seen == [1, 3]
+    assert [p.suffix for p in sorted(tmp_path.iterdir())] == [".torn"]
+    assert not first.exists()
+
+
+def test_backoff_grows_with_jitter_to_its_ceiling_and_resets() -> None:
+    backoff = Backoff(0.5, 60)
+    delays = [backoff.next_delay() for _ in range(12)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert 30 <= delays[-1] <= 60
+    assert len(set(delays)) == len(delays)
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5

@@ -106,8 +106,7 @@ def run(
         [sys.executable, "-m", "ingest"],
         env={**env, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": f"ws://127.0.0.1:{port[1]}/crypto",
              "INGEST_SPOOL_DIR": str(scratch / f"spool-{store}"), "INGEST_METRICS_PORT": "0",
-             "INGEST_DEAD_LETTER": str(scratch / "dead.jsonl"), "INGEST_BATCH_ROWS": "50000",
-             "INGEST_FLUSH_MS": "100"},
+             "INGEST_DEAD_LETTER": str(scratch / "dead.jsonl")},
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     polls: list[tuple[float, int, float | None]] = []
@@ -174,7 +173,10 @@ def main() -> None:
         "--tape-seconds", type=int, default=300, help="simulated seconds in the tape"
     )
     parser.add_argument("--activity", type=float, default=200.0, help="market activity scale")
+    parser.add_argument("--batch-rows", type=int, default=50_000, help="INGEST_BATCH_ROWS")
+    parser.add_argument("--flush-ms", type=int, default=100, help="INGEST_FLUSH_MS")
     args = parser.parse_args()
+    batching = {"INGEST_BATCH_ROWS": str(args.batch_rows), "INGEST_FLUSH_MS": str(args.flush_ms)}
     tape, events = tape_for(args.activity, args.tape_seconds)
     print(f"tape: {events:,} events", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -189,6 +191,7 @@ def main() -> None:
             apply_questdb_schema(server.pg_dsn)
             questdb_env = {
                 **os.environ,
+                **batching,
                 "STORE": "questdb",
                 "QUESTDB_ILP": server.ilp_conf,
                 "QUESTDB_PG": server.pg_dsn,
@@ -199,12 +202,13 @@ def main() -> None:
         finally:
             stop(scratch / "questdb")
         db = scratch / "trading.db"
-        sqlite_env = {**os.environ, "STORE": "sqlite", "DATABASE_PATH": str(db)}
+        sqlite_env = {**os.environ, **batching, "STORE": "sqlite", "DATABASE_PATH": str(db)}
         rows.append(run("sqlite", sqlite_env, sqlite_probe(db), tape, events, scratch))
     result = {
         "scenario": "ingest",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
+        "batching": batching,
         "rows": rows,
         "questdb_over_sqlite": round(rows[0].events_per_s / max(1, rows[1].events_per_s), 2),
     }

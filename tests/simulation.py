@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -88,3 +88,17 @@ async def http_get(port: int, target: str) -> tuple[int, Any]:
             return error.code, json.loads(error.read())
 
     return await asyncio.to_thread(fetch)
+
+
+async def inject(simulator: Simulator, kind: str, **options: object) -> None:
+    """Ask the simulator for a fault over its control endpoint, as a test script would."""
+    query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **options}.items())
+    status, body = await http_get(simulator.port, f"/sim/fault?{query}")
+    assert status == 200, body
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` from inside the event loop, with a deadline."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.05)

@@ -10,7 +10,6 @@ import psycopg
 import pytest
 
 from ingest.service import Ingester
-from ingest.simulator import Simulator
 from sql import StoreSettings
 from sql.questdb_local import ServerState
 from tests.ingestion import (
@@ -24,18 +23,7 @@ from tests.ingestion import (
     window_for,
 )
 from tests.polling import wait_for
-from tests.simulation import client, config, http_get, running
-
-
-async def inject(sim: Simulator, kind: str, **options: object) -> None:
-    query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **options}.items())
-    assert (await http_get(sim.port, f"/sim/fault?{query}"))[0] == 200
-
-
-async def until(predicate: Any, timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.05)
+from tests.simulation import client, config, inject, running, until
 
 
 @pytest.fixture(params=["questdb", "sqlite"])
@@ -115,7 +103,10 @@ def test_recovers_from_drops_maintenance_kicks_and_silence(
             task = asyncio.create_task(ingester.run())
             for fault in ("drop", "maintenance", "max_connections", "stall"):
                 await until(lambda: ingester.feed.connected.is_set() and sim.events_sent > 0)
-                await until(lambda before=sim.events_sent: sim.events_sent > before + 200)
+                target = sim.events_sent + 200  # some data on the new connection first
+                async with asyncio.timeout(60):
+                    while sim.events_sent <= target:
+                        await asyncio.sleep(0.05)
                 if fault == "max_connections":  # a second process with our key subscribes
                     async with client(sim, subscribe="XT.*"):
                         await until(lambda: not ingester.feed.connected.is_set(), 10)

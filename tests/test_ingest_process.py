@@ -26,13 +26,7 @@ from tests.ingestion import (
     window_for,
 )
 from tests.polling import wait_for
-from tests.simulation import KEY, config, running
-
-
-async def until(predicate: object, timeout_s: float = 60.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
+from tests.simulation import KEY, config, running, until
 
 
 def ingest_env(port: int, store: StoreSettings, tmp: Path, key: str = KEY) -> dict[str, str]:

@@ -9,16 +9,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from ingest.simulator import Simulator
-from tests.simulation import KEY, client, config, events, frame, http_get, running
+from tests.simulation import KEY, client, config, events, frame, http_get, inject, running
 
 LIVELY = {"speed": 30}  # a few hundred events a second
-
-
-async def inject(sim: Simulator, kind: str, **options: object) -> None:
-    query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **options}.items())
-    status, body = await http_get(sim.port, f"/sim/fault?{query}")
-    assert status == 200, body
 
 
 async def frames_until_closed(ws: ClientConnection) -> list[list[dict[str, object]]]:

@@ -62,6 +62,7 @@ class Feed:
         self.topics = ",".join(f"{c}.{p}" for c in settings.channels for p in settings.pairs)
         self._cooldown_s = 0.0
         self.connected = asyncio.Event()
+        self.sessions = 0  # connections that got past auth and subscribe
 
     async def run(self) -> None:
         """Receive until cancelled; raises AuthFailed if the key is refused."""
@@ -91,6 +92,7 @@ class Feed:
                 max_queue=None,  # we never stop reading: the queue behind us is ours
             ) as ws:
                 await self._handshake(ws)
+                self.sessions += 1
                 self.connected.set()
                 return await self._receive(ws)
         except AuthFailed:

@@ -42,16 +42,25 @@ def ingest_settings(port: int, store: StoreSettings, tmp: Path, **overrides: Any
     return IngestSettings(**{**defaults, **overrides})
 
 
-def sent_events(journal_or_recording: Path) -> list[dict[str, Any]]:
-    """Data events in the frames of a journal or recording (malformed frames skipped)."""
+def sent_events(journal_or_recording: Path, conns: set[int] | None = None) -> list[dict[str, Any]]:
+    """Data events in the frames of a journal or recording (malformed frames skipped), only
+    those sent to ``conns`` if given."""
     events = []
     for recorded in read_recording(journal_or_recording):
+        if conns is not None and recorded.conn not in conns:
+            continue
         try:
             frame = json.loads(recorded.frame)
         except json.JSONDecodeError:
             continue
         events += [e for e in frame if e.get("ev") in ("XT", "XQ", "XA")]
     return events
+
+
+def conns_receiving(journal: Path, channel: str) -> set[int]:
+    """The connections that were sent any ``channel`` event (tells two clients apart)."""
+    marker = f'"ev":"{channel}"'
+    return {r.conn for r in read_recording(journal) if marker in r.frame}
 
 
 def expected_trades(events: list[dict[str, Any]], seconds: bool = False) -> set[tuple[Any, ...]]:

@@ -1,0 +1,131 @@
+"""The Litestar app: the seed's four market routes and /health, over the QuestDB store.
+
+Input rules live in the handlers' signatures (Litestar validates them and answers 400 with a
+body naming the parameter); the store's errors are mapped to HTTP in one place
+(``_store_unavailable``): an unreachable database is a 503 with Retry-After, never a 500.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+import psycopg
+from litestar import Litestar, Request, Response, get
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from api.questdb_store import QuestDBStore
+from api.responses import OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
+from api.settings import ApiSettings
+
+__all__ = ["create_app"]
+
+_PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
+Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.g. BTC-USD")]
+Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
+Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _store(request: Request) -> QuestDBStore:  # type: ignore[type-arg]
+    store: QuestDBStore = request.app.state.store
+    return store
+
+
+@get("/api/market/prices", sync_to_thread=False)
+async def prices(
+    request: Request,  # type: ignore[type-arg]
+    symbols: Annotated[
+        str | None,
+        Parameter(description="Comma-separated pairs, e.g. BTC-USD,ETH-USD; all if absent"),
+    ] = None,
+) -> PricesResponse:
+    wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    for symbol in wanted or ():
+        if not _PAIR.match(symbol):
+            raise ValidationException(
+                f"symbols: {symbol!r} is not a pair like BTC-USD", extra={"parameter": "symbols"}
+            )
+    found = await _store(request).prices(wanted)
+    return PricesResponse(found, len(found), _now())
+
+
+@get("/api/market/ohlcv/{symbol:str}")
+async def ohlcv(
+    request: Request,  # type: ignore[type-arg]
+    symbol: Symbol,
+    interval: Annotated[Interval, Parameter(description="Candle width")] = "1h",
+    limit: Limit = 100,
+    source: Annotated[
+        Literal["bars", "trades"],
+        Parameter(description="Resample the vendor's 1-minute bars or raw trades"),
+    ] = "bars",
+    start: Annotated[dt.datetime | None, Parameter(description="Inclusive, ISO-8601 (UTC)")] = None,
+    end: Annotated[dt.datetime | None, Parameter(description="Exclusive, ISO-8601 (UTC)")] = None,
+) -> OhlcvResponse:
+    if start is not None and end is not None and start >= end:
+        raise ValidationException("start: must be before end", extra={"parameter": "start"})
+    candles = await _store(request).candles(symbol, interval, limit, source, start, end)
+    if not candles:
+        raise NotFoundException(f"no {source} for {symbol} in that range")
+    return OhlcvResponse(symbol, interval, candles, len(candles), _now())
+
+
+@get("/api/market/trades/{symbol:str}")
+async def trades(request: Request, symbol: Symbol, limit: Limit = 100) -> TradesResponse:  # type: ignore[type-arg]
+    rows = await _store(request).trades(symbol, limit)
+    if not rows:
+        raise NotFoundException(f"no trades for {symbol}")
+    return TradesResponse(symbol, rows, len(rows), _now())
+
+
+@get("/api/market/quotes/{symbol:str}")
+async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> QuotesResponse:  # type: ignore[type-arg]
+    rows = await _store(request).quotes(symbol, limit)
+    if not rows:
+        raise NotFoundException(f"no quotes for {symbol}")
+    return QuotesResponse(symbol, rows, len(rows), _now())
+
+
+def _store_unavailable(request: Request, exc: Exception) -> Response[dict[str, str]]:  # type: ignore[type-arg]
+    return Response(
+        {"detail": "the database is unreachable; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def create_app(settings: ApiSettings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(
+            settings.store.questdb_pg,
+            min_size=1,
+            max_size=16,  # QuestDB allows 64 PG connections by default
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            timeout=5,
+            open=False,
+        )
+        await pool.open(wait=False)
+        app.state.store = QuestDBStore(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[prices, ohlcv, trades, quotes],
+        lifespan=[lifespan],
+        exception_handlers={
+            PoolTimeout: _store_unavailable,
+            psycopg.OperationalError: _store_unavailable,
+        },
+    )

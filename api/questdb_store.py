@@ -1,0 +1,136 @@
+"""Queries over QuestDB's PG wire: LATEST ON for prices, SAMPLE BY for candles.
+
+Values are bound parameters; the one thing that cannot be bound, the SAMPLE BY interval, comes
+from a whitelist (``INTERVALS``). QuestDB hands timestamps back naive: they are UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from api.responses import Candle, Price, QuoteOut, TradeOut
+
+__all__ = ["INTERVALS", "QuestDBStore"]
+
+# The API's interval names and QuestDB's SAMPLE BY units for them.
+INTERVALS = {
+    "1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m",
+    "1h": "1h", "4h": "4h", "1d": "1d", "1w": "7d",
+}  # fmt: skip
+
+
+def iso(ts: dt.datetime) -> str:
+    return ts.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def epoch_s(ts: dt.datetime) -> int:
+    return int(ts.replace(tzinfo=dt.UTC).timestamp())
+
+
+class QuestDBStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def _rows(
+        self, query: sql.Composable | str, params: tuple[object, ...]
+    ) -> list[TupleRow]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(query, params)  # type: ignore[arg-type]
+            return await cursor.fetchall()
+
+    async def prices(self, symbols: list[str] | None) -> list[Price]:
+        where: sql.Composable = sql.SQL("")
+        params: tuple[object, ...] = ()
+        if symbols:
+            where = sql.SQL("WHERE symbol IN ({})").format(
+                sql.SQL(", ").join(sql.Placeholder() * len(symbols))
+            )
+            params = tuple(symbols)
+        latest = await self._rows(
+            sql.SQL(
+                "SELECT symbol, price, ts FROM trades {} LATEST ON ts PARTITION BY symbol"
+            ).format(where),
+            params,
+        )
+        day = await self._rows(
+            sql.SQL(
+                "SELECT symbol, first(price), max(price), min(price), sum(size),"
+                " sum(price * size) / sum(size) FROM trades {} {} ts > dateadd('d', -1, now())"
+                " GROUP BY symbol"
+            ).format(where, sql.SQL("AND") if symbols else sql.SQL("WHERE")),
+            params,
+        )
+        stats = {row[0]: row[1:] for row in day}
+        return [
+            Price(symbol, price, iso(ts), *stats.get(symbol, (None,) * 5))
+            for symbol, price, ts in sorted(latest, key=lambda r: str(r[0]))
+        ]
+
+    async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
+        rows = await self._rows(
+            "SELECT ts, price, size, side, exchange_id, trade_id, conditions FROM trades"
+            " WHERE symbol = %s ORDER BY ts DESC LIMIT %s",
+            (symbol, limit),
+        )
+        return [TradeOut(epoch_s(r[0]), iso(r[0]), *r[1:]) for r in rows]
+
+    async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
+        rows = await self._rows(
+            "SELECT ts, bid_price, bid_size, ask_price, ask_size, exchange_id FROM quotes"
+            " WHERE symbol = %s ORDER BY ts DESC LIMIT %s",
+            (symbol, limit),
+        )
+        return [QuoteOut(epoch_s(r[0]), iso(r[0]), *r[1:]) for r in rows]
+
+    async def candles(
+        self,
+        symbol: str,
+        interval: str,
+        limit: int,
+        source: str,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+    ) -> list[Candle]:
+        """The newest ``limit`` candles, oldest first. ``source``: the vendor's minute bars
+        (trades counted as volume / average size) or raw trades."""
+        if source == "trades":
+            select = sql.SQL(
+                "SELECT ts, first(price), max(price), min(price), last(price), sum(size),"
+                " sum(price * size) / sum(size), count() FROM trades"
+            )
+        else:
+            select = sql.SQL(
+                "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
+                " sum(vwap * volume) / sum(volume), sum(round(volume / avg_trade_size))"
+                " FROM bars_1m"
+            )
+        conditions = [sql.SQL("symbol = %s")]
+        params: list[object] = [symbol]
+        if start is not None:
+            conditions.append(sql.SQL("ts >= %s"))
+            params.append(start.replace(tzinfo=None))
+        if end is not None:
+            conditions.append(sql.SQL("ts < %s"))
+            params.append(end.replace(tzinfo=None))
+        query = sql.SQL(
+            "SELECT * FROM ({} WHERE {} SAMPLE BY {} ALIGN TO CALENDAR) ORDER BY ts DESC LIMIT %s"
+        ).format(select, sql.SQL(" AND ").join(conditions), sql.SQL(INTERVALS[interval]))
+        rows = await self._rows(query, (*params, limit))
+        return [
+            Candle(
+                epoch_s(r[0]),
+                iso(r[0]),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                int(r[7]) if r[7] is not None else None,
+            )
+            for r in reversed(rows)
+        ]

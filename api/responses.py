@@ -1,0 +1,89 @@
+"""The JSON the API answers with: the seed's shapes (shared/seed/LIVE_DATA_INTEGRATION.md,
+"API Response Examples"), field for field, as msgspec Structs."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "Candle",
+    "OhlcvResponse",
+    "Price",
+    "PricesResponse",
+    "QuoteOut",
+    "QuotesResponse",
+    "TradeOut",
+    "TradesResponse",
+]
+
+
+class Price(msgspec.Struct, frozen=True):
+    symbol: str
+    price: float
+    timestamp: str  # ISO-8601, UTC, of the latest trade
+    open: float | None  # rolling 24 hours
+    high: float | None
+    low: float | None
+    volume: float | None
+    vwap: float | None
+
+
+class PricesResponse(msgspec.Struct, frozen=True):
+    prices: list[Price]
+    count: int
+    timestamp: str  # server time
+
+
+class Candle(msgspec.Struct, frozen=True):
+    timestamp: int  # epoch seconds of the bucket start
+    time: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None
+    trades: int | None
+
+
+class OhlcvResponse(msgspec.Struct, frozen=True):
+    symbol: str
+    interval: str
+    data: list[Candle]
+    count: int
+    timestamp: str
+
+
+class TradeOut(msgspec.Struct, frozen=True):
+    timestamp: int  # epoch seconds, as the seed's trades_data
+    time: str
+    price: float
+    size: float
+    side: str
+    exchange_id: int | None
+    trade_id: str | None
+    conditions: str | None
+
+
+class TradesResponse(msgspec.Struct, frozen=True):
+    symbol: str
+    data: list[TradeOut]
+    count: int
+    timestamp: str
+
+
+class QuoteOut(msgspec.Struct, frozen=True):
+    timestamp: int
+    time: str
+    bid_price: float
+    bid_size: float
+    ask_price: float
+    ask_size: float
+    exchange_id: int | None
+
+
+class QuotesResponse(msgspec.Struct, frozen=True):
+    symbol: str
+    data: list[QuoteOut]
+    count: int
+    timestamp: str

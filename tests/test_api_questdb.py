@@ -1,0 +1,234 @@
+"""The API as a real server (granian, loopback) over a real QuestDB holding known rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from questdb import Sender, TimestampMicros, TimestampNanos
+
+from sql.questdb_local import ServerState
+from tests.polling import wait_for
+
+MINUTES = 180  # one trade a minute for three hours, ending now
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, json.loads(response.read()), headers
+    except urllib.error.HTTPError as error:
+        headers = {k.lower(): v for k, v in error.headers.items()}
+        return error.code, json.loads(error.read()), headers
+
+
+def serve_api(pg_dsn: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "API_PORT": str(port), "QUESTDB_PG": pg_dsn, "STORE": "questdb"}
+    server = subprocess.Popen([sys.executable, "-m", "api"], env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base), until=bool, what="the API to listen")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _answers(base: str) -> bool:
+    try:
+        urllib.request.urlopen(base + "/api/market/prices", timeout=10).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def market(questdb_with_schema: ServerState) -> dict[str, Any]:
+    """Known trades and quotes for a symbol of this module's own, minute by minute to now."""
+    symbol = f"T{uuid.uuid4().hex[:6].upper()}-USD"
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0, tzinfo=None)
+    trades = [
+        (
+            now - dt.timedelta(minutes=MINUTES - i, seconds=-7),
+            100 + 10 * math.sin(i / 9),
+            0.5 + i % 7,
+            i,
+        )
+        for i in range(MINUTES)
+    ]
+    with Sender.from_conf(questdb_with_schema.ilp_conf) as sender:
+        for ts, price, size, i in trades:
+            at = TimestampNanos(int(ts.replace(tzinfo=dt.UTC).timestamp() * 1e9))
+            sender.row(
+                "trades",
+                symbols={"symbol": symbol, "side": "buy" if i % 2 else "sell"},
+                columns={"price": price, "size": size, "exchange_id": 1, "trade_id": str(i),
+                         "conditions": "[2]" if i % 2 else "[1]",
+                         "received_ts": TimestampMicros(0)},
+                at=at,
+            )  # fmt: skip
+            sender.row(
+                "quotes",
+                symbols={"symbol": symbol},
+                columns={"bid_price": price - 1, "bid_size": 1.0, "ask_price": price + 1,
+                         "ask_size": 2.0, "exchange_id": 2},
+                at=at,
+            )  # fmt: skip
+    with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
+        wait_for(
+            lambda: pg.execute(
+                "SELECT count() FROM quotes WHERE symbol = %s", (symbol,)
+            ).fetchone(),
+            until=lambda row: row is not None and row[0] == MINUTES,
+        )
+    return {"symbol": symbol, "trades": trades}
+
+
+@pytest.fixture(scope="module")
+def api(questdb_with_schema: ServerState) -> Iterator[str]:
+    yield from serve_api(questdb_with_schema.pg_dsn)
+
+
+def buckets(
+    trades: list[tuple[dt.datetime, float, float, int]], minutes: int
+) -> list[dict[str, Any]]:
+    """Candles computed in plain Python, independently of SQL."""
+    grouped: dict[dt.datetime, list[tuple[dt.datetime, float, float, int]]] = {}
+    for trade in trades:
+        ts = trade[0]
+        start = ts - dt.timedelta(minutes=(ts.hour * 60 + ts.minute) % minutes, seconds=ts.second)
+        grouped.setdefault(start, []).append(trade)
+    candles = []
+    for start, group in sorted(grouped.items()):
+        prices, sizes = [t[1] for t in group], [t[2] for t in group]
+        candles.append({
+            "timestamp": int(start.replace(tzinfo=dt.UTC).timestamp()), "time": start.isoformat(),
+            "open": prices[0], "high": max(prices), "low": min(prices), "close": prices[-1],
+            "volume": sum(sizes),
+            "vwap": sum(p * s for p, s in zip(prices, sizes, strict=True)) / sum(sizes),
+            "trades": len(group),
+        })  # fmt: skip
+    return candles
+
+
+def assert_candles_equal(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [c["timestamp"] for c in actual] == [c["timestamp"] for c in expected]
+    for got, want in zip(actual, expected, strict=True):
+        for key, value in want.items():
+            wanted = value if isinstance(value, str) else pytest.approx(value, rel=1e-9)
+            assert got[key] == wanted, (key, got, want)
+
+
+@pytest.mark.parametrize(("interval", "minutes"), [("1m", 1), ("5m", 5), ("15m", 15), ("1h", 60)])
+def test_candles_from_trades_equal_an_independent_computation(
+    api: str, market: dict[str, Any], interval: str, minutes: int
+) -> None:
+    status, body, _ = get(
+        api, f"/api/market/ohlcv/{market['symbol']}?interval={interval}&source=trades&limit=1000"
+    )
+    assert status == 200, body
+    assert body["symbol"] == market["symbol"]
+    assert body["interval"] == interval
+    assert body["count"] == len(body["data"])
+    assert_candles_equal(body["data"], buckets(market["trades"], minutes))
+
+
+def test_candles_limit_keeps_the_newest_in_ascending_order_and_start_end_filter(
+    api: str, market: dict[str, Any]
+) -> None:
+    symbol = market["symbol"]
+    _, body, _ = get(api, f"/api/market/ohlcv/{symbol}?interval=5m&source=trades&limit=3")
+    assert_candles_equal(body["data"], buckets(market["trades"], 5)[-3:])
+    start, end = market["trades"][30][0], market["trades"][90][0]
+    query = f"interval=5m&source=trades&start={start.isoformat()}Z&end={end.isoformat()}Z"
+    _, body, _ = get(api, f"/api/market/ohlcv/{symbol}?{query}")
+    window = [t for t in market["trades"] if start <= t[0] < end]
+    assert_candles_equal(body["data"], buckets(window, 5))
+
+
+def test_trades_and_quotes_newest_first(api: str, market: dict[str, Any]) -> None:
+    symbol = market["symbol"]
+    status, body, _ = get(api, f"/api/market/trades/{symbol}?limit=5")
+    assert status == 200
+    newest = market["trades"][::-1][:5]
+    assert [(t["trade_id"], t["price"], t["size"]) for t in body["data"]] == [
+        (str(i), price, size) for _, price, size, i in newest
+    ]
+    assert body["data"][0]["side"] in ("buy", "sell")
+    assert body["data"][0]["timestamp"] == int(newest[0][0].replace(tzinfo=dt.UTC).timestamp())
+    status, body, _ = get(api, f"/api/market/quotes/{symbol}?limit=2")
+    assert status == 200
+    assert [q["bid_price"] for q in body["data"]] == [t[1] - 1 for t in newest[:2]]
+
+
+def test_prices_latest_and_rolling_24h(api: str, market: dict[str, Any]) -> None:
+    status, body, _ = get(api, f"/api/market/prices?symbols={market['symbol']}")
+    assert status == 200
+    assert body["count"] == 1
+    (price,) = body["prices"]
+    trades = market["trades"]
+    assert price["price"] == trades[-1][1]
+    assert price["timestamp"] == trades[-1][0].isoformat()
+    assert price["open"] == trades[0][1]
+    assert price["high"] == max(t[1] for t in trades)
+    assert price["low"] == min(t[1] for t in trades)
+    assert price["volume"] == pytest.approx(sum(t[2] for t in trades))
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/market/trades/BTC-USD?limit=0", "limit"),
+        ("/api/market/trades/BTC-USD?limit=1001", "limit"),
+        ("/api/market/quotes/BTC-USD?limit=abc", "limit"),
+        ("/api/market/trades/btc%27%3B%20DROP%20TABLE%20trades--", "symbol"),
+        ("/api/market/ohlcv/BTC-USD?interval=2m", "interval"),
+        ("/api/market/ohlcv/BTC-USD?source=ticks", "source"),
+        ("/api/market/ohlcv/BTC-USD?start=yesterday", "start"),
+        ("/api/market/ohlcv/BTC-USD?start=2025-01-02T00:00:00&end=2025-01-01T00:00:00", "start"),
+        ("/api/market/prices?symbols=BTC-USD,x%3Bdrop", "symbols"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_parameter(api: str, path: str, parameter: str) -> None:
+    status, body, _ = get(api, path)
+    assert status == 400, body
+    assert parameter in json.dumps(body)
+
+
+def test_a_well_formed_symbol_without_data_is_a_404(api: str) -> None:
+    status, body, _ = get(api, "/api/market/trades/NODATA-USD")
+    assert status == 404
+    assert "NODATA-USD" in body["detail"]
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
+    closed = f"postgresql://admin:quest@127.0.0.1:{free_port()}/qdb"
+    for base in serve_api(closed):
+        began = time.monotonic()
+        status, body, headers = get(base, "/api/market/trades/BTC-USD")
+        assert status == 503, body
+        assert headers.get("retry-after") == "5"
+        assert time.monotonic() - began < 9  # a bounded wait, never a hang

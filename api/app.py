@@ -1,4 +1,4 @@
-"""The Litestar app: the seed's four market routes and /health, over the QuestDB store.
+"""The Litestar app: the seed's four market routes, /health and /metrics, over QuestDB.
 
 Input rules live in the handlers' signatures (Litestar validates them and answers 400 with a
 body naming the parameter); the store's errors are mapped to HTTP in one place
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
@@ -17,14 +18,16 @@ import psycopg
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.questdb_store import QuestDBStore
-from api.responses import OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
+from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.settings import ApiSettings
 
 __all__ = ["create_app"]
 
+_ZONES = frozenset(zoneinfo.available_timezones())
 _PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
 Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.g. BTC-USD")]
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
@@ -70,10 +73,21 @@ async def ohlcv(
     ] = "bars",
     start: Annotated[dt.datetime | None, Parameter(description="Inclusive, ISO-8601 (UTC)")] = None,
     end: Annotated[dt.datetime | None, Parameter(description="Exclusive, ISO-8601 (UTC)")] = None,
+    fill: Annotated[
+        Literal["none", "prev", "null"],
+        Parameter(
+            description="Buckets without trades: left out (none), previous prices (prev), nulls"
+        ),
+    ] = "none",
+    tz: Annotated[
+        str, Parameter(description="Calendar alignment zone, e.g. Europe/London")
+    ] = "UTC",
 ) -> OhlcvResponse:
     if start is not None and end is not None and start >= end:
         raise ValidationException("start: must be before end", extra={"parameter": "start"})
-    candles = await _store(request).candles(symbol, interval, limit, source, start, end)
+    if tz not in _ZONES:
+        raise ValidationException(f"tz: unknown time zone {tz[:64]!r}", extra={"parameter": "tz"})
+    candles = await _store(request).candles(symbol, interval, limit, source, start, end, fill, tz)
     if not candles:
         raise NotFoundException(f"no {source} for {symbol} in that range")
     return OhlcvResponse(symbol, interval, candles, len(candles), _now())
@@ -93,6 +107,21 @@ async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> Quotes
     if not rows:
         raise NotFoundException(f"no quotes for {symbol}")
     return QuotesResponse(symbol, rows, len(rows), _now())
+
+
+@get("/health")
+async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg]
+    """Up, and whether the database answers; 503 when it does not (for load balancers)."""
+    try:
+        newest = await _store(request).newest_trade()
+    except (PoolTimeout, psycopg.Error):
+        return Response(Health("degraded", "unreachable", None, _now()), status_code=503)
+    age = None
+    if newest is not None:
+        age = round(
+            dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
+        )
+    return Response(Health("ok", "reachable", age, _now()))
 
 
 def _store_unavailable(request: Request, exc: Exception) -> Response[dict[str, str]]:  # type: ignore[type-arg]
@@ -121,8 +150,10 @@ def create_app(settings: ApiSettings) -> Litestar:
         finally:
             await pool.close()
 
+    metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
     return Litestar(
-        route_handlers=[prices, ohlcv, trades, quotes],
+        route_handlers=[prices, ohlcv, trades, quotes, health, PrometheusController],
+        middleware=[metrics.middleware],
         lifespan=[lifespan],
         exception_handlers={
             PoolTimeout: _store_unavailable,

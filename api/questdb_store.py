@@ -23,6 +23,14 @@ INTERVALS = {
 }  # fmt: skip
 
 
+# Per aggregate column: open, high, low, close, volume, vwap, trades.
+_FILLS = {
+    "none": "",
+    "prev": "FILL(PREV, PREV, PREV, PREV, 0, NULL, 0)",
+    "null": "FILL(NULL)",
+}
+
+
 def iso(ts: dt.datetime) -> str:
     return ts.replace(tzinfo=None).isoformat(timespec="seconds")
 
@@ -70,6 +78,10 @@ class QuestDBStore:
             for symbol, price, ts in sorted(latest, key=lambda r: str(r[0]))
         ]
 
+    async def newest_trade(self) -> dt.datetime | None:
+        rows = await self._rows("SELECT max(ts) FROM (trades LIMIT -1)", ())
+        return rows[0][0] if rows else None
+
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
         rows = await self._rows(
             "SELECT ts, price, size, side, exchange_id, trade_id, conditions FROM trades"
@@ -94,9 +106,14 @@ class QuestDBStore:
         source: str,
         start: dt.datetime | None,
         end: dt.datetime | None,
+        fill: str = "none",
+        tz: str = "UTC",
     ) -> list[Candle]:
         """The newest ``limit`` candles, oldest first. ``source``: the vendor's minute bars
-        (trades counted as volume / average size) or raw trades."""
+        (trades counted as volume / average size) or raw trades. ``fill``: ``none`` leaves a
+        bucket without trades out (as the vendor does), ``prev`` repeats the previous prices
+        with zero volume, ``null`` gives it nulls. ``tz`` aligns buckets to that zone's
+        calendar (it must be a known zone name)."""
         if source == "trades":
             select = sql.SQL(
                 "SELECT ts, first(price), max(price), min(price), last(price), sum(size),"
@@ -117,8 +134,15 @@ class QuestDBStore:
             conditions.append(sql.SQL("ts < %s"))
             params.append(end.replace(tzinfo=None))
         query = sql.SQL(
-            "SELECT * FROM ({} WHERE {} SAMPLE BY {} ALIGN TO CALENDAR) ORDER BY ts DESC LIMIT %s"
-        ).format(select, sql.SQL(" AND ").join(conditions), sql.SQL(INTERVALS[interval]))
+            "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
+            " ORDER BY ts DESC LIMIT %s"
+        ).format(
+            select,
+            sql.SQL(" AND ").join(conditions),
+            sql.SQL(INTERVALS[interval]),
+            sql.SQL(_FILLS[fill]),
+            sql.Literal(tz),
+        )
         rows = await self._rows(query, (*params, limit))
         return [
             Candle(

@@ -7,6 +7,7 @@ import msgspec
 
 __all__ = [
     "Candle",
+    "Health",
     "OhlcvResponse",
     "Price",
     "PricesResponse",
@@ -37,13 +38,20 @@ class PricesResponse(msgspec.Struct, frozen=True):
 class Candle(msgspec.Struct, frozen=True):
     timestamp: int  # epoch seconds of the bucket start
     time: str
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
+    open: float | None  # None only in buckets filled with fill=null
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: float | None
     vwap: float | None
     trades: int | None
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str  # "ok", or "degraded" when the database does not answer
+    database: str
+    newest_trade_age_s: float | None
+    timestamp: str
 
 
 class OhlcvResponse(msgspec.Struct, frozen=True):

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,3 +233,74 @@ def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
         assert status == 503, body
         assert headers.get("retry-after") == "5"
         assert time.monotonic() - began < 9  # a bounded wait, never a hang
+        status, body, _ = get(base, "/health")
+        assert (status, body["database"]) == (503, "unreachable")
+
+
+@pytest.fixture(scope="module")
+def gappy(questdb_with_schema: ServerState) -> dict[str, Any]:
+    """A pair that traded in minutes 0, 1 and 5 of an hour two days ago, and not between."""
+    symbol = f"G{uuid.uuid4().hex[:6].upper()}-USD"
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    hour -= dt.timedelta(days=2)
+    trades = [(hour + dt.timedelta(minutes=m, seconds=10), 50.0 + m, 1.0 + m) for m in (0, 1, 5)]
+    with Sender.from_conf(questdb_with_schema.ilp_conf) as sender:
+        for ts, price, size in trades:
+            sender.row(
+                "trades",
+                symbols={"symbol": symbol, "side": "buy"},
+                columns={"price": price, "size": size, "exchange_id": 1, "trade_id": str(price)},
+                at=TimestampNanos(int(ts.replace(tzinfo=dt.UTC).timestamp() * 1e9)),
+            )
+    with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
+        wait_for(
+            lambda: pg.execute(
+                "SELECT count() FROM trades WHERE symbol = %s", (symbol,)
+            ).fetchone(),
+            until=lambda row: row is not None and row[0] == 3,
+        )
+    return {"symbol": symbol, "hour": hour}
+
+
+def test_fill_leaves_gaps_out_repeats_prices_or_gives_nulls(
+    api: str, gappy: dict[str, Any]
+) -> None:
+    path = f"/api/market/ohlcv/{gappy['symbol']}?interval=1m&source=trades"
+    _, none, _ = get(api, path)
+    assert [c["close"] for c in none["data"]] == [50.0, 51.0, 55.0]
+    _, prev, _ = get(api, path + "&fill=prev")
+    assert [c["close"] for c in prev["data"]] == [50.0, 51.0, 51.0, 51.0, 51.0, 55.0]
+    assert [c["volume"] for c in prev["data"]] == [1.0, 2.0, 0.0, 0.0, 0.0, 6.0]
+    assert [c["trades"] for c in prev["data"]] == [1, 1, 0, 0, 0, 1]
+    _, null, _ = get(api, path + "&fill=null")
+    assert [c["close"] for c in null["data"]] == [50.0, 51.0, None, None, None, 55.0]
+    start = int(gappy["hour"].replace(tzinfo=dt.UTC).timestamp())
+    assert [c["timestamp"] for c in null["data"]] == [start + 60 * m for m in range(6)]
+
+
+def test_daily_candles_align_to_the_calendar_of_a_time_zone(
+    api: str, gappy: dict[str, Any]
+) -> None:
+    zone = "Asia/Kolkata"  # UTC+05:30: its midnight is not a UTC hour
+    status, body, _ = get(
+        api, f"/api/market/ohlcv/{gappy['symbol']}?interval=1d&source=trades&tz={zone}"
+    )
+    assert status == 200, body
+    local = gappy["hour"].replace(tzinfo=dt.UTC).astimezone(zoneinfo.ZoneInfo(zone))
+    midnight = local.replace(hour=0, minute=0, second=0)
+    assert [c["timestamp"] for c in body["data"]] == [int(midnight.timestamp())]
+    assert body["data"][0]["volume"] == 1.0 + 2.0 + 6.0
+    status, body, _ = get(api, f"/api/market/ohlcv/{gappy['symbol']}?tz=Mars/Olympus")
+    assert status == 400
+    assert "tz" in json.dumps(body)
+
+
+def test_health_and_metrics(api: str, market: dict[str, Any]) -> None:
+    status, body, _ = get(api, "/health")
+    assert status == 200
+    assert (body["status"], body["database"]) == ("ok", "reachable")
+    assert body["newest_trade_age_s"] is not None
+    with urllib.request.urlopen(api + "/metrics", timeout=10) as response:
+        exposition = response.read().decode()
+    assert "tickpipe_api_requests_total" in exposition
+    assert 'path="/api/market/' in exposition  # per route, not per symbol (group_path)

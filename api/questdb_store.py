@@ -19,7 +19,7 @@ __all__ = ["INTERVALS", "QuestDBStore"]
 # The API's interval names and QuestDB's SAMPLE BY units for them.
 INTERVALS = {
     "1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m",
-    "1h": "1h", "4h": "4h", "1d": "1d", "1w": "7d",
+    "1h": "1h", "4h": "4h", "1d": "1d", "1w": "1w",  # 1w: calendar weeks, from Monday
 }  # fmt: skip
 
 
@@ -29,6 +29,11 @@ _FILLS = {
     "prev": "FILL(PREV, PREV, PREV, PREV, 0, NULL, 0)",
     "null": "FILL(NULL)",
 }
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """QuestDB binds naive datetimes as UTC: convert an aware one first, never just drop it."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def iso(ts: dt.datetime) -> str:
@@ -129,10 +134,10 @@ class QuestDBStore:
         params: list[object] = [symbol]
         if start is not None:
             conditions.append(sql.SQL("ts >= %s"))
-            params.append(start.replace(tzinfo=None))
+            params.append(naive_utc(start))
         if end is not None:
             conditions.append(sql.SQL("ts < %s"))
-            params.append(end.replace(tzinfo=None))
+            params.append(naive_utc(end))
         query = sql.SQL(
             "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
             " ORDER BY ts DESC LIMIT %s"

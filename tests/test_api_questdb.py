@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import zoneinfo
@@ -168,6 +169,14 @@ def test_candles_limit_keeps_the_newest_in_ascending_order_and_start_end_filter(
     _, body, _ = get(api, f"/api/market/ohlcv/{symbol}?{query}")
     window = [t for t in market["trades"] if start <= t[0] < end]
     assert_candles_equal(body["data"], buckets(window, 5))
+    # The same instants written with an offset select the same window.
+    shifted = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    aware = [t.replace(tzinfo=dt.UTC).astimezone(shifted).isoformat() for t in (start, end)]
+    query = "interval=5m&source=trades&start={}&end={}".format(
+        *(urllib.parse.quote(a) for a in aware)
+    )
+    _, body, _ = get(api, f"/api/market/ohlcv/{symbol}?{query}")
+    assert_candles_equal(body["data"], buckets(window, 5))
 
 
 def test_trades_and_quotes_newest_first(api: str, market: dict[str, Any]) -> None:
@@ -290,6 +299,9 @@ def test_daily_candles_align_to_the_calendar_of_a_time_zone(
     midnight = local.replace(hour=0, minute=0, second=0)
     assert [c["timestamp"] for c in body["data"]] == [int(midnight.timestamp())]
     assert body["data"][0]["volume"] == 1.0 + 2.0 + 6.0
+    _, body, _ = get(api, f"/api/market/ohlcv/{gappy['symbol']}?interval=1w&source=trades")
+    monday = gappy["hour"].replace(hour=0) - dt.timedelta(days=gappy["hour"].weekday())
+    assert [c["time"] for c in body["data"]] == [monday.isoformat()]  # weeks start on Monday
     status, body, _ = get(api, f"/api/market/ohlcv/{gappy['symbol']}?tz=Mars/Olympus")
     assert status == 400
     assert "tz" in json.dumps(body)

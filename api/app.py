@@ -24,6 +24,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from api.questdb_store import QuestDBStore
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.settings import ApiSettings
+from api.sqlite_store import SQLiteStore
+from api.store import Store, StoreUnavailable, Unsupported
 
 __all__ = ["create_app"]
 
@@ -38,8 +40,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def _store(request: Request) -> QuestDBStore:  # type: ignore[type-arg]
-    store: QuestDBStore = request.app.state.store
+def _store(request: Request) -> Store:  # type: ignore[type-arg]
+    store: Store = request.app.state.store
     return store
 
 
@@ -114,7 +116,7 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
     """Up, and whether the database answers; 503 when it does not (for load balancers)."""
     try:
         newest = await _store(request).newest_trade()
-    except (PoolTimeout, psycopg.Error):
+    except (PoolTimeout, psycopg.Error, StoreUnavailable):
         return Response(Health("degraded", "unreachable", None, _now()), status_code=503)
     age = None
     if newest is not None:
@@ -132,23 +134,34 @@ def _store_unavailable(request: Request, exc: Exception) -> Response[dict[str, s
     )
 
 
+def _unsupported(request: Request, exc: Unsupported) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    body = {"status_code": 400, "detail": str(exc), "extra": {"parameter": exc.parameter}}
+    return Response(body, status_code=400)
+
+
+async def _open_store(settings: ApiSettings) -> Store:
+    if settings.store.store == "sqlite":
+        return SQLiteStore(settings.store.database_path)
+    pool = AsyncConnectionPool(
+        settings.store.questdb_pg,
+        min_size=1,
+        max_size=16,  # QuestDB allows 64 PG connections by default
+        kwargs={"autocommit": True, "prepare_threshold": None},
+        timeout=5,  # a query waits at most this long for a connection, then 503
+        open=False,
+    )
+    await pool.open(wait=False)
+    return QuestDBStore(pool)
+
+
 def create_app(settings: ApiSettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(
-            settings.store.questdb_pg,
-            min_size=1,
-            max_size=16,  # QuestDB allows 64 PG connections by default
-            kwargs={"autocommit": True, "prepare_threshold": None},
-            timeout=5,
-            open=False,
-        )
-        await pool.open(wait=False)
-        app.state.store = QuestDBStore(pool)
+        app.state.store = await _open_store(settings)
         try:
             yield
         finally:
-            await pool.close()
+            await app.state.store.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
     return Litestar(
@@ -158,5 +171,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         exception_handlers={
             PoolTimeout: _store_unavailable,
             psycopg.OperationalError: _store_unavailable,
+            StoreUnavailable: _store_unavailable,
+            Unsupported: _unsupported,
         },
     )

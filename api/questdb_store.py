@@ -83,6 +83,9 @@ class QuestDBStore:
             for symbol, price, ts in sorted(latest, key=lambda r: str(r[0]))
         ]
 
+    async def close(self) -> None:
+        await self.pool.close()
+
     async def newest_trade(self) -> dt.datetime | None:
         rows = await self._rows("SELECT max(ts) FROM (trades LIMIT -1)", ())
         return rows[0][0] if rows else None
@@ -115,7 +118,7 @@ class QuestDBStore:
         tz: str = "UTC",
     ) -> list[Candle]:
         """The newest ``limit`` candles, oldest first. ``source``: the vendor's minute bars
-        (trades counted as volume / average size) or raw trades. ``fill``: ``none`` leaves a
+        or raw trades. ``fill``: ``none`` leaves a
         bucket without trades out (as the vendor does), ``prev`` repeats the previous prices
         with zero volume, ``null`` gives it nulls. ``tz`` aligns buckets to that zone's
         calendar (it must be a known zone name)."""
@@ -127,7 +130,7 @@ class QuestDBStore:
         else:
             select = sql.SQL(
                 "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
-                " sum(vwap * volume) / sum(volume), sum(round(volume / avg_trade_size))"
+                " sum(vwap * volume) / sum(volume), sum(trade_count)"
                 " FROM bars_1m"
             )
         conditions = [sql.SQL("symbol = %s")]

@@ -52,7 +52,7 @@ class BarRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     volume: float
     vwap: float
     avg_trade_size: float
-    trade_count: int | None  # only REST backfill knows it
+    trade_count: int | None  # REST gives it; for XA it is volume / avg_trade_size
     ingested_ms: int
 
 
@@ -124,7 +124,8 @@ def rows_of(events: Iterable[Trade | Quote | MinuteAgg], ingested_ms: int, into:
                     float(event.volume),
                     float(event.vwap),
                     float(event.avg_trade_size),
-                    None,
+                    # XA carries no trade count, but z is volume / trades: derive it.
+                    round(event.volume / event.avg_trade_size) if event.avg_trade_size else None,
                     ingested_ms,
                 )
             )

@@ -44,9 +44,16 @@ def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
         return error.code, json.loads(error.read()), headers
 
 
-def serve_api(pg_dsn: str) -> Iterator[str]:
+def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
+    """``python -m api`` on a free loopback port; ``store_env`` picks another store."""
     port = free_port()
-    env = {**os.environ, "API_PORT": str(port), "QUESTDB_PG": pg_dsn, "STORE": "questdb"}
+    env = {
+        **os.environ,
+        "API_PORT": str(port),
+        "QUESTDB_PG": pg_dsn,
+        "STORE": "questdb",
+        **store_env,
+    }
     server = subprocess.Popen([sys.executable, "-m", "api"], env=env, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

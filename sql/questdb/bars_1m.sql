@@ -1,6 +1,6 @@
 -- The vendor's 1-minute bars (XA live, /v2/aggs on backfill); ts is the bar's start.
 -- A late or corrected bar for the same minute replaces the earlier one (DEDUP UPSERT).
--- trade_count is known only from REST backfill (XA does not carry it), so it may be null.
+-- trade_count comes from REST backfill, or for XA bars from volume / avg_trade_size (z).
 CREATE TABLE IF NOT EXISTS bars_1m (
     ts TIMESTAMP,
     symbol SYMBOL CAPACITY 4096 CACHE,

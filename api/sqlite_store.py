@@ -1,0 +1,196 @@
+"""The fallback profile: the same answers from the seed's SQLite tables (times in seconds).
+
+Read-only connections, one per query on a worker thread (sqlite3 is synchronous). Buckets are
+computed in SQL; ``fill`` is applied in Python over the whole range before ``limit``, as
+QuestDB's FILL does before its LIMIT. Calendar time zones other than UTC need QuestDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from api.questdb_store import naive_utc
+from api.responses import Candle, Price, QuoteOut, TradeOut
+from api.store import StoreUnavailable, Unsupported
+
+__all__ = ["SECONDS", "SQLiteStore"]
+
+SECONDS = {
+    "1m": 60, "5m": 300, "15m": 900, "30m": 1800,
+    "1h": 3600, "4h": 14400, "1d": 86400, "1w": 604800,
+}  # fmt: skip
+_MONDAY = 4 * 86400  # the epoch was a Thursday; calendar weeks start on Monday 1970-01-05
+
+_CANDLES = {
+    "trades": """
+        WITH t AS (
+            SELECT ((timestamp - :shift) / :step) * :step + :shift AS bucket,
+                timestamp, id, price, size
+            FROM trades_data WHERE symbol = :symbol AND timestamp >= :start AND timestamp < :end
+        ), r AS (
+            SELECT bucket, price, size,
+                row_number() OVER (PARTITION BY bucket ORDER BY timestamp, id) AS first_rn,
+                row_number() OVER (PARTITION BY bucket ORDER BY timestamp DESC, id DESC) AS last_rn
+            FROM t
+        )
+        SELECT bucket, max(CASE WHEN first_rn = 1 THEN price END), max(price), min(price),
+            max(CASE WHEN last_rn = 1 THEN price END), sum(size), sum(price * size) / sum(size),
+            count(*)
+        FROM r GROUP BY bucket ORDER BY bucket""",
+    "bars": """
+        WITH t AS (
+            SELECT ((timestamp - :shift) / :step) * :step + :shift AS bucket, timestamp, id,
+                open, high, low, close, volume, vwap, trade_count
+            FROM market_data WHERE symbol = :symbol AND timestamp >= :start AND timestamp < :end
+        ), r AS (
+            SELECT *,
+                row_number() OVER (PARTITION BY bucket ORDER BY timestamp, id) AS first_rn,
+                row_number() OVER (PARTITION BY bucket ORDER BY timestamp DESC, id DESC) AS last_rn
+            FROM t
+        )
+        SELECT bucket, max(CASE WHEN first_rn = 1 THEN open END), max(high), min(low),
+            max(CASE WHEN last_rn = 1 THEN close END), sum(volume),
+            sum(vwap * volume) / sum(volume), sum(trade_count)
+        FROM r GROUP BY bucket ORDER BY bucket""",
+}
+
+
+def _epoch(moment: dt.datetime) -> int:
+    return int(naive_utc(moment).replace(tzinfo=dt.UTC).timestamp())
+
+
+def _iso(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None).isoformat()
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _query(
+        self, query: str, params: dict[str, object] | tuple[object, ...]
+    ) -> list[tuple[Any, ...]]:
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5) as conn:
+                return conn.execute(query, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _rows(
+        self, query: str, params: dict[str, object] | tuple[object, ...]
+    ) -> list[tuple[Any, ...]]:
+        return await asyncio.to_thread(self._query, query, params)
+
+    async def prices(self, symbols: list[str] | None) -> list[Price]:
+        # Only "?" placeholders are put into the text; the symbols themselves are bound.
+        only = f"AND symbol IN ({', '.join('?' * len(symbols))})" if symbols else ""
+        params = tuple(symbols or ())
+        latest = await self._rows(
+            "SELECT symbol, price, timestamp FROM (SELECT symbol, price, timestamp, row_number()"  # noqa: S608
+            " OVER (PARTITION BY symbol ORDER BY timestamp DESC, id DESC) AS rn FROM trades_data"
+            f" WHERE 1 = 1 {only}) WHERE rn = 1 ORDER BY symbol",
+            params,
+        )
+        since = int(dt.datetime.now(dt.UTC).timestamp()) - 86400
+        day = await self._rows(
+            "SELECT symbol, max(CASE WHEN rn = 1 THEN price END), max(price), min(price),"  # noqa: S608
+            " sum(size), sum(price * size) / sum(size) FROM (SELECT symbol, price, size,"
+            " row_number() OVER (PARTITION BY symbol ORDER BY timestamp, id) AS rn"
+            f" FROM trades_data WHERE timestamp > ? {only}) GROUP BY symbol",
+            (since, *params),
+        )
+        stats = {row[0]: row[1:] for row in day}
+        return [
+            Price(str(symbol), float(price), _iso(int(ts)), *stats.get(symbol, (None,) * 5))
+            for symbol, price, ts in latest
+        ]
+
+    async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
+        rows = await self._rows(
+            "SELECT timestamp, price, size, side, exchange_id, trade_id, conditions"
+            " FROM trades_data WHERE symbol = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
+            (symbol, limit),
+        )
+        return [TradeOut(int(r[0]), _iso(int(r[0])), *r[1:]) for r in rows]
+
+    async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
+        rows = await self._rows(
+            "SELECT timestamp, bid_price, bid_size, ask_price, ask_size, exchange_id FROM quotes"
+            " WHERE symbol = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
+            (symbol, limit),
+        )
+        return [QuoteOut(int(r[0]), _iso(int(r[0])), *r[1:]) for r in rows]
+
+    async def newest_trade(self) -> dt.datetime | None:
+        rows = await self._rows("SELECT max(timestamp) FROM trades_data", ())
+        value = rows[0][0] if rows else None
+        return (
+            dt.datetime.fromtimestamp(int(value), dt.UTC).replace(tzinfo=None)
+            if value is not None
+            else None
+        )
+
+    async def candles(
+        self,
+        symbol: str,
+        interval: str,
+        limit: int,
+        source: str,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        fill: str = "none",
+        tz: str = "UTC",
+    ) -> list[Candle]:
+        if tz != "UTC":
+            raise Unsupported("tz", "calendar time zones other than UTC need STORE=questdb")
+        step = SECONDS[interval]
+        params = {
+            "symbol": symbol,
+            "step": step,
+            "shift": _MONDAY if interval == "1w" else 0,
+            "start": _epoch(start) if start else -(2**62),
+            "end": _epoch(end) if end else 2**62,
+        }
+        rows = await self._rows(_CANDLES[source], params)
+        candles = [
+            Candle(
+                int(r[0]),
+                _iso(int(r[0])),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                None if r[7] is None else int(r[7]),
+            )
+            for r in rows
+        ]
+        return _filled(candles, step, fill)[-limit:]
+
+    async def close(self) -> None:
+        return None
+
+
+def _filled(candles: list[Candle], step: int, fill: str) -> list[Candle]:
+    """Buckets between the first and the last with no trades, as QuestDB's FILL gives them."""
+    if fill == "none" or not candles:
+        return candles
+    by_start = {c.timestamp: c for c in candles}
+    out: list[Candle] = []
+    for bucket in range(candles[0].timestamp, candles[-1].timestamp + 1, step):
+        candle = by_start.get(bucket)
+        if candle is None:
+            last = out[-1]
+            if fill == "prev":
+                candle = Candle(
+                    bucket, _iso(bucket), last.open, last.high, last.low, last.close, 0.0, None, 0
+                )
+            else:
+                candle = Candle(bucket, _iso(bucket), None, None, None, None, None, None, None)
+        out.append(candle)
+    return out

@@ -1,0 +1,46 @@
+"""The seam between the routes and a database: one Protocol, one module per store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+from api.responses import Candle, Price, QuoteOut, TradeOut
+
+__all__ = ["Store", "StoreUnavailable", "Unsupported"]
+
+
+class StoreUnavailable(Exception):
+    """The database did not answer; the API says 503 with Retry-After."""
+
+
+class Unsupported(Exception):
+    """A parameter value this store cannot serve; the API says 400 naming the parameter."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter
+
+
+class Store(Protocol):
+    async def prices(self, symbols: list[str] | None) -> list[Price]: ...
+
+    async def trades(self, symbol: str, limit: int) -> list[TradeOut]: ...
+
+    async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]: ...
+
+    async def newest_trade(self) -> dt.datetime | None: ...
+
+    async def candles(
+        self,
+        symbol: str,
+        interval: str,
+        limit: int,
+        source: str,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        fill: str = "none",
+        tz: str = "UTC",
+    ) -> list[Candle]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,145 @@
+"""The same rows through STORE=questdb and STORE=sqlite: the same JSON from every endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import operator
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ingest.protocol import MinuteAgg, Quote, Trade
+from ingest.rows import Batch, rows_of
+from ingest.simulator import aggregate
+from ingest.sinks import QuestDBSink, SQLiteSink
+from sql.questdb_local import ServerState
+from tests.polling import wait_for
+from tests.test_api_questdb import get, serve_api
+
+MINUTES = 150
+
+
+@pytest.fixture(scope="module")
+def symbol() -> str:
+    return f"D{uuid.uuid4().hex[:6].upper()}-USD"
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    questdb_with_schema: ServerState, symbol: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Trades (whole seconds, so SQLite's second resolution loses nothing), quotes and the
+    vendor's minute bars over the last MINUTES minutes, written by both sinks."""
+    now_s = int(dt.datetime.now(dt.UTC).timestamp()) // 60 * 60
+    start_s = now_s - MINUTES * 60
+    trades = [
+        Trade(pair=symbol, price=round(200 + 5 * math.sin(i / 17) + (i % 13) / 10, 2),
+              size=0.1 + (i % 5), ts_ms=(start_s + i * 23) * 1000, exchange_id=1 + i % 3,
+              trade_id=str(i), conditions=((1,), (2,), ())[i % 3],
+              received_ms=(start_s + i * 23) * 1000 + 40)
+        for i in range(MINUTES * 60 // 23)
+        if i % 11 != 3  # some minutes without trades
+    ]  # fmt: skip
+    quotes = [
+        Quote(pair=symbol, bid_price=t.price - 0.5, bid_size=1.0, ask_price=t.price + 0.5,
+              ask_size=2.0, ts_ms=t.ts_ms, exchange_id=t.exchange_id, received_ms=t.received_ms)
+        for t in trades
+    ]  # fmt: skip
+    bars = []
+    for minute in range(start_s, now_s, 60):
+        window = [t for t in trades if minute * 1000 <= t.ts_ms < (minute + 60) * 1000]
+        bar = aggregate(MinuteAgg, symbol, minute * 1000, (minute + 60) * 1000, window)
+        if bar is not None:
+            bars.append(bar)
+    batch = Batch()
+    rows_of([*trades, *quotes, *bars], now_s * 1000, batch)
+    db = tmp_path_factory.mktemp("differential") / "trading.db"
+    for sink in (
+        QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn),
+        SQLiteSink(db),
+    ):
+        sink.write(batch)
+        sink.close()
+    with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
+        for table, count in (
+            ("trades", len(trades)),
+            ("quotes", len(quotes)),
+            ("bars_1m", len(bars)),
+        ):
+            rows = functools.partial(count_rows, pg, table, symbol)
+            assert wait_for(rows, until=functools.partial(operator.le, count)) == count
+    return db
+
+
+def count_rows(pg: psycopg.Connection[tuple[Any, ...]], table: str, symbol: str) -> int:
+    assert table in ("trades", "quotes", "bars_1m")
+    row = pg.execute(f"SELECT count() FROM {table} WHERE symbol = %s", (symbol,)).fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
+
+
+@pytest.fixture(scope="module")
+def apis(questdb_with_schema: ServerState, loaded: Path) -> Iterator[tuple[str, str]]:
+    for questdb_api in serve_api(questdb_with_schema.pg_dsn):
+        for sqlite_api in serve_api("", STORE="sqlite", DATABASE_PATH=str(loaded)):
+            yield questdb_api, sqlite_api
+
+
+def same(a: Any, b: Any, where: str = "$") -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            if not (where == "$" and key == "timestamp"):  # the server's clock
+                same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"{where}: {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9), f"{where}: {a} != {b}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+PATHS = [
+    "/api/market/prices?symbols={s}",
+    "/api/market/trades/{s}?limit=50",
+    "/api/market/quotes/{s}?limit=50",
+    "/api/market/trades/NODATA-USD",
+    "/api/market/trades/{s}?limit=0",
+    *(
+        f"/api/market/ohlcv/{{s}}?interval={i}&source={src}&limit=1000"
+        for i in ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
+        for src in ("trades", "bars")
+    ),
+    *(
+        f"/api/market/ohlcv/{{s}}?interval=1m&source=trades&fill={f}&limit=40"
+        for f in ("prev", "null")
+    ),
+    "/api/market/ohlcv/{s}?interval=5m&source=bars&limit=3",
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_questdb_and_sqlite_answer_the_same(apis: tuple[str, str], symbol: str, path: str) -> None:
+    questdb_api, sqlite_api = apis
+    status_q, body_q, _ = get(questdb_api, path.format(s=symbol))
+    status_s, body_s, _ = get(sqlite_api, path.format(s=symbol))
+    assert status_q == status_s
+    same(body_q, body_s)
+
+
+def test_the_sqlite_profile_says_which_calendar_zones_need_questdb(
+    apis: tuple[str, str], symbol: str
+) -> None:
+    questdb_api, sqlite_api = apis
+    path = f"/api/market/ohlcv/{symbol}?interval=1d&tz=Asia/Kolkata"
+    assert get(questdb_api, path)[0] == 200
+    status, body, _ = get(sqlite_api, path)
+    assert status == 400
+    assert body["extra"] == {"parameter": "tz"}

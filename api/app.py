@@ -8,15 +8,18 @@ body naming the parameter); the store's errors are mapped to HTTP in one place
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
+import msgspec
 import psycopg
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -29,7 +32,26 @@ from api.store import Store, StoreUnavailable, Unsupported
 
 __all__ = ["create_app"]
 
-_ZONES = frozenset(zoneinfo.available_timezones())
+# Calendar zones as an enum, so the OpenAPI schema lists exactly what is accepted.
+TimeZone = enum.Enum(  # type: ignore[misc]
+    "TimeZone", [(zone, zone) for zone in sorted(zoneinfo.available_timezones())], type=str
+)
+
+
+class ErrorBody(msgspec.Struct):
+    status_code: int
+    detail: str
+    extra: dict[str, str] | list[dict[str, str]] | None = None
+
+
+_UNAVAILABLE = ResponseSpec(ErrorBody, description="The database is unreachable (Retry-After)")
+# Every route may answer these besides 200 (and 400 for bad parameters).
+_ERRORS = {503: _UNAVAILABLE}
+_ERRORS_OR_NONE = {
+    404: ResponseSpec(ErrorBody, description="A well-formed pair with no data"),
+    503: _UNAVAILABLE,
+}
+_PAIRS = re.compile(r"^ *[A-Z0-9]{1,15}-[A-Z0-9]{1,15}( *, *[A-Z0-9]{1,15}-[A-Z0-9]{1,15})* *$")
 _PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
 Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.g. BTC-USD")]
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
@@ -45,25 +67,23 @@ def _store(request: Request) -> Store:  # type: ignore[type-arg]
     return store
 
 
-@get("/api/market/prices", sync_to_thread=False)
+@get("/api/market/prices", responses=_ERRORS)
 async def prices(
     request: Request,  # type: ignore[type-arg]
     symbols: Annotated[
         str | None,
-        Parameter(description="Comma-separated pairs, e.g. BTC-USD,ETH-USD; all if absent"),
+        Parameter(
+            pattern=_PAIRS.pattern,
+            description="Comma-separated pairs, e.g. BTC-USD,ETH-USD; every pair if absent",
+        ),
     ] = None,
 ) -> PricesResponse:
     wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
-    for symbol in wanted or ():
-        if not _PAIR.match(symbol):
-            raise ValidationException(
-                f"symbols: {symbol!r} is not a pair like BTC-USD", extra={"parameter": "symbols"}
-            )
     found = await _store(request).prices(wanted)
     return PricesResponse(found, len(found), _now())
 
 
-@get("/api/market/ohlcv/{symbol:str}")
+@get("/api/market/ohlcv/{symbol:str}", responses=_ERRORS_OR_NONE)
 async def ohlcv(
     request: Request,  # type: ignore[type-arg]
     symbol: Symbol,
@@ -82,20 +102,20 @@ async def ohlcv(
         ),
     ] = "none",
     tz: Annotated[
-        str, Parameter(description="Calendar alignment zone, e.g. Europe/London")
-    ] = "UTC",
+        TimeZone, Parameter(description="Calendar alignment zone, e.g. Europe/London")
+    ] = TimeZone["UTC"],
 ) -> OhlcvResponse:
     if start is not None and end is not None and start >= end:
         raise ValidationException("start: must be before end", extra={"parameter": "start"})
-    if tz not in _ZONES:
-        raise ValidationException(f"tz: unknown time zone {tz[:64]!r}", extra={"parameter": "tz"})
-    candles = await _store(request).candles(symbol, interval, limit, source, start, end, fill, tz)
+    candles = await _store(request).candles(
+        symbol, interval, limit, source, start, end, fill, tz.value
+    )
     if not candles:
         raise NotFoundException(f"no {source} for {symbol} in that range")
     return OhlcvResponse(symbol, interval, candles, len(candles), _now())
 
 
-@get("/api/market/trades/{symbol:str}")
+@get("/api/market/trades/{symbol:str}", responses=_ERRORS_OR_NONE)
 async def trades(request: Request, symbol: Symbol, limit: Limit = 100) -> TradesResponse:  # type: ignore[type-arg]
     rows = await _store(request).trades(symbol, limit)
     if not rows:
@@ -103,7 +123,7 @@ async def trades(request: Request, symbol: Symbol, limit: Limit = 100) -> Trades
     return TradesResponse(symbol, rows, len(rows), _now())
 
 
-@get("/api/market/quotes/{symbol:str}")
+@get("/api/market/quotes/{symbol:str}", responses=_ERRORS_OR_NONE)
 async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> QuotesResponse:  # type: ignore[type-arg]
     rows = await _store(request).quotes(symbol, limit)
     if not rows:
@@ -111,7 +131,7 @@ async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> Quotes
     return QuotesResponse(symbol, rows, len(rows), _now())
 
 
-@get("/health")
+@get("/health", responses={503: ResponseSpec(Health, description="The database is unreachable")})
 async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg]
     """Up, and whether the database answers; 503 when it does not (for load balancers)."""
     try:
@@ -124,6 +144,12 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
             dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
         )
     return Response(Health("ok", "reachable", age, _now()))
+
+
+class MetricsController(PrometheusController):
+    """Prometheus text exposition: for scrapers, so not part of the JSON API's schema."""
+
+    include_in_schema = False
 
 
 def _store_unavailable(request: Request, exc: Exception) -> Response[dict[str, str]]:  # type: ignore[type-arg]
@@ -165,8 +191,9 @@ def create_app(settings: ApiSettings) -> Litestar:
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
     return Litestar(
-        route_handlers=[prices, ohlcv, trades, quotes, health, PrometheusController],
+        route_handlers=[prices, ohlcv, trades, quotes, health, MetricsController],
         middleware=[metrics.middleware],
+        openapi_config=OpenAPIConfig(title="tickpipe market data API", version="0.1.0"),
         lifespan=[lifespan],
         exception_handlers={
             PoolTimeout: _store_unavailable,

@@ -19,8 +19,9 @@ from ingest.rows import Batch, rows_of
 from ingest.simulator import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
+from tests.api_process import serve_api
 from tests.polling import wait_for
-from tests.test_api_questdb import get, serve_api
+from tests.test_api_questdb import get
 
 MINUTES = 150
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -23,15 +19,10 @@ import pytest
 from questdb import Sender, TimestampMicros, TimestampNanos
 
 from sql.questdb_local import ServerState
+from tests.api_process import free_port, serve_api
 from tests.polling import wait_for
 
 MINUTES = 180  # one trade a minute for three hours, ending now
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
@@ -42,36 +33,6 @@ def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
     except urllib.error.HTTPError as error:
         headers = {k.lower(): v for k, v in error.headers.items()}
         return error.code, json.loads(error.read()), headers
-
-
-def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
-    """``python -m api`` on a free loopback port; ``store_env`` picks another store."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "API_PORT": str(port),
-        "QUESTDB_PG": pg_dsn,
-        "STORE": "questdb",
-        **store_env,
-    }
-    server = subprocess.Popen([sys.executable, "-m", "api"], env=env, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(base), until=bool, what="the API to listen")
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _answers(base: str) -> bool:
-    try:
-        urllib.request.urlopen(base + "/api/market/prices", timeout=10).close()
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from sql.questdb_local import ServerState
-from tests.test_api_questdb import serve_api
+from tests.api_process import serve_api
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,51 @@
+"""The API as its own process (granian on a free loopback port), for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+from tests.polling import wait_for
+
+__all__ = ["free_port", "serve_api"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
+    """``python -m api`` on a free loopback port; ``store_env`` picks another store."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "API_PORT": str(port),
+        "QUESTDB_PG": pg_dsn,
+        "STORE": "questdb",
+        **store_env,
+    }
+    server = subprocess.Popen([sys.executable, "-m", "api"], env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base), until=bool, what="the API to listen")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _answers(base: str) -> bool:
+    try:
+        urllib.request.urlopen(base + "/api/market/prices", timeout=10).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import re
 import sqlite3
 import subprocess
@@ -26,11 +25,10 @@ from pathlib import Path
 import msgspec
 import psycopg
 
+from bench.report import save, throwaway_questdb
 from ingest.simulator.recording import read_recording
-from sql import apply_questdb_schema
-from sql.questdb_local import ServerConfig, cache_dir, start, stop
+from sql.questdb_local import cache_dir
 
-RESULTS = Path(__file__).parent / "results"
 POLL_S = 0.1
 
 # (rows visible, newest ingestion time visible in epoch s, or None where unknown)
@@ -196,14 +194,7 @@ def main() -> None:
     print(f"tape: {events:,} events", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        server = start(
-            ServerConfig(
-                root=scratch / "questdb", http_port=0, pg_port=0, ilp_tcp_port=0, health_port=0
-            ),
-            cache_dir(),
-        )
-        try:
-            apply_questdb_schema(server.pg_dsn)
+        with throwaway_questdb(scratch / "questdb") as server:
             questdb_env = {
                 **os.environ,
                 **batching,
@@ -222,24 +213,18 @@ def main() -> None:
                     args.speed,
                 )
             ]
-        finally:
-            stop(scratch / "questdb")
         db = scratch / "trading.db"
         sqlite_env = {**os.environ, **batching, "STORE": "sqlite", "DATABASE_PATH": str(db)}
         rows.append(run("sqlite", sqlite_env, sqlite_probe(db), tape, events, scratch, args.speed))
-    result = {
-        "scenario": "ingest",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
-        "batching": batching,
-        "replay_speed": args.speed,
-        "rows": rows,
-        "questdb_over_sqlite": round(rows[0].events_per_s / max(1, rows[1].events_per_s), 2),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    encoded = msgspec.json.format(msgspec.json.encode(result), indent=2)
-    name = "ingest.json" if not args.speed else f"ingest-speed{args.speed:g}.json"
-    (RESULTS / name).write_bytes(encoded + b"\n")
+    name = "ingest" if not args.speed else f"ingest-speed{args.speed:g}"
+    encoded = save(
+        name,
+        "ingest",
+        batching=batching,
+        replay_speed=args.speed,
+        rows=rows,
+        questdb_over_sqlite=round(rows[0].events_per_s / max(1, rows[1].events_per_s), 2),
+    )
     print(encoded.decode())
 
 

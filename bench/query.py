@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
-import platform
 import random
 import statistics
 import sys
@@ -26,12 +24,11 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from bench.report import save, throwaway_questdb
 from ingest.rows import BarRow, Batch, TradeRow
 from ingest.sinks import QuestDBSink, SQLiteSink
-from sql.questdb_local import ServerConfig, cache_dir, start, stop
 from tests.api_process import serve_api
 
-RESULTS = Path(__file__).parent / "results"
 PAIRS = {
     "BTC-USD": 64000.0,
     "ETH-USD": 3100.0,
@@ -159,13 +156,7 @@ def main() -> None:
     now_s = int(time.time())
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        server = start(
-            ServerConfig(
-                root=scratch / "questdb", http_port=0, pg_port=0, ilp_tcp_port=0, health_port=0
-            ),
-            cache_dir(),
-        )
-        try:
+        with throwaway_questdb(scratch / "questdb") as server:
             db = scratch / "trading.db"
             questdb, sqlite = QuestDBSink(server.ilp_conf, server.pg_dsn), SQLiteSink(db)
             load(questdb, sqlite, args.trades, now_s, args.seed)
@@ -177,25 +168,19 @@ def main() -> None:
                 rows += measure("questdb", base, now_s, args.seconds, args.concurrency)
             for base in serve_api("", STORE="sqlite", DATABASE_PATH=str(db)):
                 rows += measure("sqlite", base, now_s, args.seconds, args.concurrency)
-        finally:
-            stop(scratch / "questdb")
     ratios = {
         q.endpoint: round(s.p99_ms / q.p99_ms, 2)
         for q in rows if q.store == "questdb"
         for s in rows if s.store == "sqlite" and s.endpoint == q.endpoint
     }  # fmt: skip
-    result = {
-        "scenario": "query",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
-        "trades": args.trades,
-        "concurrency": args.concurrency,
-        "rows": rows,
-        "sqlite_p99_over_questdb_p99": ratios,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    encoded = msgspec.json.format(msgspec.json.encode(result), indent=2)
-    (RESULTS / f"query-{args.trades}.json").write_bytes(encoded + b"\n")
+    encoded = save(
+        f"query-{args.trades}",
+        "query",
+        trades=args.trades,
+        concurrency=args.concurrency,
+        rows=rows,
+        sqlite_p99_over_questdb_p99=ratios,
+    )
     print(encoded.decode())
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import re
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import msgspec
 import uvloop
 from websockets.asyncio.client import connect
 
-RESULTS = Path(__file__).parent / "results"
+from bench.report import save
 
 
 def _start(*serve_args: str) -> tuple[subprocess.Popen[str], int]:
@@ -102,18 +101,12 @@ def main() -> None:
             _measure("replay", ["--replay", str(tape), "--speed", "0"], args.seconds),
             _measure("live", ["--speed", "0", "--activity", str(args.activity)], args.seconds),
         ]
-    machine = (
-        f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    encoded = save(
+        "simulator_feed",
+        "simulator_feed",
+        rows=rows,
+        replay_over_live=round(rows[0].events_per_s / max(1, rows[1].events_per_s), 2),
     )
-    result = {
-        "scenario": "simulator_feed",
-        "machine": machine,
-        "rows": rows,
-        "replay_over_live": round(rows[0].events_per_s / max(1, rows[1].events_per_s), 2),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    encoded = msgspec.json.format(msgspec.json.encode(result), indent=2)
-    (RESULTS / "simulator_feed.json").write_bytes(encoded + b"\n")
     print(encoded.decode())
 
 

@@ -42,8 +42,10 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
 
 
 def _answers(base: str) -> bool:
+    """Any HTTP answer means it listens; /schema touches no database, so a slow store or a
+    dead one does not make a listening server look absent."""
     try:
-        urllib.request.urlopen(base + "/api/market/prices", timeout=10).close()
+        urllib.request.urlopen(base + "/schema/openapi.json", timeout=10).close()
     except urllib.error.HTTPError:
         return True
     except OSError:

@@ -9,7 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from ingest.rows import Batch, TradeRow
 from ingest.service import Ingester
+from ingest.sinks import QuestDBSink
+from ingest.sinks.questdb import ROWS_PER_REQUEST
 from sql import StoreSettings
 from sql.questdb_local import ServerState
 from tests.ingestion import (
@@ -140,3 +143,20 @@ def test_recovers_from_drops_maintenance_kicks_and_silence(
     # A dropped connection loses what was in flight (the backfill issue fills such gaps);
     # everything else arrives.
     assert len(set(stored)) > 0.9 * len(sent)
+
+
+def test_a_batch_larger_than_one_ilp_request_is_written_whole(
+    questdb_with_schema: ServerState, request: pytest.FixtureRequest
+) -> None:
+    start_ms = window_for(request.node.name)
+    rows = ROWS_PER_REQUEST * 2 + 123  # three requests
+    batch = Batch()
+    batch.trades = [
+        TradeRow("BIG-USD", start_ms + i, 1.0, 1.0, "buy", 1, str(i), "[]", start_ms + i, 0)
+        for i in range(rows)
+    ]
+    sink = QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn)
+    sink.write(batch)
+    sink.close()
+    with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
+        assert wait_for(lambda: questdb_count(pg, "trades", start_ms), lambda n: n >= rows) == rows

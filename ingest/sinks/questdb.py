@@ -6,6 +6,8 @@ retried or replayed batch harmless. Auto-flush is off: the writer decides when t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from questdb import QuestDBError, Sender, TimestampMicros, TimestampNanos
 
 from ingest.rows import Batch
@@ -13,6 +15,25 @@ from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
 
 __all__ = ["QuestDBSink"]
+
+# One ILP request carries at most this many rows: a request body must stay under the client's
+# max_buf_size (100 MiB by default; a trade row is about 200 bytes).
+ROWS_PER_REQUEST = 100_000
+
+
+def _parts(batch: Batch) -> Iterator[Batch]:
+    """The batch in pieces of at most ROWS_PER_REQUEST rows; DEDUP makes a replay of any
+    piece harmless, so the pieces need not be one transaction."""
+    if len(batch) <= ROWS_PER_REQUEST:
+        yield batch
+        return
+    n = ROWS_PER_REQUEST
+    for i in range(0, len(batch.trades), n):
+        yield Batch(trades=batch.trades[i : i + n])
+    for i in range(0, len(batch.quotes), n):
+        yield Batch(quotes=batch.quotes[i : i + n])
+    for i in range(0, len(batch.bars), n):
+        yield Batch(bars=batch.bars[i : i + n])
 
 
 class QuestDBSink:
@@ -23,6 +44,10 @@ class QuestDBSink:
         self._sender.establish()  # type: ignore[no-untyped-call]
 
     def write(self, batch: Batch) -> None:
+        for part in _parts(batch):
+            self._write(part)
+
+    def _write(self, batch: Batch) -> None:
         buffer = self._sender.new_buffer()
         row = buffer.row
         for t in batch.trades:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -146,8 +147,7 @@ class Ingester:
 
 
 async def run_until_signalled(ingester: Ingester) -> None:
-    import signal
-
+    """Run until SIGINT or SIGTERM, which stop receiving and store everything received."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, ingester.stop)

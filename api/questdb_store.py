@@ -13,6 +13,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from api.responses import Candle, Price, QuoteOut, TradeOut
+from api.store import naive_utc
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -29,11 +30,6 @@ _FILLS = {
     "prev": "FILL(PREV, PREV, PREV, PREV, 0, NULL, 0)",
     "null": "FILL(NULL)",
 }
-
-
-def naive_utc(moment: dt.datetime) -> dt.datetime:
-    """QuestDB binds naive datetimes as UTC: convert an aware one first, never just drop it."""
-    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def iso(ts: dt.datetime) -> str:

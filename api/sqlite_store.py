@@ -13,9 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from api.questdb_store import naive_utc
 from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import StoreUnavailable, Unsupported
+from api.store import StoreUnavailable, Unsupported, naive_utc
 
 __all__ = ["SECONDS", "SQLiteStore"]
 

@@ -7,7 +7,12 @@ from typing import Protocol
 
 from api.responses import Candle, Price, QuoteOut, TradeOut
 
-__all__ = ["Store", "StoreUnavailable", "Unsupported"]
+__all__ = ["Store", "StoreUnavailable", "Unsupported", "naive_utc"]
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """QuestDB binds naive datetimes as UTC: convert an aware one first, never just drop it."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 class StoreUnavailable(Exception):

@@ -20,6 +20,10 @@ class IngestMetrics:
         r = self.registry
         self.frames = Counter("tickpipe_ingest_frames", "Frames received", registry=r)
         self.events = Counter("tickpipe_ingest_events", "Events decoded", ["type"], registry=r)
+        # Children looked up once: the per-frame path should not resolve labels every time.
+        self.trades_seen = self.events.labels("trade")
+        self.quotes_seen = self.events.labels("quote")
+        self.bars_seen = self.events.labels("bar")
         self.malformed = Counter(
             "tickpipe_ingest_malformed", "Malformed frames or events set aside", registry=r
         )

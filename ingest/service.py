@@ -115,9 +115,9 @@ class Ingester:
         before = (len(pending.trades), len(pending.quotes), len(pending.bars))
         now_ms = time.time_ns() // 1_000_000
         rows_of(decoded.data, now_ms, pending)
-        metrics.events.labels("trade").inc(len(pending.trades) - before[0])
-        metrics.events.labels("quote").inc(len(pending.quotes) - before[1])
-        metrics.events.labels("bar").inc(len(pending.bars) - before[2])
+        metrics.trades_seen.inc(len(pending.trades) - before[0])
+        metrics.quotes_seen.inc(len(pending.quotes) - before[1])
+        metrics.bars_seen.inc(len(pending.bars) - before[2])
         if pending.trades:
             metrics.lag_seconds.set((now_ms - pending.trades[-1].received_ms) / 1000)
         if len(pending) >= self.settings.ingest_batch_rows:

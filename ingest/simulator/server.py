@@ -108,6 +108,7 @@ class Simulator:
         self._numbers = itertools.count(1)
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
         self._journal = RecordingWriter(config.journal) if config.journal else None
         self._subscribed = asyncio.Event()
@@ -360,7 +361,9 @@ class Simulator:
             transport.abort()
         elif kind in ("maintenance", "close_normal"):
             code = 1001 if kind == "maintenance" else 1000
-            self._tasks.append(asyncio.create_task(conn.ws.close(code, "maintenance")))
+            closing = asyncio.create_task(conn.ws.close(code, "maintenance"))
+            self._closing.add(closing)  # keep a reference until it is done, then let it go
+            closing.add_done_callback(self._closing.discard)
         elif kind == "ping_silence":
             transport.pause_reading()
             conn.sending.clear()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import random
 import statistics
 import sys
@@ -25,7 +24,9 @@ import httpx
 import msgspec
 
 from bench.report import save, throwaway_questdb
-from ingest.rows import BarRow, Batch, TradeRow
+from ingest.batch import Batch
+from ingest.protocol import MinuteAgg, Trade
+from ingest.simulator.market import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from tests.api_process import serve_api
 
@@ -72,39 +73,36 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
     step_ms = DAYS * 86400 * 1000 / trades
     prices = dict(PAIRS)
     names = list(PAIRS)
-    minute: dict[str, list[TradeRow]] = {pair: [] for pair in PAIRS}
+    minute: dict[str, list[Trade]] = {pair: [] for pair in PAIRS}
     for chunk_start in range(0, trades, CHUNK):
-        batch = Batch()
+        chunk: list[Trade] = []
+        bars: list[MinuteAgg] = []
         for i in range(chunk_start, min(trades, chunk_start + CHUNK)):
             pair = names[i % len(names)]
             prices[pair] *= 1 + rng.gauss(0, 0.0005)
             ts_ms = first_s * 1000 + int(i * step_ms)
             size = round(rng.expovariate(10) + 1e-6, 6)
-            trade = TradeRow(
-                pair, ts_ms, round(prices[pair], 4), size, "buy", 1, str(i), "[2]", ts_ms, ts_ms
-            )
+            trade = Trade(
+                pair=pair, price=round(prices[pair], 4), size=size, ts_ms=ts_ms, exchange_id=1,
+                trade_id=str(i), conditions=(2,), received_ms=ts_ms,
+            )  # fmt: skip
             pending = minute[pair]
             if pending and pending[0].ts_ms // 60_000 != ts_ms // 60_000:
-                batch.bars.append(_bar(pending))
+                start_ms = pending[0].ts_ms // 60_000 * 60_000
+                bar = aggregate(MinuteAgg, pair, start_ms, start_ms + 60_000, pending)
+                assert bar is not None
+                bars.append(bar)
                 pending.clear()
             pending.append(trade)
-            batch.trades.append(trade)
+            chunk.append(trade)
+        batch = Batch()
+        batch.trades.extend(chunk, chunk[-1].ts_ms)
+        batch.bars.extend(bars, chunk[-1].ts_ms)
         questdb.write(batch)
         sqlite.write(batch)
         done = min(trades, chunk_start + CHUNK)
         print(f"\rloading: {done:,}/{trades:,} trades", end="", file=sys.stderr)
     print(file=sys.stderr)
-
-
-def _bar(trades: list[TradeRow]) -> BarRow:
-    prices, sizes = [t.price for t in trades], [t.size for t in trades]
-    volume = math.fsum(sizes)
-    vwap = math.fsum(p * s for p, s in zip(prices, sizes, strict=True)) / volume
-    start_ms = trades[0].ts_ms // 60_000 * 60_000
-    return BarRow(
-        trades[0].symbol, start_ms, start_ms + 60_000, prices[0], max(prices), min(prices),
-        prices[-1], volume, vwap, volume / len(trades), len(trades), trades[-1].ingested_ms,
-    )  # fmt: skip
 
 
 async def hammer(base: str, path: str, seconds: float, concurrency: int) -> tuple[list[float], int]:

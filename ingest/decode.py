@@ -25,7 +25,9 @@ _tag = msgspec.json.Decoder(_Tagged)
 
 
 class DecodedFrame(msgspec.Struct):
-    data: list[Trade | Quote | MinuteAgg]
+    trades: list[Trade] = msgspec.field(default_factory=list)
+    quotes: list[Quote] = msgspec.field(default_factory=list)
+    bars: list[MinuteAgg] = msgspec.field(default_factory=list)
     statuses: list[Status] = msgspec.field(default_factory=list)
     second_bars: int = 0  # XAS: not stored (minute bars are the vendor's truth)
     unknown: int = 0  # events of a type we do not know
@@ -37,11 +39,11 @@ def decode_frame(frame: bytes | str) -> DecodedFrame:
         events = frame_decoder.decode(frame)
     except msgspec.DecodeError:
         return _decode_each(frame)
-    return _sort(events, DecodedFrame([]))
+    return _sort(events, DecodedFrame())
 
 
 def _decode_each(frame: bytes | str) -> DecodedFrame:
-    decoded = DecodedFrame([])
+    decoded = DecodedFrame()
     try:
         raws = _raw_list.decode(frame)
     except msgspec.DecodeError:
@@ -64,11 +66,17 @@ def _decode_each(frame: bytes | str) -> DecodedFrame:
 
 
 def _sort(events: list[Event], into: DecodedFrame) -> DecodedFrame:
+    # Most frequent first: this loop sees every event of the feed.
+    quotes, trades, bars = into.quotes.append, into.trades.append, into.bars.append
     for event in events:
-        if isinstance(event, Status):
-            into.statuses.append(event)
+        if isinstance(event, Quote):
+            quotes(event)
+        elif isinstance(event, Trade):
+            trades(event)
+        elif isinstance(event, MinuteAgg):
+            bars(event)
         elif isinstance(event, SecondAgg):
             into.second_bars += 1
         else:
-            into.data.append(event)
+            into.statuses.append(event)
     return into

@@ -1,4 +1,4 @@
-"""The ingester: feed -> decode -> rows -> batch writer -> sink, and its lifecycle.
+"""The ingester: feed -> decode -> batch (normalised columns) -> writer -> sink, and its lifecycle.
 
 ``stop()`` (SIGINT/SIGTERM) stops receiving, decodes every frame already received, hands the
 last rows to the writer and waits until the store (or the spool, if the store is down) has
@@ -14,11 +14,11 @@ import signal
 import time
 from pathlib import Path
 
+from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decode import decode_frame
 from ingest.feed import Feed
 from ingest.metrics import IngestMetrics
-from ingest.rows import Batch, rows_of
 from ingest.settings import IngestSettings
 from ingest.simulator.recording import RecordingWriter
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
@@ -109,17 +109,18 @@ class Ingester:
             self.dead_letters.add(bad)
         if decoded.unknown:
             metrics.unknown.inc(decoded.unknown)
-        if not decoded.data:
-            return
         pending = self.writer.pending
-        before = (len(pending.trades), len(pending.quotes), len(pending.bars))
         now_ms = time.time_ns() // 1_000_000
-        rows_of(decoded.data, now_ms, pending)
-        metrics.trades_seen.inc(len(pending.trades) - before[0])
-        metrics.quotes_seen.inc(len(pending.quotes) - before[1])
-        metrics.bars_seen.inc(len(pending.bars) - before[2])
-        if pending.trades:
-            metrics.lag_seconds.set((now_ms - pending.trades[-1].received_ms) / 1000)
+        if trades := decoded.trades:
+            pending.trades.extend(trades, now_ms)
+            metrics.trades_seen.inc(len(trades))
+            metrics.lag_seconds.set((now_ms - trades[-1].received_ms) / 1000)
+        if quotes := decoded.quotes:
+            pending.quotes.extend(quotes, now_ms)
+            metrics.quotes_seen.inc(len(quotes))
+        if bars := decoded.bars:
+            pending.bars.extend(bars, now_ms)
+            metrics.bars_seen.inc(len(bars))
         if len(pending) >= self.settings.ingest_batch_rows:
             self.writer.hand_over()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from ingest.rows import Batch
+from ingest.batch import Batch
 
 __all__ = ["Spool"]
 

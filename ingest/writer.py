@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ingest.rows import Batch
+from ingest.batch import Batch
 from ingest.sinks.base import Sink, SinkUnavailable
 from ingest.spool import Spool
 

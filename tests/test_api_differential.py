@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
-from ingest.rows import Batch, rows_of
 from ingest.simulator import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
@@ -59,7 +59,9 @@ def loaded(
         if bar is not None:
             bars.append(bar)
     batch = Batch()
-    rows_of([*trades, *quotes, *bars], now_s * 1000, batch)
+    batch.trades.extend(trades, now_s * 1000)
+    batch.quotes.extend(quotes, now_s * 1000)
+    batch.bars.extend(bars, now_s * 1000)
     db = tmp_path_factory.mktemp("differential") / "trading.db"
     for sink in (
         QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn),

@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest.rows import Batch, TradeRow
+from ingest.batch import Batch
+from ingest.protocol import Trade
 from ingest.service import Ingester
 from ingest.sinks import QuestDBSink
 from ingest.sinks.questdb import ROWS_PER_REQUEST
@@ -151,10 +152,11 @@ def test_a_batch_larger_than_one_ilp_request_is_written_whole(
     start_ms = window_for(request.node.name)
     rows = ROWS_PER_REQUEST * 2 + 123  # three requests
     batch = Batch()
-    batch.trades = [
-        TradeRow("BIG-USD", start_ms + i, 1.0, 1.0, "buy", 1, str(i), "[]", start_ms + i, 0)
-        for i in range(rows)
-    ]
+    batch.trades.extend(
+        [Trade(pair="BIG-USD", price=1.0, size=1.0, ts_ms=start_ms + i, exchange_id=1,
+               trade_id=str(i), received_ms=start_ms + i) for i in range(rows)],
+        start_ms,
+    )  # fmt: skip
     sink = QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn)
     sink.write(batch)
     sink.close()

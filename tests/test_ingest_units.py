@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from ingest.batch import Batch, normalise_pair
 from ingest.decode import decode_frame
 from ingest.feed import Backoff
-from ingest.protocol import MinuteAgg, Quote, Trade
-from ingest.rows import Batch, normalise_pair, rows_of
+from ingest.protocol import Quote, Trade
 from ingest.spool import Spool
 
 TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":1700000000123,"x":1,"i":"42","c":[2],"r":1700000000150}'  # noqa: E501
@@ -17,7 +17,7 @@ TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":170000000012
 
 def test_a_good_frame_decodes_in_one_piece() -> None:
     decoded = decode_frame(b"[" + TRADE + b"," + TRADE.replace(b'"XT"', b'"XT"', 1) + b"]")
-    assert len(decoded.data) == 2
+    assert len(decoded.trades) == 2
     assert decoded.malformed == []
     assert decoded.unknown == 0
 
@@ -26,7 +26,7 @@ def test_one_bad_event_does_not_cost_the_good_ones() -> None:
     bad = b'{"ev":"XT","pair":"BTC-USD","p":"sixty"}'
     unknown = b'{"ev":"XZ","zz":1}'
     decoded = decode_frame(b"[" + TRADE + b"," + bad + b"," + unknown + b"," + TRADE + b"]")
-    assert [type(e) for e in decoded.data] == [Trade, Trade]
+    assert [type(e) for e in decoded.trades] == [Trade, Trade]
     assert decoded.malformed == [bad]
     assert decoded.unknown == 1
 
@@ -37,7 +37,7 @@ def test_one_bad_event_does_not_cost_the_good_ones() -> None:
 )
 def test_a_malformed_frame_is_set_aside_whole(frame: bytes) -> None:
     decoded = decode_frame(frame)
-    assert decoded.data == []
+    assert (decoded.trades, decoded.quotes, decoded.bars) == ([], [], [])
     assert len(decoded.malformed) == 1
 
 
@@ -48,25 +48,32 @@ def test_unknown_fields_are_ignored_and_statuses_and_second_bars_sorted_out() ->
     )
     status = b'{"ev":"status","status":"success","message":"subscribed to: XQ.ETH-USD"}'
     decoded = decode_frame(b"[" + quote + b"," + second + b"," + status + b"]")
-    assert [type(e) for e in decoded.data] == [Quote]
+    assert [type(e) for e in decoded.quotes] == [Quote]
+    assert (decoded.trades, decoded.bars) == ([], [])
     assert decoded.second_bars == 1
     assert decoded.statuses[0].status == "success"
 
 
 def test_rows_are_normalised() -> None:
-    trade = Trade(
-        pair="X:BTCUSD", price=1, size=2, ts_ms=3, exchange_id=4, trade_id=12345, conditions=(1,)
+    decoded = decode_frame(
+        b'[{"ev":"XT","pair":"X:BTCUSD","p":1,"s":2,"t":3,"x":4,"i":12345,"c":[1]},'
+        b'{"ev":"XT","pair":"SOL-USD","p":1.0,"s":2,"t":3,"x":4},'
+        b'{"ev":"XA","pair":"X:ETHUSD","o":1,"h":2,"l":0.5,"c":1.5,"v":10,"vw":1.2,"z":0.1,'
+        b'"s":60000,"e":120000}]'
     )
-    bar = MinuteAgg("X:ETHUSD", 1, 2, 0.5, 1.5, 10, 1.2, 0.1, 60_000, 120_000)
     batch = Batch()
-    rows_of([trade, Trade(pair="SOL-USD", price=1, size=2, ts_ms=3, exchange_id=4), bar], 99, batch)
-    assert batch.trades[0].symbol == "BTC-USD"
-    assert batch.trades[0].trade_id == "12345"
-    assert batch.trades[0].side == "sell"
-    assert batch.trades[0].conditions == "[1]"
-    assert batch.trades[1].side == "unknown"
-    assert batch.bars[0].symbol == "ETH-USD"
-    assert batch.bars[0].ingested_ms == 99
+    batch.trades.extend(decoded.trades, 99)
+    batch.bars.extend(decoded.bars, 99)
+    assert batch.trades.symbol == ["BTC-USD", "SOL-USD"]
+    assert batch.trades.trade_id == ["12345", ""]
+    assert batch.trades.side == ["sell", "unknown"]
+    assert batch.trades.conditions == ["[1]", "[]"]
+    assert batch.trades.price == [1.0, 1.0]
+    assert all(type(p) is float for p in batch.trades.price)  # JSON 1 is stored as a double
+    assert batch.bars.symbol == ["ETH-USD"]
+    assert batch.bars.trade_count == [100]  # volume 10 / average trade size 0.1
+    assert batch.bars.ingested_ms == [99]
+    assert len(batch) == 3
     assert normalise_pair("X:MATICUSD") == "MATIC-USD"
 
 
@@ -74,14 +81,14 @@ def test_the_spool_keeps_order_and_sets_torn_batches_aside(tmp_path: Path) -> No
     spool = Spool(tmp_path)
     for ts in (1, 2, 3):
         written = Batch()
-        rows_of([Trade(pair="BTC-USD", price=1, size=1, ts_ms=ts, exchange_id=1)], 0, written)
+        written.trades.extend([Trade(pair="BTC-USD", price=1, size=1, ts_ms=ts, exchange_id=1)], 0)
         spool.append(written)
     first, second, _ = sorted(tmp_path.glob("*.batch"))
     second.write_bytes(second.read_bytes()[:-3])  # a crash mid-write
     reopened = Spool(tmp_path)  # as on the next start
     seen = []
     while (batch := reopened.oldest()) is not None:
-        seen.append(batch.trades[0].ts_ms)
+        seen.extend(batch.trades.ts_ms)
         reopened.remove_oldest()
     assert seen == [1, 3]
     assert [p.suffix for p in sorted(tmp_path.iterdir())] == [".torn"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ingest.rows import Batch
+from ingest.batch import Batch
 
 __all__ = ["Sink", "SinkUnavailable"]
 

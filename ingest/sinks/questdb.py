@@ -1,39 +1,79 @@
-"""QuestDB over ILP/HTTP with the official client: one long-lived sender, one buffer a batch.
+"""QuestDB over ILP/HTTP with the official client: one long-lived sender, columnar batches.
 
-ILP/HTTP reports errors and retries (at-least-once); the tables' DEDUP UPSERT KEYS make a
-retried or replayed batch harmless. Auto-flush is off: the writer decides when to flush.
+Each table's columns go to the client as a pandas DataFrame: the client serialises it in
+native code, several times faster than one ``row()`` call (and its dicts) per row, which
+matters at hundreds of thousands of rows a second. ILP/HTTP reports errors and retries
+(at-least-once); the tables' DEDUP UPSERT KEYS make a retried or replayed batch harmless.
+Auto-flush is off: the writer decides when to flush.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from questdb import QuestDBError, Sender, TimestampMicros, TimestampNanos
+import numpy as np
+import pandas as pd
+from questdb import QuestDBError, Sender
 
-from ingest.rows import Batch
+from ingest.batch import Batch
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
+
+if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
+    from questdb._client import Buffer
 
 __all__ = ["QuestDBSink"]
 
 # One ILP request carries at most this many rows: a request body must stay under the client's
 # max_buf_size (100 MiB by default; a trade row is about 200 bytes).
 ROWS_PER_REQUEST = 100_000
+_SYMBOLS = {"trades": ["symbol", "side"], "quotes": ["symbol"], "bars_1m": ["symbol"]}
 
 
-def _parts(batch: Batch) -> Iterator[Batch]:
-    """The batch in pieces of at most ROWS_PER_REQUEST rows; DEDUP makes a replay of any
-    piece harmless, so the pieces need not be one transaction."""
-    if len(batch) <= ROWS_PER_REQUEST:
-        yield batch
-        return
-    n = ROWS_PER_REQUEST
-    for i in range(0, len(batch.trades), n):
-        yield Batch(trades=batch.trades[i : i + n])
-    for i in range(0, len(batch.quotes), n):
-        yield Batch(quotes=batch.quotes[i : i + n])
-    for i in range(0, len(batch.bars), n):
-        yield Batch(bars=batch.bars[i : i + n])
+def _text(values: list[str]) -> pd.Series:
+    return pd.Series(values, dtype=object)  # as objects: pandas' own string dtype costs more
+
+
+def _floats(values: list[float]) -> np.ndarray:
+    return np.array(values, dtype=np.float64)
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _times(ms: list[int]) -> np.ndarray:
+    return np.array(ms, dtype="datetime64[ms]")
+
+
+def _frames(batch: Batch) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each table's rows as a DataFrame, ``ts`` the designated timestamp."""
+    if t := batch.trades:
+        yield "trades", pd.DataFrame({
+            "symbol": _text(t.symbol), "side": _text(t.side), "price": _floats(t.price),
+            "size": _floats(t.size), "exchange_id": _ints(t.exchange_id),
+            "trade_id": _text(t.trade_id), "conditions": _text(t.conditions),
+            "received_ts": _times(t.received_ms), "ingested_ts": _times(t.ingested_ms),
+            "ts": _times(t.ts_ms),
+        })  # fmt: skip
+    if q := batch.quotes:
+        yield "quotes", pd.DataFrame({
+            "symbol": _text(q.symbol), "bid_price": _floats(q.bid_price),
+            "bid_size": _floats(q.bid_size), "ask_price": _floats(q.ask_price),
+            "ask_size": _floats(q.ask_size), "exchange_id": _ints(q.exchange_id),
+            "received_ts": _times(q.received_ms), "ingested_ts": _times(q.ingested_ms),
+            "ts": _times(q.ts_ms),
+        })  # fmt: skip
+    if b := batch.bars:
+        yield "bars_1m", pd.DataFrame({
+            "symbol": _text(b.symbol), "open": _floats(b.open), "high": _floats(b.high),
+            "low": _floats(b.low), "close": _floats(b.close), "volume": _floats(b.volume),
+            "vwap": _floats(b.vwap), "avg_trade_size": _floats(b.avg_trade_size),
+            "trade_count": pd.array(b.trade_count, dtype="Int64"),  # None: not sent
+            "end_ts": _times(b.end_ms), "ingested_ts": _times(b.ingested_ms),
+            "ts": _times(b.start_ms),
+        })  # fmt: skip
 
 
 class QuestDBSink:
@@ -44,62 +84,23 @@ class QuestDBSink:
         self._sender.establish()  # type: ignore[no-untyped-call]
 
     def write(self, batch: Batch) -> None:
-        for part in _parts(batch):
-            self._write(part)
+        """Every row of the batch, in requests of at most ROWS_PER_REQUEST rows; DEDUP makes
+        a replay of any of them harmless, so they need not be one transaction."""
+        buffer, rows = self._sender.new_buffer(), 0
+        for table, frame in _frames(batch):
+            for start in range(0, len(frame), ROWS_PER_REQUEST):
+                part = frame.iloc[start : start + ROWS_PER_REQUEST]
+                if rows + len(part) > ROWS_PER_REQUEST:
+                    self._flush(buffer)
+                    rows = 0
+                buffer.dataframe(part, table_name=table, symbols=_SYMBOLS[table], at="ts")
+                rows += len(part)
+        if rows:
+            self._flush(buffer)
 
-    def _write(self, batch: Batch) -> None:
-        buffer = self._sender.new_buffer()
-        row = buffer.row
-        for t in batch.trades:
-            row(
-                "trades",
-                symbols={"symbol": t.symbol, "side": t.side},
-                columns={
-                    "price": t.price,
-                    "size": t.size,
-                    "exchange_id": t.exchange_id,
-                    "trade_id": t.trade_id,
-                    "conditions": t.conditions,
-                    "received_ts": TimestampMicros(t.received_ms * 1000),
-                    "ingested_ts": TimestampMicros(t.ingested_ms * 1000),
-                },
-                at=TimestampNanos(t.ts_ms * 1_000_000),
-            )
-        for q in batch.quotes:
-            row(
-                "quotes",
-                symbols={"symbol": q.symbol},
-                columns={
-                    "bid_price": q.bid_price,
-                    "bid_size": q.bid_size,
-                    "ask_price": q.ask_price,
-                    "ask_size": q.ask_size,
-                    "exchange_id": q.exchange_id,
-                    "received_ts": TimestampMicros(q.received_ms * 1000),
-                    "ingested_ts": TimestampMicros(q.ingested_ms * 1000),
-                },
-                at=TimestampNanos(q.ts_ms * 1_000_000),
-            )
-        for b in batch.bars:
-            row(
-                "bars_1m",
-                symbols={"symbol": b.symbol},
-                columns={
-                    "open": b.open,
-                    "high": b.high,
-                    "low": b.low,
-                    "close": b.close,
-                    "volume": b.volume,
-                    "vwap": b.vwap,
-                    "avg_trade_size": b.avg_trade_size,
-                    "trade_count": b.trade_count,
-                    "end_ts": TimestampMicros(b.end_ms * 1000),
-                    "ingested_ts": TimestampMicros(b.ingested_ms * 1000),
-                },
-                at=TimestampNanos(b.start_ms * 1_000_000),
-            )
+    def _flush(self, buffer: Buffer) -> None:
         try:
-            self._sender.flush(buffer, clear=False)
+            self._sender.flush(buffer)  # clears the buffer once the server has the rows
         except QuestDBError as exc:
             raise SinkUnavailable(str(exc)) from exc
 

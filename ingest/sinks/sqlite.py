@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ingest.rows import Batch
+from ingest.batch import Batch
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_sqlite_schema
 
@@ -32,6 +32,10 @@ _BAR = (
 )
 
 
+def _seconds(ms: list[int]) -> list[int]:
+    return [m // 1000 for m in ms]
+
+
 class SQLiteSink:
     def __init__(self, path: Path) -> None:
         apply_sqlite_schema(path)
@@ -39,22 +43,23 @@ class SQLiteSink:
         self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast
 
     def write(self, batch: Batch) -> None:
+        t, q, b = batch.trades, batch.quotes, batch.bars
         try:
             with self._conn:
                 self._conn.executemany(
                     _TRADE,
-                    [(t.symbol, t.ts_ms // 1000, t.price, t.size, t.side, t.exchange_id,
-                      t.trade_id, t.conditions) for t in batch.trades],
+                    zip(t.symbol, _seconds(t.ts_ms), t.price, t.size, t.side, t.exchange_id,
+                        t.trade_id, t.conditions, strict=True),
                 )  # fmt: skip
                 self._conn.executemany(
                     _QUOTE,
-                    [(q.symbol, q.ts_ms // 1000, q.bid_price, q.bid_size, q.ask_price,
-                      q.ask_size, q.exchange_id) for q in batch.quotes],
+                    zip(q.symbol, _seconds(q.ts_ms), q.bid_price, q.bid_size, q.ask_price,
+                        q.ask_size, q.exchange_id, strict=True),
                 )  # fmt: skip
                 self._conn.executemany(
                     _BAR,
-                    [(b.symbol, b.start_ms // 1000, b.open, b.high, b.low, b.close, b.volume,
-                      b.vwap, b.trade_count) for b in batch.bars],
+                    zip(b.symbol, _seconds(b.start_ms), b.open, b.high, b.low, b.close,
+                        b.volume, b.vwap, b.trade_count, strict=True),
                 )  # fmt: skip
         except sqlite3.OperationalError as exc:  # locked, disk full: retry later from the spool
             raise SinkUnavailable(str(exc)) from exc

@@ -1,0 +1,154 @@
+"""Normalised rows, held column by column: what the sinks store, whatever the feed's quirks.
+
+Pairs are WebSocket style (``X:BTCUSD`` -> ``BTC-USD``, as the seed's adapter did), times are
+integer milliseconds (the unit in the name), ``side`` comes from the conditions, trade ids are
+strings whatever their JSON type. ``ingested_ms`` is when our ingester received the frame, for
+latency figures.
+
+Columns rather than one object a row: a frame's events become columns in a few list
+comprehensions, the QuestDB sink hands them to the ILP client's columnar (dataframe) path, the
+SQLite sink zips them into ``executemany`` and the spool stores them compactly. At 300k
+events/s the per-row objects and per-row ILP calls were a third of the ingester's CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import msgspec
+
+from ingest.protocol import MinuteAgg, Quote, Trade
+
+__all__ = ["BarColumns", "Batch", "QuoteColumns", "TradeColumns", "normalise_pair"]
+
+_SIDES: dict[tuple[int, ...], str] = {(1,): "sell", (2,): "buy"}
+_MAX_CACHED = 10_000  # a hostile feed could send endless distinct pairs or condition lists
+
+
+def normalise_pair(pair: str) -> str:
+    """``BTC-USD`` stays; ``X:BTCUSD`` becomes ``BTC-USD`` (quote currency: three letters)."""
+    if pair.startswith("X:"):
+        symbol = pair[2:]
+        return f"{symbol[:-3]}-{symbol[-3:]}"
+    return pair
+
+
+class _Cache(dict[Hashable, str]):
+    """A dict that computes a missing value once: ``cache[key]`` in a comprehension costs one
+    lookup where a function call would cost several."""
+
+    def __init__(self, compute: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, key: Hashable) -> str:
+        value = self._compute(key)
+        if len(self) < _MAX_CACHED:
+            self[key] = value
+        return value
+
+
+_symbol_of = _Cache(normalise_pair)
+_conditions_text = _Cache(lambda c: "[" + ",".join(map(str, c)) + "]")  # as the seed stored them
+
+
+def _symbols(pairs: Sequence[str]) -> list[str]:
+    return [_symbol_of[p] for p in pairs]
+
+
+class _Columns(msgspec.Struct, array_like=True):
+    """One table's rows as lists of equal length, ``symbol`` first."""
+
+    symbol: list[str] = msgspec.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.symbol)
+
+
+class TradeColumns(_Columns, array_like=True):
+    ts_ms: list[int] = msgspec.field(default_factory=list)
+    price: list[float] = msgspec.field(default_factory=list)
+    size: list[float] = msgspec.field(default_factory=list)
+    side: list[str] = msgspec.field(default_factory=list)
+    exchange_id: list[int] = msgspec.field(default_factory=list)
+    trade_id: list[str] = msgspec.field(default_factory=list)
+    conditions: list[str] = msgspec.field(default_factory=list)  # the JSON list, e.g. "[2]"
+    received_ms: list[int] = msgspec.field(default_factory=list)
+    ingested_ms: list[int] = msgspec.field(default_factory=list)
+
+    def extend(self, trades: Sequence[Trade], ingested_ms: int) -> None:
+        self.symbol += _symbols([t.pair for t in trades])
+        self.ts_ms += [t.ts_ms for t in trades]
+        self.price += [t.price for t in trades]
+        self.size += [t.size for t in trades]
+        self.side += [_SIDES.get(t.conditions, "unknown") for t in trades]
+        self.exchange_id += [t.exchange_id for t in trades]
+        self.trade_id += [str(t.trade_id) for t in trades]
+        self.conditions += [_conditions_text[t.conditions] for t in trades]
+        self.received_ms += [t.received_ms for t in trades]
+        self.ingested_ms += [ingested_ms] * len(trades)
+
+
+class QuoteColumns(_Columns, array_like=True):
+    ts_ms: list[int] = msgspec.field(default_factory=list)
+    bid_price: list[float] = msgspec.field(default_factory=list)
+    bid_size: list[float] = msgspec.field(default_factory=list)
+    ask_price: list[float] = msgspec.field(default_factory=list)
+    ask_size: list[float] = msgspec.field(default_factory=list)
+    exchange_id: list[int] = msgspec.field(default_factory=list)
+    received_ms: list[int] = msgspec.field(default_factory=list)
+    ingested_ms: list[int] = msgspec.field(default_factory=list)
+
+    def extend(self, quotes: Sequence[Quote], ingested_ms: int) -> None:
+        self.symbol += _symbols([q.pair for q in quotes])
+        self.ts_ms += [q.ts_ms for q in quotes]
+        self.bid_price += [q.bid_price for q in quotes]
+        self.bid_size += [q.bid_size for q in quotes]
+        self.ask_price += [q.ask_price for q in quotes]
+        self.ask_size += [q.ask_size for q in quotes]
+        self.exchange_id += [q.exchange_id for q in quotes]
+        self.received_ms += [q.received_ms for q in quotes]
+        self.ingested_ms += [ingested_ms] * len(quotes)
+
+
+class BarColumns(_Columns, array_like=True):
+    start_ms: list[int] = msgspec.field(default_factory=list)
+    end_ms: list[int] = msgspec.field(default_factory=list)
+    open: list[float] = msgspec.field(default_factory=list)
+    high: list[float] = msgspec.field(default_factory=list)
+    low: list[float] = msgspec.field(default_factory=list)
+    close: list[float] = msgspec.field(default_factory=list)
+    volume: list[float] = msgspec.field(default_factory=list)
+    vwap: list[float] = msgspec.field(default_factory=list)
+    avg_trade_size: list[float] = msgspec.field(default_factory=list)
+    trade_count: list[int | None] = msgspec.field(default_factory=list)  # REST gives it
+    ingested_ms: list[int] = msgspec.field(default_factory=list)
+
+    def extend(self, bars: Sequence[MinuteAgg], ingested_ms: int) -> None:
+        self.symbol += _symbols([b.pair for b in bars])
+        self.start_ms += [b.start_ms for b in bars]
+        self.end_ms += [b.end_ms for b in bars]
+        self.open += [b.open for b in bars]
+        self.high += [b.high for b in bars]
+        self.low += [b.low for b in bars]
+        self.close += [b.close for b in bars]
+        self.volume += [b.volume for b in bars]
+        self.vwap += [b.vwap for b in bars]
+        self.avg_trade_size += [b.avg_trade_size for b in bars]
+        # XA carries no trade count, but z is volume / trades: derive it.
+        self.trade_count += [
+            round(b.volume / b.avg_trade_size) if b.avg_trade_size else None for b in bars
+        ]
+        self.ingested_ms += [ingested_ms] * len(bars)
+
+
+class Batch(msgspec.Struct, array_like=True):
+    """Rows on their way to a sink together (and, if the sink is down, to the spool)."""
+
+    trades: TradeColumns = msgspec.field(default_factory=TradeColumns)
+    quotes: QuoteColumns = msgspec.field(default_factory=QuoteColumns)
+    bars: BarColumns = msgspec.field(default_factory=BarColumns)
+
+    def __len__(self) -> int:
+        return len(self.trades) + len(self.quotes) + len(self.bars)

@@ -26,10 +26,12 @@ import msgspec
 import psycopg
 
 from bench.report import save, throwaway_questdb
+from ingest.settings import IngestSettings
 from ingest.simulator.recording import read_recording
 from sql.questdb_local import cache_dir
 
 POLL_S = 0.1
+PRELOAD_S = 86_400  # the whole tape in memory first: the simulator's CPU goes to sending only
 
 # (rows visible, newest ingestion time visible in epoch s, or None where unknown)
 Probe = Callable[[], tuple[int, float | None]]
@@ -44,6 +46,8 @@ class IngestRun(msgspec.Struct, frozen=True):
     events_per_s: int
     p50_visible_ms: float | None  # QuestDB only: SQLite rows are visible when committed
     p99_visible_ms: float | None
+    ingester_cpu_s_per_million: float | None  # Linux: from /proc, start-up included
+    ingester_peak_rss_mib: float | None
 
 
 def tape_for(activity: float, seconds: int) -> tuple[Path, int]:
@@ -103,7 +107,7 @@ def run(
 ) -> IngestRun:
     simulator = subprocess.Popen(
         [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0",
-         "--replay", str(tape), "--speed", str(speed)],
+         "--replay", str(tape), "--preload", str(PRELOAD_S), "--speed", str(speed)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert simulator.stdout is not None
@@ -131,12 +135,29 @@ def run(
                 break
             time.sleep(POLL_S)
         print(file=sys.stderr)
+        cpu_s, peak_rss_mib = _usage(ingester.pid)
     finally:
         ingester.terminate()
         simulator.terminate()
         ingester.wait(timeout=60)
         simulator.wait(timeout=10)
-    return _summarise(store, events, polls)
+    summary = _summarise(store, events, polls)
+    per_million = round(cpu_s / events * 1e6, 2) if cpu_s is not None else None
+    return msgspec.structs.replace(
+        summary, ingester_cpu_s_per_million=per_million, ingester_peak_rss_mib=peak_rss_mib
+    )
+
+
+def _usage(pid: int) -> tuple[float | None, float | None]:
+    """CPU seconds and peak resident MiB of a running process, where /proc tells them."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None, None
+    cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    peak = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return cpu_s, round(int(peak[1]) / 1024, 1) if peak else None
 
 
 def _summarise(store: str, events: int, polls: list[tuple[float, int, float | None]]) -> IngestRun:
@@ -156,6 +177,8 @@ def _summarise(store: str, events: int, polls: list[tuple[float, int, float | No
         events_per_s=round((last[1] - first[1]) / seconds),
         p50_visible_ms=_percentile_ms(latencies, 0.50),
         p99_visible_ms=_percentile_ms(latencies, 0.99),
+        ingester_cpu_s_per_million=None,
+        ingester_peak_rss_mib=None,
     )
 
 
@@ -180,18 +203,25 @@ def main() -> None:
         "--tape-seconds", type=int, default=300, help="simulated seconds in the tape"
     )
     parser.add_argument("--activity", type=float, default=200.0, help="market activity scale")
-    parser.add_argument("--batch-rows", type=int, default=50_000, help="INGEST_BATCH_ROWS")
-    parser.add_argument("--flush-ms", type=int, default=100, help="INGEST_FLUSH_MS")
-    parser.add_argument(
+    defaults = {f.name: f.default for f in msgspec.structs.fields(IngestSettings)}
+    parser.add_argument("--batch-rows", type=int, default=defaults["ingest_batch_rows"])
+    parser.add_argument("--flush-ms", type=int, default=defaults["ingest_flush_ms"])
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
         "--speed",
         type=float,
         default=0,
-        help="replay speed: 0 flat-out (throughput), N paced (latency)",
+        help="replay speed: 0 flat-out (throughput), N times the tape's own pace (latency)",
+    )
+    pace.add_argument(
+        "--rate", type=float, help="replay at about this many events/s on average (latency)"
     )
     args = parser.parse_args()
     batching = {"INGEST_BATCH_ROWS": str(args.batch_rows), "INGEST_FLUSH_MS": str(args.flush_ms)}
     tape, events = tape_for(args.activity, args.tape_seconds)
-    print(f"tape: {events:,} events", file=sys.stderr)
+    if args.rate:
+        args.speed = round(args.rate * args.tape_seconds / events, 2)
+    print(f"tape: {events:,} events, replay speed {args.speed:g} (0: flat out)", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         with throwaway_questdb(scratch / "questdb") as server:

@@ -1,9 +1,12 @@
 """The feed client: connect, authenticate, subscribe, receive; reconnect on every close.
 
-The receive loop only receives: frames go to a queue that the pipeline drains, so parsing and
-the store never slow it down. Only small frames are looked at here, for the statuses that
-decide how to reconnect (``auth_failed`` is fatal; ``max_connections`` means another process
-may share the key, so we cool down before trying again, or both would kick each other forever).
+The receive loop only receives: frames go to a buffer that the pipeline drains, so parsing and
+the store never slow it down. The buffer is bounded by bytes: if decoding ever falls that far
+behind, receiving waits and TCP pushes back, rather than memory growing without limit.
+
+Only small frames are looked at here, for the statuses that decide how to reconnect
+(``auth_failed`` is fatal; ``max_connections`` means another process may share the key, so we
+cool down before trying again, or both would kick each other forever).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -22,7 +26,7 @@ from ingest.errors import AuthFailed
 from ingest.protocol import Action, Status
 from ingest.settings import IngestSettings
 
-__all__ = ["Backoff", "Feed"]
+__all__ = ["Backoff", "Feed", "FrameBuffer"]
 
 log = logging.getLogger(__name__)
 _statuses = msgspec.json.Decoder(list[Status])
@@ -46,11 +50,54 @@ class Backoff:
         self.attempt = 0
 
 
+class FrameBuffer:
+    """Received frames waiting to be decoded, bounded by their total size (a frame can be a
+    few bytes or several MiB, so a count would bound nothing)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._frames: deque[bytes] = deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    async def put(self, frame: bytes) -> None:
+        """Wait while the buffer is full; a frame larger than the bound still goes in alone."""
+        while self.bytes >= self.max_bytes:
+            self._writable.clear()
+            await self._writable.wait()
+        self._frames.append(frame)
+        self.bytes += len(frame)
+        self._readable.set()
+
+    async def get(self) -> bytes:
+        while not self._frames:
+            self._readable.clear()
+            await self._readable.wait()
+        return self._pop()
+
+    def drain(self) -> Iterator[bytes]:
+        """Every frame received so far, without waiting (at shutdown)."""
+        while self._frames:
+            yield self._pop()
+
+    def _pop(self) -> bytes:
+        frame = self._frames.popleft()
+        self.bytes -= len(frame)
+        if self.bytes < self.max_bytes:
+            self._writable.set()
+        return frame
+
+
 class Feed:
     def __init__(
         self,
         settings: IngestSettings,
-        frames: asyncio.Queue[bytes],
+        frames: FrameBuffer,
         on_reconnect: Callable[[str], None] = lambda reason: None,
     ) -> None:
         if settings.polygon_api_key is None:
@@ -89,7 +136,7 @@ class Feed:
                 ping_timeout=20,
                 close_timeout=2,
                 open_timeout=10,
-                max_queue=None,  # we never stop reading: the queue behind us is ours
+                # websockets' own queue stays small: frames move on to our FrameBuffer at once
             ) as ws:
                 await self._handshake(ws)
                 self.sessions += 1

@@ -44,6 +44,9 @@ class IngestMetrics:
         self.spool_batches = Gauge(
             "tickpipe_ingest_spool_batches", "Batches waiting on disk", registry=r
         )
+        self.receive_buffer_bytes = Gauge(
+            "tickpipe_ingest_receive_buffer_bytes", "Received frames not yet decoded", registry=r
+        )
         self.lag_seconds = Gauge(
             "tickpipe_ingest_lag_seconds",
             "Now minus the vendor receive time of the newest event",

@@ -17,7 +17,7 @@ from pathlib import Path
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decode import decode_frame
-from ingest.feed import Feed
+from ingest.feed import Feed, FrameBuffer
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from ingest.simulator.recording import RecordingWriter
@@ -41,7 +41,7 @@ class Ingester:
     def __init__(self, settings: IngestSettings, record: Path | None = None) -> None:
         self.settings = settings
         self.metrics = IngestMetrics()
-        self.frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self.frames = FrameBuffer(settings.ingest_receive_buffer_mib * 2**20)
         self.feed = Feed(settings, self.frames, self._count_reconnect)
         self.spool = Spool(settings.ingest_spool_dir)
         self.dead_letters = DeadLetters(settings.ingest_dead_letter)
@@ -56,7 +56,12 @@ class Ingester:
     async def run(self) -> None:
         """Ingest until ``stop()``; raises AuthFailed (fatal) if the key is refused."""
         sink = await asyncio.to_thread(make_sink, self.settings)
-        self.writer = BatchWriter(sink, self.spool, on_written=self._count_written)
+        self.writer = BatchWriter(
+            sink,
+            self.spool,
+            max_queued_batches=self.settings.ingest_queued_batches,
+            on_written=self._count_written,
+        )
         if self.settings.ingest_metrics_port is not None:
             self.metrics_port = self.metrics.serve(
                 self.settings.ingest_metrics_host, self.settings.ingest_metrics_port
@@ -93,8 +98,8 @@ class Ingester:
             self._decode(await self.frames.get())
 
     def _drain_received(self) -> None:
-        while not self.frames.empty():
-            self._decode(self.frames.get_nowait())
+        for frame in self.frames.drain():
+            self._decode(frame)
 
     def _decode(self, frame: bytes) -> None:
         assert self.writer is not None
@@ -132,6 +137,7 @@ class Ingester:
             await asyncio.sleep(interval_s)
             self.writer.hand_over()
             self.metrics.spool_batches.set(len(self.spool))
+            self.metrics.receive_buffer_bytes.set(self.frames.bytes)
 
     async def _report(self) -> None:
         while True:

@@ -31,22 +31,34 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._lock = threading.Lock()
-        self._files = sorted(directory.glob("*.batch"))
-        self._next = int(self._files[-1].stem) + 1 if self._files else 0
+        self._files = sorted(directory.glob("*.batch"), key=_sequence)
+        self._next = _sequence(self._files[-1]) + 1 if self._files else 0
 
     def __len__(self) -> int:
         return len(self._files)
 
     def append(self, batch: Batch) -> None:
-        payload = _encode(batch)
         with self._lock:
-            path = self.directory / f"{self._next:016d}.batch"
+            self._files.append(self._write(self._next, batch))
             self._next += 1
-            with path.open("wb") as file:
-                file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
-                file.flush()
-                os.fsync(file.fileno())
-            self._files.append(path)
+
+    def push_front(self, batch: Batch) -> None:
+        """Put back a batch older than every spooled one (taken from memory, not written)."""
+        with self._lock:
+            if not self._files:
+                self._files.append(self._write(self._next, batch))
+                self._next += 1
+            else:
+                self._files.insert(0, self._write(_sequence(self._files[0]) - 1, batch))
+
+    def _write(self, sequence: int, batch: Batch) -> Path:
+        payload = _encode(batch)
+        path = self.directory / f"{sequence:020d}.batch"
+        with path.open("wb") as file:
+            file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+            file.flush()
+            os.fsync(file.fileno())
+        return path
 
     def oldest(self) -> Batch | None:
         """The oldest intact batch (torn ones are set aside on the way), or None if empty."""
@@ -73,3 +85,8 @@ class Spool:
     def _drop_oldest(self) -> Path:
         with self._lock:
             return self._files.pop(0)
+
+
+def _sequence(path: Path) -> int:
+    """A batch file's place in the order (negative for batches put back in front)."""
+    return int(path.stem)

@@ -1,18 +1,20 @@
 """Rows in from the event loop, batches out to the sink on a thread of its own.
 
-The event loop only appends rows and hands over full batches (by size, or by time from a timer
-the loop drives, since the ILP client checks its interval only when a row arrives); it never
-waits on the store. The writer thread writes batches in order. When the store fails, the batch
-goes to the on-disk spool, and so does every later batch until the spool has been drained in
-order, so nothing received is lost and nothing overtakes an older batch.
+The event loop only appends rows and hands over batches (by size, or by time from a timer the
+loop drives, since the ILP client checks its interval only when a row arrives); it never waits
+on the store. The writer thread writes batches in order. A few batches may wait in memory;
+when the store is behind (that queue is full) or down (its batches are already on disk), a
+batch goes to the on-disk spool instead, after everything handed over before it. So memory
+stays bounded, nothing received is lost, and nothing overtakes an older batch (a later
+version of a minute bar must land last).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from ingest.batch import Batch
@@ -22,7 +24,6 @@ from ingest.spool import Spool
 __all__ = ["BatchWriter"]
 
 log = logging.getLogger(__name__)
-_STOP = Batch()
 
 
 class BatchWriter:
@@ -31,65 +32,72 @@ class BatchWriter:
         sink: Sink,
         spool: Spool,
         *,
-        max_queued_batches: int = 64,
+        max_queued_batches: int = 4,
         on_written: Callable[[Batch, float], None] = lambda batch, seconds: None,
         retry_s: float = 1.0,
     ) -> None:
         self.sink = sink
         self.spool = spool
         self.pending = Batch()
-        self._queue: queue.Queue[Batch] = queue.Queue(max_queued_batches)
+        self._queued: deque[Batch] = deque()
+        self._max_queued = max_queued_batches
+        self._changed = threading.Condition()  # guards _queued, the spool's order, _stopping
+        self._stopping = False
         self._on_written = on_written
         self._retry_s = retry_s
         self._thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
         self._thread.start()
 
-    def hand_over(self) -> None:
-        """Queue the pending rows as a batch (called from the event loop; never blocks).
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
 
-        If the queue is full (the store is slow and the spool behind), the rows stay pending
-        and grow the next batch."""
+    def hand_over(self) -> None:
+        """Pass the pending rows on as a batch (called from the event loop; never waits on
+        the store, only, when the store is behind or down, on the spool's disk)."""
         if not len(self.pending):
             return
-        try:
-            self._queue.put_nowait(self.pending)
-        except queue.Full:
-            return
-        self.pending = Batch()
+        batch, self.pending = self.pending, Batch()
+        with self._changed:
+            if len(self.spool) or len(self._queued) >= self._max_queued:
+                while self._queued:
+                    self.spool.append(self._queued.popleft())
+                self.spool.append(batch)
+            else:
+                self._queued.append(batch)
+            self._changed.notify()
 
     def close(self, timeout_s: float = 30.0) -> bool:
         """Write everything received, then stop; False if the store kept failing and batches
         remain in the spool (they are written on the next start)."""
         self.hand_over()
-        while len(self.pending):  # the queue was full: wait for room
-            time.sleep(0.01)
-            self.hand_over()
-        self._queue.put(_STOP)
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
         self._thread.join(timeout_s)
         self.sink.close()
         return not len(self.spool)
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     def _run(self) -> None:
-        stopping = False
-        while not (stopping and not len(self.spool)):
-            if len(self.spool):
+        while True:
+            with self._changed:
+                while not (self._queued or len(self.spool) or self._stopping):
+                    self._changed.wait()
+                if len(self.spool):
+                    batch = None
+                elif self._queued:
+                    batch = self._queued.popleft()
+                else:
+                    return  # stopping, and everything is stored
+            if batch is None:  # the spool first: it holds the oldest batches
                 if not self._drain_one():
-                    if stopping:
-                        return  # leave the rest in the spool for the next start
-                    stopping = self._spill_queue()
-                    if not stopping:
-                        time.sleep(self._retry_s)
-                continue
-            batch = self._queue.get()
-            if batch is _STOP:
-                stopping = True
-                continue
-            if not self._write(batch):
-                self.spool.append(batch)
+                    if self._stopping:
+                        self._spool_queued()
+                        return  # the rest stays in the spool for the next start
+                    time.sleep(self._retry_s)
+            elif not self._write(batch):
+                with self._changed:
+                    self.spool.push_front(batch)  # older than anything spooled meanwhile
 
     def _write(self, batch: Batch) -> bool:
         began = time.perf_counter()
@@ -110,14 +118,7 @@ class BatchWriter:
             return True
         return False
 
-    def _spill_queue(self) -> bool:
-        """While the store is down, move queued batches to disk so the loop can hand over more;
-        True if a stop request was among them."""
-        while True:
-            try:
-                batch = self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if batch is _STOP:
-                return True
-            self.spool.append(batch)
+    def _spool_queued(self) -> None:
+        with self._changed:
+            while self._queued:
+                self.spool.append(self._queued.popleft())

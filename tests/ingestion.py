@@ -16,6 +16,7 @@ from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
 from ingest.simulator.recording import read_recording
 from sql import Secret, StoreSettings
+from tests.polling import wait_for
 from tests.simulation import KEY, START_MS
 
 DAY_MS = 86_400_000
@@ -86,6 +87,16 @@ def questdb_count(pg: psycopg.Connection[tuple[Any, ...]], table: str, start_ms:
     row = pg.execute(query, (start_ms, start_ms + DAY_MS)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def assert_each_trade_stored_once(pg_dsn: str, start_ms: int, sent: Path) -> None:
+    """Every trade in the journal or recording ``sent`` is in QuestDB, and only once."""
+    expected = expected_trades(sent_events(sent))
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        wait_for(lambda: questdb_count(pg, "trades", start_ms), until=lambda n: n >= len(expected))
+        stored = questdb_trades(pg, start_ms)
+    assert len(stored) == len(set(stored)), "a trade was stored twice"
+    assert set(stored) == expected
 
 
 def sqlite_trades(path: Path) -> list[tuple[Any, ...]]:

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ingest.service import Ingester
@@ -17,15 +16,11 @@ from sql import StoreSettings, apply_questdb_schema
 from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
 from tests.conftest import free_port_config
 from tests.ingestion import (
-    expected_trades,
+    assert_each_trade_stored_once,
     ingest_settings,
-    questdb_count,
-    questdb_trades,
     quiesce,
-    sent_events,
     window_for,
 )
-from tests.polling import wait_for
 from tests.simulation import KEY, config, running, until
 
 
@@ -66,12 +61,7 @@ def test_sigterm_mid_stream_stores_every_received_event_and_exits_0(
 
     code, stderr = asyncio.run(scenario())
     assert code == 0, stderr.decode()[-2000:]
-    expected = expected_trades(sent_events(received))
-    with psycopg.connect(store.questdb_pg, autocommit=True) as pg:
-        wait_for(lambda: questdb_count(pg, "trades", start_ms), until=lambda n: n >= len(expected))
-        stored = questdb_trades(pg, start_ms)
-    assert len(stored) == len(set(stored)) == len(expected)
-    assert set(stored) == expected
+    assert_each_trade_stored_once(store.questdb_pg, start_ms, received)
 
 
 def test_auth_failed_exits_non_zero_naming_the_cause_never_the_key(tmp_path: Path) -> None:
@@ -112,7 +102,7 @@ def test_questdb_down_for_10s_mid_stream_loses_nothing(
         java_options=free_port_config(tmp_path).java_options,
     )  # fmt: skip
 
-    async def scenario() -> int:
+    async def scenario() -> None:
         async with running(config(speed=60, start_ms=start_ms, journal=journal)) as sim:
             ingester = Ingester(ingest_settings(sim.port, store, tmp_path))
             task = asyncio.create_task(ingester.run())
@@ -127,17 +117,72 @@ def test_questdb_down_for_10s_mid_stream_loses_nothing(
             await quiesce(sim, ingester)
             ingester.stop()
             await task
-            return ingester.frames.maxsize
 
     try:
         asyncio.run(scenario())
-        expected = expected_trades(sent_events(journal))
-        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-            wait_for(
-                lambda: questdb_count(pg, "trades", start_ms), until=lambda n: n >= len(expected)
-            )
-            stored = questdb_trades(pg, start_ms)
-        assert len(stored) == len(set(stored)), "a trade was stored twice"
-        assert set(stored) == expected
+        assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
+    finally:
+        stop(tmp_path / "qdb")
+
+
+@pytest.mark.slow
+def test_a_frozen_questdb_sends_batches_to_disk_and_memory_stays_bounded(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """QuestDB stopped with SIGSTOP: requests hang rather than fail. Receiving goes on at full
+    speed; what cannot wait in memory (a few batches, a few frames) waits in the spool."""
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    apply_questdb_schema(server.pg_dsn)
+    store = StoreSettings(
+        questdb_ilp=server.ilp_conf + "request_timeout=2000;retry_timeout=1000;",
+        questdb_pg=server.pg_dsn,
+    )
+    journal = tmp_path / "sent.jsonl.gz"
+    peaks = {"queued": 0, "buffer_bytes": 0, "pending_rows": 0, "spool": 0}
+
+    async def watch(ingester: Ingester) -> None:
+        while True:
+            assert ingester.writer is not None
+            for name, value in (
+                ("queued", ingester.writer.queued),
+                ("buffer_bytes", ingester.frames.bytes),
+                ("pending_rows", len(ingester.writer.pending)),
+                ("spool", len(ingester.spool)),
+            ):
+                peaks[name] = max(peaks[name], value)
+            await asyncio.sleep(0.005)
+
+    async def scenario() -> None:
+        async with running(config(speed=600, start_ms=start_ms, journal=journal)) as sim:
+            ingester = Ingester(
+                ingest_settings(
+                    sim.port, store, tmp_path, ingest_batch_rows=2000, ingest_queued_batches=2,
+                    ingest_receive_buffer_mib=1,
+                )
+            )  # fmt: skip
+            task = asyncio.create_task(ingester.run())
+            await until(lambda: ingester.writer is not None and sim.events_sent > 5000)
+            watcher = asyncio.create_task(watch(ingester))
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                await until(lambda: len(ingester.spool) >= 5, 30)
+                await asyncio.sleep(5)
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            await until(lambda: len(ingester.spool) == 0, 90)
+            await quiesce(sim, ingester)
+            watcher.cancel()
+            ingester.stop()
+            await task
+
+    try:
+        asyncio.run(scenario())
+        assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
+        assert peaks["spool"] >= 5
+        assert peaks["queued"] <= 2
+        largest_frame = 25_000 * 200  # the simulator's frame cap, at ~200 bytes an event
+        assert peaks["buffer_bytes"] <= 2**20 + largest_frame
+        assert peaks["pending_rows"] <= 2000 + 25_000
     finally:
         stop(tmp_path / "qdb")

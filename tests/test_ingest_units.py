@@ -95,6 +95,25 @@ def test_the_spool_keeps_order_and_sets_torn_batches_aside(tmp_path: Path) -> No
     assert not first.exists()
 
 
+def test_a_batch_put_back_in_front_is_read_first_also_after_a_restart(tmp_path: Path) -> None:
+    def batch(ts: int) -> Batch:
+        made = Batch()
+        made.trades.extend([Trade(pair="BTC-USD", price=1, size=1, ts_ms=ts, exchange_id=1)], 0)
+        return made
+
+    spool = Spool(tmp_path)
+    spool.append(batch(3))
+    spool.push_front(batch(2))  # a batch the writer took from memory and could not store
+    spool.push_front(batch(1))
+    spool.append(batch(4))
+    reopened = Spool(tmp_path)
+    seen = []
+    while (oldest := reopened.oldest()) is not None:
+        seen.extend(oldest.trades.ts_ms)
+        reopened.remove_oldest()
+    assert seen == [1, 2, 3, 4]
+
+
 def test_backoff_grows_with_jitter_to_its_ceiling_and_resets() -> None:
     backoff = Backoff(0.5, 60)
     delays = [backoff.next_delay() for _ in range(12)]

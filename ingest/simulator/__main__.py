@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--start-ms", type=int, help="simulated start, epoch ms (default: now)")
     serve.add_argument(
-        "--preload", type=int, default=0, metavar="SECONDS", help="flat-out: pre-encode this much"
+        "--preload",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="flat-out: pre-encode this much; --replay: read this much of it before listening",
     )
     serve.add_argument("--keys", type=_csv, default=(), help="accepted API keys (default: any)")
     serve.add_argument("--deny", type=_csv, default=(), help="channels answered 'not authorized'")

@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -45,6 +46,7 @@ MAX_CONNECTIONS_MESSAGE = (
 _MALFORMED_FRAME = b'[{"ev":"XT","pair":"BTC-USD","p":6400'
 _UNKNOWN_EVENT = b'{"ev":"XZ","pair":"BTC-USD","zz":1}'
 _action_decoder = msgspec.json.Decoder(Action)
+_RecordedData = tuple[int, bytes, int]  # receive time (ns), the frame, how many events
 
 
 class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,7 +63,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     kick: Literal["oldest", "newest"] = "newest"  # which connection max_connections closes
     speed: float = 1.0  # simulated seconds per wall second; 0 = flat-out
     start_ms: int | None = None  # simulated start time; default: now
-    preload_s: int = 0  # flat-out: seconds of tape encoded before the first subscriber
+    # flat-out: seconds of tape encoded before the first subscriber; replay: seconds of the
+    # recording read into memory before listening (so a benchmark measures only the sending)
+    preload_s: int = 0
     max_frame_events: int = 25_000
     slow_consumer_backlog: int = 2_000_000  # events waiting for one connection before a kick
     replay: Path | None = None  # serve this recording instead of the synthetic market
@@ -112,6 +116,7 @@ class Simulator:
         self._rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
         self._journal = RecordingWriter(config.journal) if config.journal else None
         self._subscribed = asyncio.Event()
+        self._replay_frames: Iterator[_RecordedData] | None = None
         self.sim_ms = (
             config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
         )
@@ -122,6 +127,10 @@ class Simulator:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.replay is not None:
+            frames = _recorded_data(self.config.replay)
+            preloaded = await asyncio.to_thread(_read_ahead, frames, self.config.preload_s)
+            self._replay_frames = itertools.chain(preloaded, frames)
         self._server = await serve(
             self._serve_connection,
             self.config.host,
@@ -276,8 +285,8 @@ class Simulator:
         return out
 
     async def _produce(self) -> None:
-        if self.config.replay is not None:
-            await self._replay(self.config.replay)
+        if self._replay_frames is not None:
+            await self._replay(self._replay_frames)
         elif self.config.speed == 0:
             await self._flat_out()
         else:
@@ -321,27 +330,22 @@ class Simulator:
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)  # let receivers and senders run between seconds
 
-    async def _replay(self, path: Path) -> None:
+    async def _replay(self, frames: Iterator[_RecordedData]) -> None:
         """Frames of a recording, as recorded (data frames only), at ``speed`` (0: flat-out)."""
         await self._subscribed.wait()
         wall0 = time.monotonic()
         first_ns: int | None = None
-        for recorded in read_recording(path):
-            if '"ev":"status"' in recorded.frame:
-                continue
-            first_ns = recorded.ns if first_ns is None else first_ns
+        for ns, frame, events in frames:
+            first_ns = ns if first_ns is None else first_ns
             if self.config.speed:
-                wait_s = (recorded.ns - first_ns) / 1e9 / self.config.speed - (
-                    time.monotonic() - wall0
-                )
+                wait_s = (ns - first_ns) / 1e9 / self.config.speed - (time.monotonic() - wall0)
                 if wait_s > 0:
                     await asyncio.sleep(wait_s)
             else:
                 await self._wait_for_room()
-            frame = recorded.frame.encode()
             for conn in list(self._connections.values()):
                 if conn.topics and conn.close_after is None:
-                    conn.outbox.add_frame(frame, frame.count(b'"ev":'))
+                    conn.outbox.add_frame(frame, events)
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -446,6 +450,24 @@ class Simulator:
             "events_sent": self.events_sent,
             "connections": connections,
         }
+
+
+def _recorded_data(path: Path) -> Iterator[_RecordedData]:
+    """The data frames of a recording (status frames belong to the recorded session)."""
+    for recorded in read_recording(path):
+        if '"ev":"status"' not in recorded.frame:
+            frame = recorded.frame.encode()
+            yield recorded.ns, frame, frame.count(b'"ev":')
+
+
+def _read_ahead(frames: Iterator[_RecordedData], seconds: int) -> list[_RecordedData]:
+    """The frames of the first ``seconds`` of the recording, by its own clock."""
+    ahead: list[_RecordedData] = []
+    for frame in frames:
+        ahead.append(frame)
+        if frame[0] - ahead[0][0] >= seconds * 1_000_000_000:
+            break
+    return ahead
 
 
 def _request_key(request: Request) -> str:

@@ -2,6 +2,11 @@
 
 Values are bound parameters; the one thing that cannot be bound, the SAMPLE BY interval, comes
 from a whitelist (``INTERVALS``). QuestDB hands timestamps back naive: they are UTC.
+
+What trades add up to (rolling-24h statistics, candles from trades) is read from the
+``trades_1m`` materialized view, which QuestDB keeps up to date: a few thousand minute rows
+instead of every trade. Newest trades and quotes are looked for in the last hour first, then
+wider: without an index on symbol, a search bounded by time is what keeps it fast.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import naive_utc
+from api.store import naive_utc, rolling_day_start
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -23,6 +28,25 @@ INTERVALS = {
     "1h": "1h", "4h": "4h", "1d": "1d", "1w": "1w",  # 1w: calendar weeks, from Monday
 }  # fmt: skip
 
+
+# Candles: ts, open, high, low, close, volume, vwap, trades, from minute rows of each source,
+# or, where start or end cuts a minute, from the raw trades.
+_RAW_TRADES = sql.SQL(
+    "SELECT ts, first(price), max(price), min(price), last(price), sum(size),"
+    " sum(price * size) / sum(size), count() FROM trades"
+)
+_SOURCES = {
+    "trades": sql.SQL(
+        "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
+        " sum(turnover) / sum(volume), sum(trade_count) FROM trades_1m"
+    ),
+    "bars": sql.SQL(
+        "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
+        " sum(vwap * volume) / sum(volume), sum(trade_count) FROM bars_1m"
+    ),
+}
+# Newest rows are searched for within these spans back from now, in turn, then in all rows.
+_RECENT = (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=30))
 
 # Per aggregate column: open, high, low, close, volume, vwap, trades.
 _FILLS = {
@@ -38,6 +62,10 @@ def iso(ts: dt.datetime) -> str:
 
 def epoch_s(ts: dt.datetime) -> int:
     return int(ts.replace(tzinfo=dt.UTC).timestamp())
+
+
+def _on_minute(moment: dt.datetime | None) -> bool:
+    return moment is None or (moment.second == 0 and moment.microsecond == 0)
 
 
 class QuestDBStore:
@@ -67,11 +95,10 @@ class QuestDBStore:
         )
         day = await self._rows(
             sql.SQL(
-                "SELECT symbol, first(price), max(price), min(price), sum(size),"
-                " sum(price * size) / sum(size) FROM trades {} {} ts > dateadd('d', -1, now())"
-                " GROUP BY symbol"
+                "SELECT symbol, first(open), max(high), min(low), sum(volume),"
+                " sum(turnover) / sum(volume) FROM trades_1m {} {} ts >= %s GROUP BY symbol"
             ).format(where, sql.SQL("AND") if symbols else sql.SQL("WHERE")),
-            params,
+            (*params, rolling_day_start()),
         )
         stats = {row[0]: row[1:] for row in day}
         return [
@@ -87,20 +114,32 @@ class QuestDBStore:
         return rows[0][0] if rows else None
 
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
-        rows = await self._rows(
-            "SELECT ts, price, size, side, exchange_id, trade_id, conditions FROM trades"
-            " WHERE symbol = %s ORDER BY ts DESC LIMIT %s",
-            (symbol, limit),
+        rows = await self._newest(
+            "SELECT ts, price, size, side, exchange_id, trade_id, conditions FROM trades",
+            symbol,
+            limit,
         )
         return [TradeOut(epoch_s(r[0]), iso(r[0]), *r[1:]) for r in rows]
 
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
-        rows = await self._rows(
-            "SELECT ts, bid_price, bid_size, ask_price, ask_size, exchange_id FROM quotes"
-            " WHERE symbol = %s ORDER BY ts DESC LIMIT %s",
-            (symbol, limit),
+        rows = await self._newest(
+            "SELECT ts, bid_price, bid_size, ask_price, ask_size, exchange_id FROM quotes",
+            symbol,
+            limit,
         )
         return [QuoteOut(epoch_s(r[0]), iso(r[0]), *r[1:]) for r in rows]
+
+    async def _newest(self, select: str, symbol: str, limit: int) -> list[TupleRow]:
+        """The newest ``limit`` rows of ``symbol``, newest first. Every row outside a span is
+        older than every row inside it, so a span holding ``limit`` rows holds the answer."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        for span in _RECENT:
+            query = f"{select} WHERE symbol = %s AND ts >= %s ORDER BY ts DESC LIMIT %s"
+            rows = await self._rows(query, (symbol, now - span, limit))
+            if len(rows) == limit:
+                return rows
+        query = f"{select} WHERE symbol = %s ORDER BY ts DESC LIMIT %s"
+        return await self._rows(query, (symbol, limit))
 
     async def candles(
         self,
@@ -118,17 +157,9 @@ class QuestDBStore:
         bucket without trades out (as the vendor does), ``prev`` repeats the previous prices
         with zero volume, ``null`` gives it nulls. ``tz`` aligns buckets to that zone's
         calendar (it must be a known zone name)."""
-        if source == "trades":
-            select = sql.SQL(
-                "SELECT ts, first(price), max(price), min(price), last(price), sum(size),"
-                " sum(price * size) / sum(size), count() FROM trades"
-            )
-        else:
-            select = sql.SQL(
-                "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
-                " sum(vwap * volume) / sum(volume), sum(trade_count)"
-                " FROM bars_1m"
-            )
+        select = _SOURCES[source]
+        if source == "trades" and not (_on_minute(start) and _on_minute(end)):
+            select = _RAW_TRADES
         conditions = [sql.SQL("symbol = %s")]
         params: list[object] = [symbol]
         if start is not None:

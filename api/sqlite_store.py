@@ -8,13 +8,15 @@ QuestDB's FILL does before its LIMIT. Calendar time zones other than UTC need Qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import StoreUnavailable, Unsupported, naive_utc
+from api.store import StoreUnavailable, Unsupported, naive_utc, rolling_day_start
 
 __all__ = ["SECONDS", "SQLiteStore"]
 
@@ -58,6 +60,28 @@ _CANDLES = {
 }
 
 
+# Distinct symbols by skipping through the (symbol, timestamp) index, one step a symbol.
+_SYMBOLS = """
+    WITH RECURSIVE s(symbol) AS (
+        SELECT min(symbol) FROM trades_data
+        UNION ALL
+        SELECT (SELECT min(symbol) FROM trades_data WHERE symbol > s.symbol) FROM s
+        WHERE s.symbol IS NOT NULL
+    ) SELECT symbol FROM s WHERE symbol IS NOT NULL"""
+_LATEST = (
+    "SELECT price, timestamp FROM trades_data WHERE symbol = ?"
+    " ORDER BY timestamp DESC, id DESC LIMIT 1"
+)
+_DAY_OPEN = (
+    "SELECT price FROM trades_data WHERE symbol = ? AND timestamp >= ?"
+    " ORDER BY timestamp, id LIMIT 1"
+)
+_DAY_STATS = (
+    "SELECT max(price), min(price), sum(size), sum(price * size) / sum(size)"
+    " FROM trades_data WHERE symbol = ? AND timestamp >= ?"
+)
+
+
 def _epoch(moment: dt.datetime) -> int:
     return int(naive_utc(moment).replace(tzinfo=dt.UTC).timestamp())
 
@@ -70,14 +94,21 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            ) as conn:
+                yield conn
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     def _query(
         self, query: str, params: dict[str, object] | tuple[object, ...]
     ) -> list[tuple[Any, ...]]:
-        try:
-            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5) as conn:
-                return conn.execute(query, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        with self._connect() as conn:
+            return conn.execute(query, params).fetchall()
 
     async def _rows(
         self, query: str, params: dict[str, object] | tuple[object, ...]
@@ -85,28 +116,23 @@ class SQLiteStore:
         return await asyncio.to_thread(self._query, query, params)
 
     async def prices(self, symbols: list[str] | None) -> list[Price]:
-        # Only "?" placeholders are put into the text; the symbols themselves are bound.
-        only = f"AND symbol IN ({', '.join('?' * len(symbols))})" if symbols else ""
-        params = tuple(symbols or ())
-        latest = await self._rows(
-            "SELECT symbol, price, timestamp FROM (SELECT symbol, price, timestamp, row_number()"  # noqa: S608
-            " OVER (PARTITION BY symbol ORDER BY timestamp DESC, id DESC) AS rn FROM trades_data"
-            f" WHERE 1 = 1 {only}) WHERE rn = 1 ORDER BY symbol",
-            params,
-        )
-        since = int(dt.datetime.now(dt.UTC).timestamp()) - 86400
-        day = await self._rows(
-            "SELECT symbol, max(CASE WHEN rn = 1 THEN price END), max(price), min(price),"  # noqa: S608
-            " sum(size), sum(price * size) / sum(size) FROM (SELECT symbol, price, size,"
-            " row_number() OVER (PARTITION BY symbol ORDER BY timestamp, id) AS rn"
-            f" FROM trades_data WHERE timestamp > ? {only}) GROUP BY symbol",
-            (since, *params),
-        )
-        stats = {row[0]: row[1:] for row in day}
-        return [
-            Price(str(symbol), float(price), _iso(int(ts)), *stats.get(symbol, (None,) * 5))
-            for symbol, price, ts in latest
-        ]
+        return await asyncio.to_thread(self._prices, symbols)
+
+    def _prices(self, symbols: list[str] | None) -> list[Price]:
+        """Per symbol, index lookups on (symbol, timestamp): a window function over the
+        whole table took seconds on millions of trades."""
+        since = _epoch(rolling_day_start())
+        prices = []
+        with self._connect() as conn:
+            for symbol in symbols or [row[0] for row in conn.execute(_SYMBOLS)]:
+                latest = conn.execute(_LATEST, (symbol,)).fetchone()
+                if latest is None:
+                    continue
+                opening = conn.execute(_DAY_OPEN, (symbol, since)).fetchone()
+                stats = conn.execute(_DAY_STATS, (symbol, since)).fetchone()
+                day = (opening[0], *stats) if opening else (None,) * 5
+                prices.append(Price(symbol, float(latest[0]), _iso(int(latest[1])), *day))
+        return sorted(prices, key=lambda p: p.symbol)
 
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
         rows = await self._rows(

@@ -7,12 +7,19 @@ from typing import Protocol
 
 from api.responses import Candle, Price, QuoteOut, TradeOut
 
-__all__ = ["Store", "StoreUnavailable", "Unsupported", "naive_utc"]
+__all__ = ["Store", "StoreUnavailable", "Unsupported", "naive_utc", "rolling_day_start"]
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:
     """QuestDB binds naive datetimes as UTC: convert an aware one first, never just drop it."""
     return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def rolling_day_start() -> dt.datetime:
+    """Where the prices' rolling 24 hours begin (naive UTC): at the start of the minute 24 h
+    ago, so that minute resamples answer them exactly."""
+    start = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=1)
+    return start.replace(second=0, microsecond=0)
 
 
 class StoreUnavailable(Exception):

@@ -89,6 +89,18 @@ def questdb_count(pg: psycopg.Connection[tuple[Any, ...]], table: str, start_ms:
     return int(row[0])
 
 
+def wait_for_minute_view(pg: psycopg.Connection[tuple[Any, ...]], symbol: str, trades: int) -> None:
+    """Until QuestDB's trades_1m view (refreshed after the trades commit) counts them all."""
+
+    def counted() -> int:
+        row = pg.execute(
+            "SELECT sum(trade_count) FROM trades_1m WHERE symbol = %s", (symbol,)
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    assert wait_for(counted, until=lambda n: n >= trades) == trades
+
+
 def assert_each_trade_stored_once(pg_dsn: str, start_ms: int, sent: Path) -> None:
     """Every trade in the journal or recording ``sent`` is in QuestDB, and only once."""
     expected = expected_trades(sent_events(sent))

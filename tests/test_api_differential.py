@@ -20,6 +20,7 @@ from ingest.simulator import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
 from tests.api_process import serve_api
+from tests.ingestion import wait_for_minute_view
 from tests.polling import wait_for
 from tests.test_api_questdb import get
 
@@ -77,6 +78,7 @@ def loaded(
         ):
             rows = functools.partial(count_rows, pg, table, symbol)
             assert wait_for(rows, until=functools.partial(operator.le, count)) == count
+        wait_for_minute_view(pg, symbol, len(trades))
     return db
 
 

@@ -102,3 +102,26 @@ def test_a_trade_sent_twice_over_ilp_is_stored_once(
         what="the marker trade",
     )
     assert rows == [("dup-1", 1), ("marker", 1)]
+
+
+def test_the_minute_view_adds_up_the_trades_and_counts_a_resent_one_once(
+    questdb_with_schema: ServerState, pg: Conn
+) -> None:
+    symbol = f"T{uuid.uuid4().hex[:8].upper()}-USD"
+    minute_us = 1_761_404_820_000_000  # a minute's start
+    for trade_id, at_us in (("a", 1_000_000), ("b", 30_000_000), ("a", 1_000_000), ("c", 61e6)):
+        send_trade(questdb_with_schema.ilp_conf, symbol, trade_id, minute_us + int(at_us))
+    rows = wait_for(
+        lambda: pg.execute(
+            "SELECT ts, open, close, volume, turnover, trade_count FROM trades_1m"
+            " WHERE symbol = %s ORDER BY ts",
+            (symbol,),
+        ).fetchall(),
+        until=lambda rows: sum(int(str(r[5])) for r in rows) >= 3,
+        what="the view's refresh",
+    )
+    size, price = 4.522e-05, 64000.5
+    assert [(r[3], r[4], r[5]) for r in rows] == [
+        (2 * size, 2 * price * size, 2),
+        (size, price * size, 1),
+    ]

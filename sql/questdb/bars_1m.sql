@@ -3,7 +3,7 @@
 -- trade_count comes from REST backfill, or for XA bars from volume / avg_trade_size (z).
 CREATE TABLE IF NOT EXISTS bars_1m (
     ts TIMESTAMP,
-    symbol SYMBOL CAPACITY 4096 CACHE,
+    symbol SYMBOL CAPACITY 4096 CACHE INDEX,
     open DOUBLE,
     high DOUBLE,
     low DOUBLE,

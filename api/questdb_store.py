@@ -29,22 +29,23 @@ INTERVALS = {
 }  # fmt: skip
 
 
-# Candles: ts, open, high, low, close, volume, vwap, trades, from minute rows of each source,
-# or, where start or end cuts a minute, from the raw trades.
+# Candles: ts, open, high, low, close, volume, vwap, trades. Each from the coarsest rows that
+# cut no bucket (see _candle_rows): raw trades, minute rows, or hour rows.
 _RAW_TRADES = sql.SQL(
     "SELECT ts, first(price), max(price), min(price), last(price), sum(size),"
     " sum(price * size) / sum(size), count() FROM trades"
 )
-_SOURCES = {
-    "trades": sql.SQL(
-        "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
-        " sum(turnover) / sum(volume), sum(trade_count) FROM trades_1m"
-    ),
-    "bars": sql.SQL(
-        "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
-        " sum(vwap * volume) / sum(volume), sum(trade_count) FROM bars_1m"
-    ),
-}
+_TURNOVER_ROWS = (
+    "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
+    " sum(turnover) / sum(volume), sum(trade_count) FROM {}"
+)
+_TRADES_1M = sql.SQL(_TURNOVER_ROWS.format("trades_1m"))
+_BARS_1H = sql.SQL(_TURNOVER_ROWS.format("bars_1h"))
+_BARS_1M = sql.SQL(
+    "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
+    " sum(vwap * volume) / sum(volume), sum(trade_count) FROM bars_1m"
+)
+_HOURLY = frozenset({"1h", "4h", "1d", "1w"})
 # Newest rows are searched for within these spans back from now, in turn, then in all rows.
 _RECENT = (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=30))
 
@@ -64,8 +65,18 @@ def epoch_s(ts: dt.datetime) -> int:
     return int(ts.replace(tzinfo=dt.UTC).timestamp())
 
 
-def _on_minute(moment: dt.datetime | None) -> bool:
-    return moment is None or (moment.second == 0 and moment.microsecond == 0)
+def _candle_rows(
+    source: str, interval: str, tz: str, start: dt.datetime | None, end: dt.datetime | None
+) -> sql.Composable:
+    """What to resample: rows coarser than a trade are exact only if no bucket and neither
+    end of the range falls inside one of them."""
+    bounds = [naive_utc(moment) for moment in (start, end) if moment is not None]
+    on_minute = all(b.second == 0 and b.microsecond == 0 for b in bounds)
+    if source == "trades":
+        return _TRADES_1M if on_minute else _RAW_TRADES
+    on_hour = on_minute and all(b.minute == 0 for b in bounds)
+    # Hour rows are UTC hours: zones an odd number of minutes off UTC need minute rows.
+    return _BARS_1H if interval in _HOURLY and tz == "UTC" and on_hour else _BARS_1M
 
 
 class QuestDBStore:
@@ -157,9 +168,7 @@ class QuestDBStore:
         bucket without trades out (as the vendor does), ``prev`` repeats the previous prices
         with zero volume, ``null`` gives it nulls. ``tz`` aligns buckets to that zone's
         calendar (it must be a known zone name)."""
-        select = _SOURCES[source]
-        if source == "trades" and not (_on_minute(start) and _on_minute(end)):
-            select = _RAW_TRADES
+        select = _candle_rows(source, interval, tz, start, end)
         conditions = [sql.SQL("symbol = %s")]
         params: list[object] = [symbol]
         if start is not None:

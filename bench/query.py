@@ -3,8 +3,9 @@
 Seeded trades (default 10 million over 30 days, five pairs) are written to a fresh QuestDB
 (ILP) and to a SQLite file (the ingester's sink), minute bars are derived from them in each
 store, then ``python -m api`` serves each store in turn while 32 concurrent clients hit every
-endpoint for a few seconds. The client is Python (httpx) on the same 2 cores, so absolute
-figures include its own overhead; the ratio between stores is the point.
+endpoint for a few seconds. The client is wrk (Debian's ``wrk`` package) where installed,
+else a Python (httpx) client, which takes more of the 2 cores the server and the database
+share; the ratio between stores, measured in the same run, is the point.
 
     python -m bench.query [--trades 10000000] [--seconds 5] [--concurrency 32]
 """
@@ -14,7 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +29,7 @@ import msgspec
 
 from bench.report import save, throwaway_questdb
 from ingest.batch import Batch
-from ingest.protocol import MinuteAgg, Trade
+from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator.market import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from tests.api_process import serve_api
@@ -50,6 +54,7 @@ class EndpointLatency(msgspec.Struct, frozen=True):
     p50_ms: float
     p99_ms: float
     max_ms: float
+    client: str  # wrk, or httpx where wrk is not installed
 
 
 def endpoints(now_s: int) -> dict[str, str]:
@@ -57,7 +62,7 @@ def endpoints(now_s: int) -> dict[str, str]:
     return {
         "prices": "/api/market/prices",
         "trades": "/api/market/trades/BTC-USD?limit=100",
-        "quotes": "/api/market/quotes/BTC-USD?limit=100",  # no quotes stored: 404 path
+        "quotes": "/api/market/quotes/BTC-USD?limit=100",
         "ohlcv 1m over a day": "/api/market/ohlcv/BTC-USD?interval=1m&source=bars&limit=1000"
         f"&start={day_ago}",
         "ohlcv 1h over 30 days": "/api/market/ohlcv/BTC-USD?interval=1h&source=bars&limit=720",
@@ -76,6 +81,7 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
     minute: dict[str, list[Trade]] = {pair: [] for pair in PAIRS}
     for chunk_start in range(0, trades, CHUNK):
         chunk: list[Trade] = []
+        quotes: list[Quote] = []
         bars: list[MinuteAgg] = []
         for i in range(chunk_start, min(trades, chunk_start + CHUNK)):
             pair = names[i % len(names)]
@@ -95,8 +101,17 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
                 pending.clear()
             pending.append(trade)
             chunk.append(trade)
+            spread = trade.price * 0.0001
+            quotes.append(
+                Quote(
+                    pair=pair, bid_price=trade.price - spread, bid_size=size,
+                    ask_price=trade.price + spread, ask_size=size, ts_ms=ts_ms, exchange_id=1,
+                    received_ms=ts_ms,
+                )
+            )  # fmt: skip
         batch = Batch()
         batch.trades.extend(chunk, chunk[-1].ts_ms)
+        batch.quotes.extend(quotes, chunk[-1].ts_ms)
         batch.bars.extend(bars, chunk[-1].ts_ms)
         questdb.write(batch)
         sqlite.write(batch)
@@ -105,42 +120,90 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
     print(file=sys.stderr)
 
 
-async def hammer(base: str, path: str, seconds: float, concurrency: int) -> tuple[list[float], int]:
+def with_wrk(wrk: str, url: str, seconds: float, concurrency: int) -> tuple[int, int, list[float]]:
+    """(requests, errors, [p50, p99, max] in ms) from wrk: a C client, so the load generator
+    takes little of the 2 cores the server and the database share."""
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    requests = int(_found(r"(\d+) requests in", out))
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    status = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = sum(int(n) for n in (socket.groups() if socket else ())) + int(
+        status[1] if status else 0
+    )
+    # p50, p99 (the distribution's lines), max (the third figure of the latency line)
+    figures = (r"(?m)^\s+50%\s+(\S+)", r"(?m)^\s+99%\s+(\S+)", r"Latency\s+\S+\s+\S+\s+(\S+)")
+    return requests, errors, [_ms(_found(pattern, out)) for pattern in figures]
+
+
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"wrk said something unexpected (no {pattern!r}):\n{text}")
+    return match[1]
+
+
+def _ms(figure: str) -> float:
+    """wrk's '812.00us', '12.34ms', '1.20s' in milliseconds."""
+    number, unit = _found(r"^([\d.]+)(us|ms|s|m)$", figure), figure.lstrip("0123456789.")
+    return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit], 3)
+
+
+async def with_httpx(url: str, seconds: float, concurrency: int) -> tuple[int, int, list[float]]:
+    """The same figures from a Python client, where wrk is not installed (it competes with
+    the server for the CPU, so absolute figures are pessimistic)."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
 
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
                 began = time.perf_counter()
                 try:
-                    response = await client.get(path)
-                    errors += response.status_code >= 500
+                    response = await client.get(url)
+                    errors += response.status_code >= 300
                 except httpx.TimeoutException:  # a store that cannot keep up: an error, timed
                     errors += 1
                 latencies.append(time.perf_counter() - began)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors
+    ordered = sorted(latencies)
+    percentiles = [statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))], ordered[-1]]
+    return len(ordered), errors, [round(p * 1000, 3) for p in percentiles]
 
 
 def measure(
-    store: str, base: str, now_s: int, seconds: float, concurrency: int
+    store: str,
+    pg_dsn: str,
+    store_env: dict[str, str],
+    now_s: int,
+    seconds: float,
+    concurrency: int,
 ) -> list[EndpointLatency]:
+    """Each endpoint against a freshly started server, so that slow requests of one endpoint
+    still running after its load has stopped cannot slow the next one down."""
+    wrk = shutil.which("wrk")
     rows = []
     for name, path in endpoints(now_s).items():
-        latencies, errors = asyncio.run(hammer(base, path, seconds, concurrency))
-        ordered = sorted(latencies)
+        for base in serve_api(pg_dsn, **store_env):
+            url = base + path
+            if wrk:
+                requests, errors, (p50, p99, top) = with_wrk(wrk, url, seconds, concurrency)
+            else:
+                requests, errors, (p50, p99, top) = asyncio.run(
+                    with_httpx(url, seconds, concurrency)
+                )
         row = EndpointLatency(
-            store, name, len(ordered), errors, round(len(ordered) / seconds),
-            round(statistics.median(ordered) * 1000, 2),
-            round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2), round(ordered[-1] * 1000, 2),
+            store, name, requests, errors, round(requests / seconds), p50, p99, top,
+            "wrk" if wrk else "httpx",
         )  # fmt: skip
         figures = f"{row.req_per_s:>6} req/s  p50 {row.p50_ms:>8} ms  p99 {row.p99_ms:>8} ms"
-        print(f"{store:>7} {name:<24} {figures}", file=sys.stderr)
+        print(f"{store:>7} {name:<24} {figures}  errors {errors}", file=sys.stderr)
         rows.append(row)
     return rows
 
@@ -164,11 +227,9 @@ def main() -> None:
             questdb.close()
             sqlite.close()
             time.sleep(5)  # let QuestDB apply the last WAL transactions
-            rows: list[EndpointLatency] = []
-            for base in serve_api(server.pg_dsn):
-                rows += measure("questdb", base, now_s, args.seconds, args.concurrency)
-            for base in serve_api("", STORE="sqlite", DATABASE_PATH=str(db)):
-                rows += measure("sqlite", base, now_s, args.seconds, args.concurrency)
+            rows = measure("questdb", server.pg_dsn, {}, now_s, args.seconds, args.concurrency)
+            sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}
+            rows += measure("sqlite", "", sqlite_env, now_s, args.seconds, args.concurrency)
     ratios = {
         q.endpoint: round(s.p99_ms / q.p99_ms, 2)
         for q in rows if q.store == "questdb"

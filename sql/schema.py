@@ -19,7 +19,7 @@ __all__ = ["QUESTDB_TABLES", "apply_questdb_schema", "apply_sqlite_schema"]
 log = logging.getLogger(__name__)
 
 _DDL = resources.files("sql")
-QUESTDB_TABLES = ("trades", "quotes", "bars_1m", "trades_1m")  # in creation order
+QUESTDB_TABLES = ("trades", "quotes", "bars_1m", "trades_1m", "bars_1h")  # in creation order
 
 
 def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:

@@ -89,16 +89,32 @@ def questdb_count(pg: psycopg.Connection[tuple[Any, ...]], table: str, start_ms:
     return int(row[0])
 
 
-def wait_for_minute_view(pg: psycopg.Connection[tuple[Any, ...]], symbol: str, trades: int) -> None:
-    """Until QuestDB's trades_1m view (refreshed after the trades commit) counts them all."""
+# (a base table's figure, the same figure from its materialized view), for one symbol
+_VIEW_CHECKS = (
+    (
+        "SELECT count() FROM trades WHERE symbol = %s",
+        "SELECT sum(trade_count) FROM trades_1m WHERE symbol = %s",
+    ),
+    (
+        "SELECT sum(trade_count) FROM bars_1m WHERE symbol = %s",
+        "SELECT sum(trade_count) FROM bars_1h WHERE symbol = %s",
+    ),
+)
 
-    def counted() -> int:
-        row = pg.execute(
-            "SELECT sum(trade_count) FROM trades_1m WHERE symbol = %s", (symbol,)
-        ).fetchone()
+
+def wait_for_views(pg: psycopg.Connection[tuple[Any, ...]], symbol: str) -> None:
+    """Until QuestDB's materialized views, refreshed after their base tables commit, add up
+    to what the base tables hold for ``symbol``."""
+
+    def figure(query: str) -> int:
+        row = pg.execute(query, (symbol,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    assert wait_for(counted, until=lambda n: n >= trades) == trades
+    wait_for(
+        lambda: [figure(base) - figure(view) for base, view in _VIEW_CHECKS],
+        until=lambda lags: not any(lags),
+        what="the materialized views",
+    )
 
 
 def assert_each_trade_stored_once(pg_dsn: str, start_ms: int, sent: Path) -> None:

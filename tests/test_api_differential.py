@@ -20,11 +20,13 @@ from ingest.simulator import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
 from tests.api_process import serve_api
-from tests.ingestion import wait_for_minute_view
+from tests.ingestion import wait_for_views
 from tests.polling import wait_for
 from tests.test_api_questdb import get
 
 MINUTES = 150
+_MINUTE_S = int(dt.datetime.now(dt.UTC).timestamp()) // 60 * 60  # when the module loaded
+_HOUR_S = _MINUTE_S // 3600 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def loaded(
         ):
             rows = functools.partial(count_rows, pg, table, symbol)
             assert wait_for(rows, until=functools.partial(operator.le, count)) == count
-        wait_for_minute_view(pg, symbol, len(trades))
+        wait_for_views(pg, symbol)
     return db
 
 
@@ -127,6 +129,18 @@ PATHS = [
         for f in ("prev", "null")
     ),
     "/api/market/ohlcv/{s}?interval=5m&source=bars&limit=3",
+    # Ranges that cut an hour, a minute, or neither: QuestDB picks hour rows, minute rows or
+    # raw trades accordingly, and must give what SQLite computes from the rows themselves.
+    *(
+        f"/api/market/ohlcv/{{s}}?interval={i}&source={src}&start={start}&end={end}"
+        for i, src, start, end in (
+            ("1h", "bars", _HOUR_S - 3600, _HOUR_S),  # on the hour
+            ("4h", "bars", _HOUR_S - 7200, _MINUTE_S),  # on the minute
+            ("1h", "bars", _MINUTE_S - 6015, _MINUTE_S - 630),  # inside minutes
+            ("1h", "trades", _MINUTE_S - 6000, _MINUTE_S - 600),
+            ("1d", "trades", _MINUTE_S - 6015, _MINUTE_S - 630),
+        )
+    ),
 ]
 
 
@@ -137,6 +151,8 @@ def test_questdb_and_sqlite_answer_the_same(apis: tuple[str, str], symbol: str, 
     status_s, body_s, _ = get(sqlite_api, path.format(s=symbol))
     assert status_q == status_s
     same(body_q, body_s)
+    if "/ohlcv/" in path:  # equal, and not merely equally empty
+        assert body_q["data"], body_q
 
 
 def test_the_sqlite_profile_says_which_calendar_zones_need_questdb(

@@ -20,7 +20,7 @@ from questdb import Sender, TimestampMicros, TimestampNanos
 
 from sql.questdb_local import ServerState
 from tests.api_process import free_port, serve_api
-from tests.ingestion import wait_for_minute_view
+from tests.ingestion import wait_for_views
 from tests.polling import wait_for
 
 MINUTES = 180  # one trade a minute for three hours, ending now
@@ -75,7 +75,7 @@ def market(questdb_with_schema: ServerState) -> dict[str, Any]:
             ).fetchone(),
             until=lambda row: row is not None and row[0] == MINUTES,
         )
-        wait_for_minute_view(pg, symbol, MINUTES)
+        wait_for_views(pg, symbol)
     return {"symbol": symbol, "trades": trades}
 
 

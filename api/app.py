@@ -12,7 +12,7 @@ import enum
 import re
 import zoneinfo
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Literal
 
 import msgspec
@@ -24,6 +24,7 @@ from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api.pool_metrics import PoolCollector
 from api.questdb_store import QuestDBStore
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.settings import ApiSettings
@@ -183,11 +184,15 @@ async def _open_store(settings: ApiSettings) -> Store:
 def create_app(settings: ApiSettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.store = await _open_store(settings)
+        store = app.state.store = await _open_store(settings)
+        pool_metrics = (
+            PoolCollector(store.pool) if isinstance(store, QuestDBStore) else nullcontext()
+        )
         try:
-            yield
+            with pool_metrics:
+                yield
         finally:
-            await app.state.store.close()
+            await store.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
     return Litestar(

@@ -1,8 +1,9 @@
 """The fallback profile: the same answers from the seed's SQLite tables (times in seconds).
 
 Read-only connections, one per query on a worker thread (sqlite3 is synchronous). Buckets are
-computed in SQL; ``fill`` is applied in Python over the whole range before ``limit``, as
-QuestDB's FILL does before its LIMIT. Calendar time zones other than UTC need QuestDB.
+computed in SQL, on the wall clock of the requested time zone (its offsets over the span, as
+a CASE); ``fill`` is applied in Python over the whole range before ``limit``, as QuestDB's
+FILL does before its LIMIT.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import sqlite3
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import StoreUnavailable, Unsupported, naive_utc, rolling_day_start
+from api.store import StoreUnavailable, naive_utc, rolling_day_start
 
 __all__ = ["SECONDS", "SQLiteStore"]
 
@@ -24,12 +29,17 @@ SECONDS = {
     "1m": 60, "5m": 300, "15m": 900, "30m": 1800,
     "1h": 3600, "4h": 14400, "1d": 86400, "1w": 604800,
 }  # fmt: skip
+# Each a lookup on the (symbol, timestamp) index.
+_SPAN = (
+    "SELECT (SELECT min(timestamp) FROM {table} WHERE symbol = ?),"
+    " (SELECT max(timestamp) FROM {table} WHERE symbol = ?) + 1"
+)
 _MONDAY = 4 * 86400  # the epoch was a Thursday; calendar weeks start on Monday 1970-01-05
 
 _CANDLES = {
     "trades": """
         WITH t AS (
-            SELECT ((timestamp - :shift) / :step) * :step + :shift AS bucket,
+            SELECT ((timestamp + {local} - :shift) / :step) * :step + :shift AS bucket,
                 timestamp, id, price, size
             FROM trades_data WHERE symbol = :symbol AND timestamp >= :start AND timestamp < :end
         ), r AS (
@@ -44,8 +54,8 @@ _CANDLES = {
         FROM r GROUP BY bucket ORDER BY bucket""",
     "bars": """
         WITH t AS (
-            SELECT ((timestamp - :shift) / :step) * :step + :shift AS bucket, timestamp, id,
-                open, high, low, close, volume, vwap, trade_count
+            SELECT ((timestamp + {local} - :shift) / :step) * :step + :shift AS bucket,
+                timestamp, id, open, high, low, close, volume, vwap, trade_count
             FROM market_data WHERE symbol = :symbol AND timestamp >= :start AND timestamp < :end
         ), r AS (
             SELECT *,
@@ -170,35 +180,77 @@ class SQLiteStore:
         fill: str = "none",
         tz: str = "UTC",
     ) -> list[Candle]:
-        if tz != "UTC":
-            raise Unsupported("tz", "calendar time zones other than UTC need STORE=questdb")
         step = SECONDS[interval]
+        table = "trades_data" if source == "trades" else "market_data"
+        first, last = (
+            _epoch(start) if start else None,
+            _epoch(end) if end else None,
+        )
+        if tz != "UTC" and (first is None or last is None):
+            span = await self._rows(_SPAN.format(table=table), (symbol, symbol))
+            first = span[0][0] if first is None else first
+            last = span[0][1] if last is None else last
+        zone = zoneinfo.ZoneInfo(tz)
+        local = _local_offset_sql(zone, first, last) if tz != "UTC" else "0"
         params = {
             "symbol": symbol,
             "step": step,
             "shift": _MONDAY if interval == "1w" else 0,
-            "start": _epoch(start) if start else -(2**62),
-            "end": _epoch(end) if end else 2**62,
+            "start": first if first is not None else -(2**62),
+            "end": last if last is not None else 2**62,
         }
-        rows = await self._rows(_CANDLES[source], params)
+        # Buckets are local wall-clock times (as epoch seconds) until filled, then made UTC.
+        rows = await self._rows(_CANDLES[source].format(local=local), params)
         candles = [
-            Candle(
-                int(r[0]),
-                _iso(int(r[0])),
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                None if r[7] is None else int(r[7]),
-            )
+            Candle(int(r[0]), "", r[1], r[2], r[3], r[4], r[5], r[6],
+                   None if r[7] is None else int(r[7]))
             for r in rows
-        ]
-        return _filled(candles, step, fill)[-limit:]
+        ]  # fmt: skip
+        return [_in_utc(c, zone) for c in _filled(candles, step, fill)[-limit:]]
 
     async def close(self) -> None:
         return None
+
+
+def _local_offset_sql(zone: zoneinfo.ZoneInfo, first: int | None, last: int | None) -> str:
+    """Seconds from UTC to the zone's wall clock, as SQL over ``timestamp``: a CASE over the
+    zone's offset changes between ``first`` and ``last`` (only integers go into the text)."""
+    if first is None or last is None:
+        return "0"  # no rows: nothing to bucket
+    changes = [(first, _offset(zone, first))]
+    probe = first
+    while probe < last:  # every 6 hours; bisect to the second where the offset changed
+        after = min(probe + 6 * 3600, last)
+        if _offset(zone, after) != changes[-1][1]:
+            low, high = probe, after
+            while high - low > 1:
+                middle = (low + high) // 2
+                if _offset(zone, middle) == changes[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            changes.append((high, _offset(zone, high)))
+        probe = after
+    if len(changes) == 1:
+        return str(changes[0][1])
+    cases = " ".join(
+        f"WHEN timestamp < {at} THEN {offset}"
+        for (_, offset), (at, _) in itertools.pairwise(changes)
+    )
+    return f"(CASE {cases} ELSE {changes[-1][1]} END)"
+
+
+def _offset(zone: zoneinfo.ZoneInfo, epoch: int) -> int:
+    offset = dt.datetime.fromtimestamp(epoch, zone).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
+
+
+def _in_utc(candle: Candle, zone: zoneinfo.ZoneInfo) -> Candle:
+    """A candle whose bucket is a local wall-clock time, with its UTC start (as QuestDB's
+    ALIGN TO CALENDAR TIME ZONE labels it)."""
+    wall = dt.datetime.fromtimestamp(candle.timestamp, dt.UTC).replace(tzinfo=zone)
+    epoch = int(wall.timestamp())
+    return msgspec.structs.replace(candle, timestamp=epoch, time=_iso(epoch))
 
 
 def _filled(candles: list[Candle], step: int, fill: str) -> list[Candle]:
@@ -213,9 +265,9 @@ def _filled(candles: list[Candle], step: int, fill: str) -> list[Candle]:
             last = out[-1]
             if fill == "prev":
                 candle = Candle(
-                    bucket, _iso(bucket), last.open, last.high, last.low, last.close, 0.0, None, 0
+                    bucket, "", last.open, last.high, last.low, last.close, 0.0, None, 0
                 )
             else:
-                candle = Candle(bucket, _iso(bucket), None, None, None, None, None, None, None)
+                candle = Candle(bucket, "", None, None, None, None, None, None, None)
         out.append(candle)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,14 +32,23 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
         "STORE": "questdb",
         **store_env,
     }
-    server = subprocess.Popen([sys.executable, "-m", "api"], env=env, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: granian's workers go with it
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(base), until=bool, what="the API to listen")
         yield base
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # requests still running (a slow store): no waiting
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
 
 
 def _answers(base: str) -> bool:

@@ -7,6 +7,7 @@ import functools
 import math
 import operator
 import uuid
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,19 @@ PATHS = [
         for f in ("prev", "null")
     ),
     "/api/market/ohlcv/{s}?interval=5m&source=bars&limit=3",
+    # Calendars of other zones: +05:30 (its hours are not UTC hours), +05:45, one with DST.
+    *(
+        f"/api/market/ohlcv/{{s}}?interval={i}&source={src}&tz={zone}"
+        for i, src, zone in (
+            ("1h", "trades", "Asia/Kolkata"),
+            ("1d", "bars", "Asia/Kolkata"),
+            ("4h", "trades", "Asia/Kathmandu"),
+            ("1d", "trades", "America/New_York"),
+            ("1w", "bars", "Australia/Sydney"),
+            ("30m", "bars", "Asia/Kolkata"),
+        )
+    ),
+    "/api/market/ohlcv/{s}?interval=1m&source=trades&fill=prev&tz=Asia/Kolkata&limit=60",
     # Ranges that cut an hour, a minute, or neither: QuestDB picks hour rows, minute rows or
     # raw trades accordingly, and must give what SQLite computes from the rows themselves.
     *(
@@ -155,12 +169,39 @@ def test_questdb_and_sqlite_answer_the_same(apis: tuple[str, str], symbol: str, 
         assert body_q["data"], body_q
 
 
-def test_the_sqlite_profile_says_which_calendar_zones_need_questdb(
-    apis: tuple[str, str], symbol: str
+def test_daily_candles_across_a_dst_change_agree_with_the_local_calendar(
+    questdb_with_schema: ServerState, loaded: Path, apis: tuple[str, str]
 ) -> None:
-    questdb_api, sqlite_api = apis
-    path = f"/api/market/ohlcv/{symbol}?interval=1d&tz=Asia/Kolkata"
-    assert get(questdb_api, path)[0] == 200
-    status, body, _ = get(sqlite_api, path)
-    assert status == 400
-    assert body["extra"] == {"parameter": "tz"}
+    """New York left daylight time at 06:00 UTC on 2025-11-02: that local day lasted 25 h."""
+    symbol = f"D{uuid.uuid4().hex[:6].upper()}-USD"
+    first_s = int(dt.datetime(2025, 11, 1, tzinfo=dt.UTC).timestamp())
+    trades = [
+        Trade(pair=symbol, price=100 + i % 7, size=1.0 + i % 3, ts_ms=(first_s + i * 1800) * 1000,
+              exchange_id=1, trade_id=str(i), received_ms=(first_s + i * 1800) * 1000)
+        for i in range(3 * 48)
+    ]  # fmt: skip
+    batch = Batch()
+    batch.trades.extend(trades, 0)
+    for sink in (
+        QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn),
+        SQLiteSink(loaded),
+    ):
+        sink.write(batch)
+        sink.close()
+    with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
+        wait_for(lambda: count_rows(pg, "trades", symbol), until=lambda n: n == len(trades))
+        wait_for_views(pg, symbol)
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    days: dict[dt.date, float] = {}
+    for t in trades:
+        day = dt.datetime.fromtimestamp(t.ts_ms / 1000, zone).date()
+        days[day] = days.get(day, 0.0) + t.size
+    expected = [
+        (int(dt.datetime.combine(day, dt.time(), zone).timestamp()), volume)
+        for day, volume in sorted(days.items())
+    ]
+    path = f"/api/market/ohlcv/{symbol}?interval=1d&source=trades&tz=America/New_York"
+    for api in apis:
+        status, body, _ = get(api, path)
+        assert status == 200, body
+        assert [(c["timestamp"], c["volume"]) for c in body["data"]] == expected, api

@@ -286,3 +286,5 @@ def test_health_and_metrics(api: str, market: dict[str, Any]) -> None:
         exposition = response.read().decode()
     assert "tickpipe_api_requests_total" in exposition
     assert 'path="/api/market/' in exposition  # per route, not per symbol (group_path)
+    assert 'tickpipe_api_pool_connections{state="in_use"}' in exposition
+    assert "tickpipe_api_pool_max_connections 16.0" in exposition

@@ -51,9 +51,10 @@ class EndpointLatency(msgspec.Struct, frozen=True):
     requests: int
     errors: int
     req_per_s: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
+    # None: no request finished within the run (every one took longer than the run lasted)
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
     client: str  # wrk, or httpx where wrk is not installed
 
 
@@ -198,11 +199,13 @@ def measure(
                 requests, errors, (p50, p99, top) = asyncio.run(
                     with_httpx(url, seconds, concurrency)
                 )
+        finished = requests > 0
         row = EndpointLatency(
-            store, name, requests, errors, round(requests / seconds), p50, p99, top,
+            store, name, requests, errors, round(requests / seconds),
+            p50 if finished else None, p99 if finished else None, top if finished else None,
             "wrk" if wrk else "httpx",
         )  # fmt: skip
-        figures = f"{row.req_per_s:>6} req/s  p50 {row.p50_ms:>8} ms  p99 {row.p99_ms:>8} ms"
+        figures = f"{row.req_per_s:>6} req/s  p50 {row.p50_ms!s:>8} ms  p99 {row.p99_ms!s:>8} ms"
         print(f"{store:>7} {name:<24} {figures}  errors {errors}", file=sys.stderr)
         rows.append(row)
     return rows
@@ -230,8 +233,9 @@ def main() -> None:
             rows = measure("questdb", server.pg_dsn, {}, now_s, args.seconds, args.concurrency)
             sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}
             rows += measure("sqlite", "", sqlite_env, now_s, args.seconds, args.concurrency)
+    # None where a store finished no request: the ratio is then "more than the run's length".
     ratios = {
-        q.endpoint: round(s.p99_ms / q.p99_ms, 2)
+        q.endpoint: round(s.p99_ms / q.p99_ms, 2) if s.p99_ms and q.p99_ms else None
         for q in rows if q.store == "questdb"
         for s in rows if s.store == "sqlite" and s.endpoint == q.endpoint
     }  # fmt: skip

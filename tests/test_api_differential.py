@@ -67,12 +67,7 @@ def loaded(
     batch.quotes.extend(quotes, now_s * 1000)
     batch.bars.extend(bars, now_s * 1000)
     db = tmp_path_factory.mktemp("differential") / "trading.db"
-    for sink in (
-        QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn),
-        SQLiteSink(db),
-    ):
-        sink.write(batch)
-        sink.close()
+    write_to_both(batch, questdb_with_schema, db)
     with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
         for table, count in (
             ("trades", len(trades)),
@@ -83,6 +78,13 @@ def loaded(
             assert wait_for(rows, until=functools.partial(operator.le, count)) == count
         wait_for_views(pg, symbol)
     return db
+
+
+def write_to_both(batch: Batch, questdb: ServerState, sqlite: Path) -> None:
+    """The same rows through the ingester's two sinks."""
+    for sink in (QuestDBSink(questdb.ilp_conf, questdb.pg_dsn), SQLiteSink(sqlite)):
+        sink.write(batch)
+        sink.close()
 
 
 def count_rows(pg: psycopg.Connection[tuple[Any, ...]], table: str, symbol: str) -> int:
@@ -182,12 +184,7 @@ def test_daily_candles_across_a_dst_change_agree_with_the_local_calendar(
     ]  # fmt: skip
     batch = Batch()
     batch.trades.extend(trades, 0)
-    for sink in (
-        QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn),
-        SQLiteSink(loaded),
-    ):
-        sink.write(batch)
-        sink.close()
+    write_to_both(batch, questdb_with_schema, loaded)
     with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
         wait_for(lambda: count_rows(pg, "trades", symbol), until=lambda n: n == len(trades))
         wait_for_views(pg, symbol)

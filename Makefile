@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test up down status
+.PHONY: install lint test up db down status
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-# QuestDB on loopback (fetched and started by tickpipe-questdb), then the schema.
+# Everything in the foreground: QuestDB (or SQLite without Java), the simulator unless
+# POLYGON_API_KEY is set, the ingester, the API. Ctrl+C stops it all.
 up: install
+	$(BIN)/python -m ingest.stack
+
+# QuestDB alone, in the background (for working on one part at a time).
+db: install
 	$(BIN)/tickpipe-questdb start
 	$(BIN)/python -m sql apply
-	@echo "tickpipe is up. Stop it with: make down"
 
 down:
 	$(BIN)/tickpipe-questdb stop

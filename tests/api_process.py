@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 from tests.polling import wait_for
 
@@ -61,3 +63,14 @@ def _answers(base: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
+    """Status, JSON body and headers (lower-case names) of a GET, error statuses included."""
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, json.loads(response.read()), headers
+    except urllib.error.HTTPError as error:
+        headers = {k.lower(): v for k, v in error.headers.items()}
+        return error.code, json.loads(error.read()), headers

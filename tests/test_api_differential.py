@@ -20,10 +20,9 @@ from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
-from tests.api_process import serve_api
+from tests.api_process import get, serve_api
 from tests.ingestion import wait_for_views
 from tests.polling import wait_for
-from tests.test_api_questdb import get
 
 MINUTES = 150
 _MINUTE_S = int(dt.datetime.now(dt.UTC).timestamp()) // 60 * 60  # when the module loaded

@@ -19,21 +19,11 @@ import pytest
 from questdb import Sender, TimestampMicros, TimestampNanos
 
 from sql.questdb_local import ServerState
-from tests.api_process import free_port, serve_api
+from tests.api_process import free_port, get, serve_api
 from tests.ingestion import wait_for_views
 from tests.polling import wait_for
 
 MINUTES = 180  # one trade a minute for three hours, ending now
-
-
-def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
-    try:
-        with urllib.request.urlopen(base + path, timeout=10) as response:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            return response.status, json.loads(response.read()), headers
-    except urllib.error.HTTPError as error:
-        headers = {k.lower(): v for k, v in error.headers.items()}
-        return error.code, json.loads(error.read()), headers
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,14 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     start_cmd = commands.add_parser("start", help="fetch, start and wait until SELECT 1 works")
-    start_cmd.add_argument("--host", default=env.get("QUESTDB_HOST", "127.0.0.1"))
+    start_cmd.add_argument("--host", help="default $QUESTDB_HOST or 127.0.0.1")
     for name, default in (("http", 9000), ("pg", 8812), ("ilp-tcp", 9009), ("health", 9003)):
         variable = f"QUESTDB_{name.replace('-', '_').upper()}_PORT"
         start_cmd.add_argument(
-            f"--{name}-port",
-            type=int,
-            default=int(env.get(variable, default)),
-            help=f"default ${variable} or {default}; 0 picks a free port",
+            f"--{name}-port", type=int, help=f"default ${variable} or {default}; 0: a free port"
         )
     start_cmd.add_argument("--timeout", type=float, default=90.0, help="seconds to wait")
     commands.add_parser("stop", help="SIGTERM the server and wait for it to exit")
@@ -60,15 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    config = ServerConfig(
-        root=args.root,
-        host=args.host,
-        http_port=args.http_port,
-        pg_port=args.pg_port,
-        ilp_tcp_port=args.ilp_tcp_port,
-        health_port=args.health_port,
-        java_options=tuple(shlex.split(os.environ.get("QUESTDB_JAVA_OPTS", ""))),
-    )
+    flags = ("host", "http_port", "pg_port", "ilp_tcp_port", "health_port")
+    given = {flag: getattr(args, flag) for flag in flags if getattr(args, flag) is not None}
+    config = msgspec.structs.replace(ServerConfig.from_env(args.root, os.environ), **given)
     began = time.monotonic()
     already = state_of(args.root.resolve())
     state = start(config, cache_dir(), timeout_s=args.timeout)

@@ -51,7 +51,7 @@ def java_version(java: Path) -> int | None:
 def find_java(
     minimum: int,
     env: Mapping[str, str] = os.environ,
-    jvm_dirs: Iterable[Path] = JVM_DIRS,
+    jvm_dirs: Iterable[Path] | None = None,
 ) -> JavaRuntime:
     tried: list[tuple[Path, int | None]] = []
 
@@ -69,6 +69,9 @@ def find_java(
         if chosen:
             return chosen[0]
     on_path = shutil.which("java", path=env.get("PATH"))
+    if jvm_dirs is None:  # TICKPIPE_JVM_DIRS: where JDKs live, for layouts we do not know
+        listed = env.get("TICKPIPE_JVM_DIRS")
+        jvm_dirs = [Path(d) for d in listed.split(os.pathsep) if d] if listed else JVM_DIRS
     installed = [*([Path(on_path)] if on_path else []), *_installed_jdks(jvm_dirs)]
     if usable := probe(installed):
         return max(usable, key=lambda runtime: runtime.version)

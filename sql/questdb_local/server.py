@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +41,22 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
     ilp_tcp_port: int = 9009
     health_port: int = 9003
     java_options: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, root: Path, env: Mapping[str, str]) -> ServerConfig:
+        """QUESTDB_HOST, QUESTDB_{HTTP,PG,ILP_TCP,HEALTH}_PORT (0: a free port) and
+        QUESTDB_JAVA_OPTS, where set; the defaults otherwise."""
+        ports = {
+            f"{name}_port": int(env[f"QUESTDB_{name.upper()}_PORT"])
+            for name in ("http", "pg", "ilp_tcp", "health")
+            if f"QUESTDB_{name.upper()}_PORT" in env
+        }
+        return cls(
+            root=root,
+            host=env.get("QUESTDB_HOST", "127.0.0.1"),
+            java_options=tuple(shlex.split(env.get("QUESTDB_JAVA_OPTS", ""))),
+            **ports,
+        )
 
 
 class ServerState(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test up db down status
+.PHONY: install lint test up db down bench status
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ db: install
 
 down:
 	$(BIN)/tickpipe-questdb stop
+
+# The benchmark harness (about 25 minutes; BENCH_ARGS=--quick for the one-minute smoke run).
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 status:
 	$(BIN)/tickpipe-questdb status

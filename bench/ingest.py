@@ -1,32 +1,37 @@
-"""Sustained ingest rate and ingest-to-queryable latency, QuestDB against the SQLite profile.
+"""Sustained ingest rate, loss and ingest-to-queryable latency: this ingester into QuestDB,
+the same into the SQLite profile, and the first version's design (``bench/seed.py``).
 
-The same pre-generated frames are replayed flat-out by the simulator into ``python -m ingest``
-(a separate process) with STORE=questdb, then with STORE=sqlite. The clock stops only when
-the rows are visible to a query. Latency is an upper bound at the polling resolution: a row is
-counted as visible at the first poll whose newest ``ingested_ts`` reaches it.
+The same pre-generated frames are replayed by the simulator into each consumer (a process of
+its own) for a fixed time, flat-out or paced. Then the simulator stops sending, the consumer
+is given time to store what it received, and stored rows are compared with what the simulator
+says it sent (the loss). Latency is an upper bound at the polling resolution: a row counts as
+visible at the first poll whose newest ``ingested_ts`` reaches it (QuestDB only).
 
-    python -m bench.ingest [--tape-seconds 300] [--activity 200]
+    python -m bench.ingest [--tape-seconds 1200] [--seconds 30] [--rate 300000]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
 
 from bench.report import save, throwaway_questdb
-from ingest.settings import IngestSettings
 from ingest.simulator.recording import read_recording
 from sql.questdb_local import cache_dir
 
@@ -38,16 +43,16 @@ Probe = Callable[[], tuple[int, float | None]]
 
 
 class IngestRun(msgspec.Struct, frozen=True):
-    store: str
-    events: int
+    name: str
+    events: int  # sent by the simulator
     stored: int
     lost: int
     seconds: float
     events_per_s: int
     p50_visible_ms: float | None  # QuestDB only: SQLite rows are visible when committed
     p99_visible_ms: float | None
-    ingester_cpu_s_per_million: float | None  # Linux: from /proc, start-up included
-    ingester_peak_rss_mib: float | None
+    cpu_s_per_million: float | None  # the consumer's; Linux (/proc), start-up included
+    peak_rss_mib: float | None
 
 
 def tape_for(activity: float, seconds: int) -> tuple[Path, int]:
@@ -96,15 +101,22 @@ def sqlite_probe(path: Path) -> Probe:
     return probe
 
 
+# A consumer: its command line and environment, given the feed's URL.
+Consumer = Callable[[str], tuple[list[str], dict[str, str]]]
+
+
 def run(
-    store: str,
-    env: dict[str, str],
+    name: str,
+    consumer: Consumer,
     probe: Probe,
     tape: Path,
-    events: int,
-    scratch: Path,
     speed: float,
+    seconds: float,
+    settle_s: float = 30.0,
 ) -> IngestRun:
+    """Replay ``tape`` into the consumer for ``seconds``, then stop the feed and give the
+    consumer up to ``settle_s`` to store what it has: what it has not stored by then (a
+    consumer slower than the feed) counts as lost."""
     simulator = subprocess.Popen(
         [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0",
          "--replay", str(tape), "--preload", str(PRELOAD_S), "--speed", str(speed)],
@@ -113,39 +125,44 @@ def run(
     assert simulator.stdout is not None
     port = re.search(r":(\d+)/crypto", simulator.stdout.readline())
     assert port, "simulator did not start"
-    ingester = subprocess.Popen(
-        [sys.executable, "-m", "ingest"],
-        env={**env, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": f"ws://127.0.0.1:{port[1]}/crypto",
-             "INGEST_SPOOL_DIR": str(scratch / f"spool-{store}"), "INGEST_METRICS_PORT": "0",
-             "INGEST_DEAD_LETTER": str(scratch / "dead.jsonl")},
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    control = f"http://127.0.0.1:{port[1]}/sim"
+    argv, env = consumer(f"ws://127.0.0.1:{port[1]}/crypto")
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (read back below, closed with the run)
+    process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
     polls: list[tuple[float, int, float | None]] = []
     try:
-        deadline = time.time() + 600
-        stalled_since = time.time()
-        while time.time() < deadline:
+        began = time.time()
+        while time.time() - began < seconds:
             seen, newest = probe()
-            now = time.time()
-            if not polls or seen != polls[-1][1]:
-                stalled_since = now
-            polls.append((now, seen, newest))
-            print(f"\r{store}: {seen:,}/{events:,} rows visible", end="", file=sys.stderr)
-            if seen >= events or (seen and now - stalled_since > 15):
-                break
+            polls.append((time.time(), seen, newest))
+            print(f"\r{name}: {seen:,} rows visible, {time.time() - began:.0f}/{seconds:g}s",
+                  end="", file=sys.stderr)  # fmt: skip
             time.sleep(POLL_S)
-        print(file=sys.stderr)
-        cpu_s, peak_rss_mib = _usage(ingester.pid)
+        _get(f"{control}/fault?kind=stall&seconds=86400")  # stop sending; count what was sent
+        sent = int(_get(f"{control}/stats")["events_sent"])
+        settled = _until_settled(probe, sent, limit_s=settle_s)
+        print(f"\r{name}: {settled:,} of {sent:,} sent events stored" + " " * 20, file=sys.stderr)
+        cpu_s, peak_rss_mib = _usage(process.pid)
     finally:
-        ingester.terminate()
+        process.terminate()
         simulator.terminate()
-        ingester.wait(timeout=60)
+        process.wait(timeout=60)
         simulator.wait(timeout=10)
-    summary = _summarise(store, events, polls)
-    per_million = round(cpu_s / events * 1e6, 2) if cpu_s is not None else None
+    if settled < sent or process.returncode not in (0, -signal.SIGTERM):
+        log.seek(0)
+        print(f"{name} (exit {process.returncode}) said:\n" + log.read().decode()[-3000:],
+              file=sys.stderr)  # fmt: skip
+    summary = _summarise(name, sent, settled, polls)
+    per_million = round(cpu_s / max(settled, 1) * 1e6, 2) if cpu_s is not None else None
     return msgspec.structs.replace(
-        summary, ingester_cpu_s_per_million=per_million, ingester_peak_rss_mib=peak_rss_mib
+        summary, cpu_s_per_million=per_million, peak_rss_mib=peak_rss_mib
     )
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (our own loopback)
+        body: dict[str, Any] = json.loads(response.read())
+        return body
 
 
 def _usage(pid: int) -> tuple[float | None, float | None]:
@@ -160,25 +177,47 @@ def _usage(pid: int) -> tuple[float | None, float | None]:
     return cpu_s, round(int(peak[1]) / 1024, 1) if peak else None
 
 
-def _summarise(store: str, events: int, polls: list[tuple[float, int, float | None]]) -> IngestRun:
+def _until_settled(probe: Probe, sent: int, limit_s: float, quiet_s: float = 5.0) -> int:
+    """Rows visible once all ``sent`` are, or once the count has not moved for ``quiet_s``."""
+    deadline, last, since = time.time() + limit_s, -1, time.time()
+    while time.time() < deadline:
+        seen, _ = probe()
+        if seen >= sent:
+            return seen
+        if seen != last:
+            last, since = seen, time.time()
+        elif time.time() - since > quiet_s:
+            break
+        time.sleep(POLL_S)
+    return last
+
+
+def _summarise(
+    name: str, sent: int, stored: int, polls: list[tuple[float, int, float | None]]
+) -> IngestRun:
+    """Rate from the last poll that saw no row to the last increase within the timed window
+    (a lower bound: the first rows landed after that poll)."""
     visible = [p for p in polls if p[1] > 0]
-    first, last = visible[0], next(p for p in visible if p[1] == visible[-1][1])
+    if not visible:
+        return IngestRun(name, sent, stored, sent - stored, 0.0, 0, None, None, None, None)
+    first = polls[max(0, polls.index(visible[0]) - 1)]
+    last = next(p for p in visible if p[1] == visible[-1][1])
     latencies: list[tuple[float, int]] = []  # (upper bound of seconds to visible, rows)
     for previous, current in itertools.pairwise(visible):
         if current[1] > previous[1] and previous[2] is not None:
             latencies.append((current[0] - previous[2], current[1] - previous[1]))
     seconds = max(last[0] - first[0], 1e-9)
     return IngestRun(
-        store=store,
-        events=events,
-        stored=last[1],
-        lost=events - last[1],
+        name=name,
+        events=sent,
+        stored=stored,
+        lost=sent - stored,
         seconds=round(seconds, 2),
         events_per_s=round((last[1] - first[1]) / seconds),
         p50_visible_ms=_percentile_ms(latencies, 0.50),
         p99_visible_ms=_percentile_ms(latencies, 0.99),
-        ingester_cpu_s_per_million=None,
-        ingester_peak_rss_mib=None,
+        cpu_s_per_million=None,
+        peak_rss_mib=None,
     )
 
 
@@ -195,67 +234,79 @@ def _percentile_ms(weighted: list[tuple[float, int]], q: float) -> float | None:
     return None
 
 
+class IngestSuite(msgspec.Struct, frozen=True):
+    tape_events: int
+    seconds: float
+    paced_rate: float
+    runs: list[IngestRun]
+    questdb_over_sqlite: float | None  # sustained events/s, flat-out
+    questdb_over_seed: float | None
+
+
+def measure(
+    tape_seconds: int, activity: float, seconds: float, rate: float, settle_s: float = 30.0
+) -> IngestSuite:
+    """(a) this ingester into QuestDB, (b) into SQLite, (c) the seed's design, each flat-out on
+    the same frames for ``seconds``; then (a) paced at ``rate`` events/s, for its latency."""
+    tape, events = tape_for(activity, tape_seconds)
+    runs: list[IngestRun] = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+
+        def ingester(**store: str) -> Consumer:
+            def consumer(url: str) -> tuple[list[str], dict[str, str]]:
+                env = {**os.environ, **store, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": url,
+                       "INGEST_METRICS_PORT": "0", "INGEST_DEAD_LETTER": str(scratch / "dead"),
+                       "INGEST_SPOOL_DIR": str(scratch / f"spool-{len(runs)}")}  # fmt: skip
+                return [sys.executable, "-m", "ingest"], env
+
+            return consumer
+
+        def seed(url: str) -> tuple[list[str], dict[str, str]]:
+            return [sys.executable, "-m", "bench.seed", url, str(scratch / "seed.db")], {
+                **os.environ
+            }
+
+        for paced in (0.0, rate):
+            with throwaway_questdb(scratch / f"questdb-{paced:g}") as server:
+                store = ingester(STORE="questdb", QUESTDB_ILP=server.ilp_conf,
+                                 QUESTDB_PG=server.pg_dsn)  # fmt: skip
+                speed = round(paced * tape_seconds / events, 2)
+                name = f"questdb, paced at {paced:,.0f}/s" if paced else "questdb"
+                probe = questdb_probe(server.pg_dsn)
+                runs.append(run(name, store, probe, tape, speed, seconds, settle_s))
+            if not paced:
+                db = scratch / "ingest.db"
+                sqlite = ingester(STORE="sqlite", DATABASE_PATH=str(db))
+                runs.append(run("sqlite", sqlite, sqlite_probe(db), tape, 0, seconds, settle_s))
+                seed_db = sqlite_probe(scratch / "seed.db")
+                runs.append(run("seed design", seed, seed_db, tape, 0, seconds, settle_s))
+    flat_questdb, flat_sqlite, flat_seed = runs[0], runs[1], runs[2]
+    return IngestSuite(
+        tape_events=events,
+        seconds=seconds,
+        paced_rate=rate,
+        runs=runs,
+        questdb_over_sqlite=_ratio(flat_questdb.events_per_s, flat_sqlite.events_per_s),
+        questdb_over_seed=_ratio(flat_questdb.events_per_s, flat_seed.events_per_s),
+    )
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 1) if b else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--tape-seconds", type=int, default=300, help="simulated seconds in the tape"
-    )
+    parser.add_argument("--tape-seconds", type=int, default=1200, help="simulated seconds")
     parser.add_argument("--activity", type=float, default=200.0, help="market activity scale")
-    defaults = {f.name: f.default for f in msgspec.structs.fields(IngestSettings)}
-    parser.add_argument("--batch-rows", type=int, default=defaults["ingest_batch_rows"])
-    parser.add_argument("--flush-ms", type=int, default=defaults["ingest_flush_ms"])
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument(
-        "--speed",
-        type=float,
-        default=0,
-        help="replay speed: 0 flat-out (throughput), N times the tape's own pace (latency)",
-    )
-    pace.add_argument(
-        "--rate", type=float, help="replay at about this many events/s on average (latency)"
-    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="each run's length")
+    parser.add_argument("--rate", type=float, default=300_000, help="events/s of the paced run")
     args = parser.parse_args()
-    batching = {"INGEST_BATCH_ROWS": str(args.batch_rows), "INGEST_FLUSH_MS": str(args.flush_ms)}
-    tape, events = tape_for(args.activity, args.tape_seconds)
-    if args.rate:
-        args.speed = round(args.rate * args.tape_seconds / events, 2)
-    print(f"tape: {events:,} events, replay speed {args.speed:g} (0: flat out)", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as scratch_dir:
-        scratch = Path(scratch_dir)
-        with throwaway_questdb(scratch / "questdb") as server:
-            questdb_env = {
-                **os.environ,
-                **batching,
-                "STORE": "questdb",
-                "QUESTDB_ILP": server.ilp_conf,
-                "QUESTDB_PG": server.pg_dsn,
-            }
-            rows = [
-                run(
-                    "questdb",
-                    questdb_env,
-                    questdb_probe(server.pg_dsn),
-                    tape,
-                    events,
-                    scratch,
-                    args.speed,
-                )
-            ]
-        db = scratch / "trading.db"
-        sqlite_env = {**os.environ, **batching, "STORE": "sqlite", "DATABASE_PATH": str(db)}
-        rows.append(run("sqlite", sqlite_env, sqlite_probe(db), tape, events, scratch, args.speed))
-    name = "ingest" if not args.speed else f"ingest-speed{args.speed:g}"
-    encoded = save(
-        name,
-        "ingest",
-        batching=batching,
-        replay_speed=args.speed,
-        rows=rows,
-        questdb_over_sqlite=round(rows[0].events_per_s / max(1, rows[1].events_per_s), 2),
-    )
-    print(encoded.decode())
+    suite = measure(args.tape_seconds, args.activity, args.seconds, args.rate)
+    print(save("ingest", "ingest", **msgspec.structs.asdict(suite)).decode())
 
 
 if __name__ == "__main__":

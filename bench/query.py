@@ -1,6 +1,6 @@
 """API latency under load, QuestDB against the SQLite profile on the same stored trades.
 
-Seeded trades (default 10 million over 30 days, five pairs) are written to a fresh QuestDB
+Seeded trades (default 10 million over a year, five pairs) are written to a fresh QuestDB
 (ILP) and to a SQLite file (the ingester's sink), minute bars are derived from them in each
 store, then ``python -m api`` serves each store in turn while 32 concurrent clients hit every
 endpoint for a few seconds. The client is wrk (Debian's ``wrk`` package) where installed,
@@ -41,13 +41,14 @@ PAIRS = {
     "MATIC-USD": 0.52,
     "AVAX-USD": 27.0,
 }
-DAYS = 30
+DAYS = 365  # a year: candles at 1m over a day, 1h over 30 days, 1d over the year
 CHUNK = 500_000
 
 
 class EndpointLatency(msgspec.Struct, frozen=True):
     store: str
     endpoint: str
+    concurrency: int
     requests: int
     errors: int
     req_per_s: int
@@ -67,6 +68,7 @@ def endpoints(now_s: int) -> dict[str, str]:
         "ohlcv 1m over a day": "/api/market/ohlcv/BTC-USD?interval=1m&source=bars&limit=1000"
         f"&start={day_ago}",
         "ohlcv 1h over 30 days": "/api/market/ohlcv/BTC-USD?interval=1h&source=bars&limit=720",
+        "ohlcv 1d over a year": "/api/market/ohlcv/BTC-USD?interval=1d&source=bars&limit=365",
         "ohlcv 1d from trades": "/api/market/ohlcv/BTC-USD?interval=1d&source=trades&limit=30",
     }
 
@@ -125,7 +127,8 @@ def with_wrk(wrk: str, url: str, seconds: float, concurrency: int) -> tuple[int,
     """(requests, errors, [p50, p99, max] in ms) from wrk: a C client, so the load generator
     takes little of the 2 cores the server and the database share."""
     out = subprocess.run(
-        [wrk, "-t2", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", url],
+        [wrk, f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+         "--timeout", "10s", "--latency", url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     requests = int(_found(r"(\d+) requests in", out))
@@ -185,12 +188,15 @@ def measure(
     now_s: int,
     seconds: float,
     concurrency: int,
+    only: tuple[str, ...] = (),
 ) -> list[EndpointLatency]:
-    """Each endpoint against a freshly started server, so that slow requests of one endpoint
-    still running after its load has stopped cannot slow the next one down."""
+    """Each endpoint (or ``only`` these) against a freshly started server, so that slow
+    requests of one endpoint still running after its load has stopped cannot slow the next."""
     wrk = shutil.which("wrk")
     rows = []
     for name, path in endpoints(now_s).items():
+        if only and name not in only:
+            continue
         for base in serve_api(pg_dsn, **store_env):
             url = base + path
             if wrk:
@@ -201,14 +207,58 @@ def measure(
                 )
         finished = requests > 0
         row = EndpointLatency(
-            store, name, requests, errors, round(requests / seconds),
+            store, name, concurrency, requests, errors, round(requests / seconds),
             p50 if finished else None, p99 if finished else None, top if finished else None,
             "wrk" if wrk else "httpx",
         )  # fmt: skip
         figures = f"{row.req_per_s:>6} req/s  p50 {row.p50_ms!s:>8} ms  p99 {row.p99_ms!s:>8} ms"
-        print(f"{store:>7} {name:<24} {figures}  errors {errors}", file=sys.stderr)
+        print(f"{store:>7} {name:<24} c={concurrency:<3} {figures}  errors {errors}",
+              file=sys.stderr)  # fmt: skip
         rows.append(row)
     return rows
+
+
+class QuerySuite(msgspec.Struct, frozen=True):
+    trades: int
+    days: int
+    seconds: float
+    rows: list[EndpointLatency]
+    # per "endpoint @ concurrency": SQLite's p99 over QuestDB's (None: SQLite finished none)
+    sqlite_p99_over_questdb_p99: dict[str, float | None]
+
+
+def measure_stores(
+    trades: int,
+    seconds: float,
+    concurrencies: tuple[int, ...],
+    seed: int = 1,
+    only: tuple[str, ...] = (),
+) -> QuerySuite:
+    """Load ``trades`` into a fresh QuestDB and a SQLite file, then load every endpoint (or
+    ``only`` these) of each store at each concurrency."""
+    now_s = int(time.time())
+    rows: list[EndpointLatency] = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        with throwaway_questdb(scratch / "questdb") as server:
+            db = scratch / "trading.db"
+            questdb, sqlite = QuestDBSink(server.ilp_conf, server.pg_dsn), SQLiteSink(db)
+            load(questdb, sqlite, trades, now_s, seed)
+            questdb.close()
+            sqlite.close()
+            time.sleep(5)  # let QuestDB apply the last WAL transactions and refresh its views
+            for concurrency in concurrencies:
+                rows += measure("questdb", server.pg_dsn, {}, now_s, seconds, concurrency, only)
+                sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}
+                rows += measure("sqlite", "", sqlite_env, now_s, seconds, concurrency, only)
+    ratios = {
+        f"{q.endpoint} @ {q.concurrency}": round(s.p99_ms / q.p99_ms, 2)
+        if s.p99_ms and q.p99_ms else None
+        for q in rows if q.store == "questdb"
+        for s in rows
+        if s.store == "sqlite" and (s.endpoint, s.concurrency) == (q.endpoint, q.concurrency)
+    }  # fmt: skip
+    return QuerySuite(trades, DAYS, seconds, rows, ratios)
 
 
 def main() -> None:
@@ -217,37 +267,11 @@ def main() -> None:
     )
     parser.add_argument("--trades", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="load per endpoint and store")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    now_s = int(time.time())
-    with tempfile.TemporaryDirectory() as scratch_dir:
-        scratch = Path(scratch_dir)
-        with throwaway_questdb(scratch / "questdb") as server:
-            db = scratch / "trading.db"
-            questdb, sqlite = QuestDBSink(server.ilp_conf, server.pg_dsn), SQLiteSink(db)
-            load(questdb, sqlite, args.trades, now_s, args.seed)
-            questdb.close()
-            sqlite.close()
-            time.sleep(5)  # let QuestDB apply the last WAL transactions
-            rows = measure("questdb", server.pg_dsn, {}, now_s, args.seconds, args.concurrency)
-            sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}
-            rows += measure("sqlite", "", sqlite_env, now_s, args.seconds, args.concurrency)
-    # None where a store finished no request: the ratio is then "more than the run's length".
-    ratios = {
-        q.endpoint: round(s.p99_ms / q.p99_ms, 2) if s.p99_ms and q.p99_ms else None
-        for q in rows if q.store == "questdb"
-        for s in rows if s.store == "sqlite" and s.endpoint == q.endpoint
-    }  # fmt: skip
-    encoded = save(
-        f"query-{args.trades}",
-        "query",
-        trades=args.trades,
-        concurrency=args.concurrency,
-        rows=rows,
-        sqlite_p99_over_questdb_p99=ratios,
-    )
-    print(encoded.decode())
+    suite = measure_stores(args.trades, args.seconds, tuple(args.concurrency), args.seed)
+    print(save(f"query-{args.trades}", "query", **msgspec.structs.asdict(suite)).decode())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.metadata
 import os
 import platform
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +16,9 @@ import msgspec
 
 from sql import apply_questdb_schema
 from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
+from sql.questdb_local.jar import QUESTDB_VERSION
 
-__all__ = ["RESULTS", "save", "throwaway_questdb"]
+__all__ = ["RESULTS", "markdown", "save", "stamp", "throwaway_questdb"]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,3 +43,81 @@ def save(name: str, scenario: str, **fields: object) -> bytes:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_bytes(encoded + b"\n")
     return encoded
+
+
+def stamp() -> dict[str, object]:
+    """What a result depends on: the machine, the versions, the code."""
+    git = shutil.which("git")
+    try:
+        assert git is not None
+        commit = subprocess.run(
+            [git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run([git, "status", "--porcelain"], capture_output=True, text=True)
+        dirty = bool(changes.stdout.strip())
+    except (AssertionError, OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    packages = ("questdb", "psycopg", "litestar", "msgspec", "websockets", "granian", "pandas")
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "python": platform.python_version(),
+        "questdb_server": QUESTDB_VERSION,
+        "packages": {name: importlib.metadata.version(name) for name in packages},
+        "git_commit": commit + ("+changes" if dirty else ""),
+    }
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(rows: list[dict[str, object]], columns: list[str]) -> list[str]:
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows),
+    ]
+
+
+def markdown(report: dict[str, object]) -> str:
+    """The report's tables, for the README and for people."""
+    stamp = report["stamp"]
+    assert isinstance(stamp, dict)
+    lines = [
+        f"# Benchmark results ({stamp['date']}, commit {stamp['git_commit']})",
+        "",
+        f"{stamp['machine']}; Python {stamp['python']}; QuestDB {stamp['questdb_server']}; "
+        + ", ".join(f"{k} {v}" for k, v in stamp["packages"].items()),
+    ]
+    if isinstance(suite := report.get("ingest"), dict):
+        lines += ["", f"## Ingest ({suite['tape_events']:,} events in the tape)", ""]
+        lines += _table(
+            suite["runs"],
+            ["name", "events_per_s", "events", "stored", "lost", "p50_visible_ms",
+             "p99_visible_ms", "cpu_s_per_million", "peak_rss_mib"],
+        )  # fmt: skip
+        lines += [
+            "",
+            f"QuestDB over SQLite profile: {_cell(suite['questdb_over_sqlite'])}x; "
+            f"over the seed's design: {_cell(suite['questdb_over_seed'])}x (events/s).",
+        ]
+    queries = report.get("query")
+    for query in queries if isinstance(queries, list) else []:
+        assert isinstance(query, dict)
+        lines += ["", f"## Query ({query['trades']:,} trades over {query['days']} days)", ""]
+        lines += _table(
+            query["rows"],
+            ["store", "endpoint", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms",
+             "errors"],
+        )  # fmt: skip
+        ratios = query["sqlite_p99_over_questdb_p99"]
+        lines += ["", "SQLite p99 over QuestDB p99: "
+                  + "; ".join(f"{k} {_cell(v)}x" for k, v in ratios.items())]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["QUESTDB_TABLES", "apply_questdb_schema", "apply_sqlite_schema"]
+__all__ = ["QUESTDB_TABLES", "apply_questdb_schema", "apply_sqlite_schema", "sqlite_tables_script"]
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,18 @@ def apply_sqlite_schema(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_DDL.joinpath("sqlite", "tables.sql").read_text())
+        conn.executescript(sqlite_tables_script())
         for script in sorted(_DDL.joinpath("sqlite", "dedup").iterdir(), key=lambda p: p.name):
             index = f"{Path(script.name).stem}_dedup"
             if not _sqlite_index_exists(conn, index):
                 conn.executescript(f"BEGIN;\n{script.read_text()}\nCOMMIT;")
                 log.info("SQLite: built %s", index)
     log.info("SQLite schema applied at %s", path)
+
+
+def sqlite_tables_script() -> str:
+    """The seed's tables and (symbol, timestamp) indexes, as the first version had them."""
+    return _DDL.joinpath("sqlite", "tables.sql").read_text()
 
 
 def _sqlite_index_exists(conn: sqlite3.Connection, name: str) -> bool:

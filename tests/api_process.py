@@ -37,6 +37,7 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "api"],
         env=env,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: granian's workers go with it
     )

@@ -1,0 +1,86 @@
+"""``python -m bench`` (``make bench``): the ingest and query benchmarks in one run, each new
+design measured against its baseline in the same run, written to ``bench/results/`` as JSON,
+a Markdown table and PNG charts, stamped with the machine, the versions and the git commit.
+
+    python -m bench            # the full run (about 25 minutes on 2 cores)
+    python -m bench --quick    # the same harness on small data, in under a minute (CI smoke)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import msgspec
+
+from bench import ingest, query
+from bench.charts import ingest_chart, query_chart
+from bench.report import RESULTS, markdown, stamp
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    tape_seconds: int  # simulated seconds of generated feed to replay
+    activity: float
+    ingest_seconds: float  # each ingest run's length
+    rate: float  # events/s of the paced (latency) run
+    settle_s: float  # how long a consumer may take to store what it received
+    trades: tuple[int, ...]  # query benchmark data sizes
+    query_seconds: float  # load per endpoint, store and concurrency (wrk: whole seconds)
+    concurrencies: tuple[int, ...]
+    endpoints: tuple[str, ...] = ()  # () = all
+
+
+FULL = Plan(
+    tape_seconds=1200, activity=200, ingest_seconds=30, rate=300_000, settle_s=30,
+    trades=(1_000_000, 10_000_000), query_seconds=5, concurrencies=(1, 32),
+)  # fmt: skip
+QUICK = Plan(
+    tape_seconds=20, activity=50, ingest_seconds=2, rate=20_000, settle_s=2,
+    trades=(20_000,), query_seconds=1, concurrencies=(1, 8),
+    endpoints=("prices", "ohlcv 1h over 30 days"),
+)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="small data, under a minute")
+    parser.add_argument("--only", choices=("ingest", "query"), help="one benchmark only")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    report: dict[str, object] = {"stamp": stamp(), "plan": plan}
+    if args.only in (None, "ingest"):
+        print("== ingest: (a) QuestDB, (b) SQLite profile, (c) the seed's design", file=sys.stderr)
+        report["ingest"] = ingest.measure(
+            plan.tape_seconds, plan.activity, plan.ingest_seconds, plan.rate, plan.settle_s
+        )
+    if args.only in (None, "query"):
+        suites = []
+        for trades in plan.trades:
+            print(f"== query: {trades:,} trades, QuestDB against SQLite", file=sys.stderr)
+            suites.append(
+                query.measure_stores(
+                    trades, plan.query_seconds, plan.concurrencies, only=plan.endpoints
+                )
+            )
+        report["query"] = suites
+    name = "bench-quick" if args.quick else "bench"
+    args.out.mkdir(parents=True, exist_ok=True)
+    encoded = msgspec.json.format(msgspec.json.encode(report), indent=2)
+    (args.out / f"{name}.json").write_bytes(encoded + b"\n")
+    decoded = msgspec.json.decode(encoded)
+    (args.out / f"{name}.md").write_text(markdown(decoded))
+    if "ingest" in decoded:
+        ingest_chart(decoded["ingest"], args.out / f"{name}-ingest.png")
+    if "query" in decoded:
+        query_chart(decoded["query"], args.out / f"{name}-query.png")
+    print(f"results: {args.out}/{name}.json, .md and charts", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

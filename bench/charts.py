@@ -1,0 +1,54 @@
+"""The benchmark results as PNG bar charts (matplotlib, drawn off-screen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt
+
+__all__ = ["ingest_chart", "query_chart"]
+
+
+def ingest_chart(suite: dict[str, Any], out: Path) -> None:
+    """Sustained events/s per design, log scale (the seed's design is hundreds of times
+    slower), each bar labelled with its figure."""
+    runs = suite["runs"]
+    names = [run["name"] for run in runs]
+    rates = [max(run["events_per_s"], 1) for run in runs]
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    bars = axes.barh(names, rates, color=["#2a6f97", "#7a9e7e", "#b5651d", "#61a5c2"][: len(names)])
+    axes.bar_label(bars, labels=[f"{r:,}/s" for r in rates], padding=3)
+    axes.set_xscale("log")
+    axes.set_xlabel("events stored per second (log scale)")
+    axes.set_title(f"Ingest, {suite['tape_events']:,}-event tape")
+    axes.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
+def query_chart(suites: list[dict[str, Any]], out: Path) -> None:
+    """p99 latency per endpoint, QuestDB beside SQLite, one panel per data size and
+    concurrency, log scale."""
+    panels = [(s, c) for s in suites for c in sorted({r["concurrency"] for r in s["rows"]})]
+    figure, axes_list = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    for (suite, concurrency), axes in zip(panels, axes_list[:, 0], strict=True):
+        rows = [r for r in suite["rows"] if r["concurrency"] == concurrency]
+        endpoints = list(dict.fromkeys(r["endpoint"] for r in rows))
+        for offset, (store, colour) in enumerate((("questdb", "#2a6f97"), ("sqlite", "#b5651d"))):
+            p99 = {r["endpoint"]: r["p99_ms"] for r in rows if r["store"] == store}
+            values = [p99.get(e) or 0.0 for e in endpoints]
+            positions = [i + offset * 0.4 for i in range(len(endpoints))]
+            axes.bar(positions, values, width=0.4, label=store, color=colour)
+        axes.set_xticks([i + 0.2 for i in range(len(endpoints))], endpoints, fontsize=8)
+        axes.set_yscale("log")
+        axes.set_ylabel("p99 ms (log)")
+        axes.set_title(f"{suite['trades']:,} trades, {concurrency} concurrent clients")
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)

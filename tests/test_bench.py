@@ -1,0 +1,43 @@
+"""``python -m bench --quick``: the whole harness on small data, as CI runs it. Its numbers are
+not asserted (tests never time things), only that it completes and its results are valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bench.__main__ import Plan
+from bench.ingest import IngestSuite
+from bench.query import QuerySuite
+
+
+class Report(msgspec.Struct, forbid_unknown_fields=True):
+    stamp: dict[str, object]
+    plan: Plan
+    ingest: IngestSuite
+    query: list[QuerySuite]
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)
+    assert report.stamp["git_commit"]
+    runs = {run.name: run for run in report.ingest.runs}
+    assert {"questdb", "sqlite", "seed design"} <= runs.keys()
+    for name in ("questdb", "sqlite"):  # ours lose nothing, whatever the speed
+        assert runs[name].lost == 0, runs[name]
+        assert runs[name].stored == runs[name].events > 0
+    assert {row.store for row in report.query[0].rows} == {"questdb", "sqlite"}
+    assert all(row.errors == 0 for row in report.query[0].rows)
+    assert "## Ingest" in (tmp_path / "bench-quick.md").read_text()
+    for chart in ("bench-quick-ingest.png", "bench-quick-query.png"):
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

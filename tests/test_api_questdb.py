@@ -228,6 +228,7 @@ def gappy(questdb_with_schema: ServerState) -> dict[str, Any]:
             ).fetchone(),
             until=lambda row: row is not None and row[0] == 3,
         )
+        wait_for_views(pg, symbol)  # candles from trades read the minute view
     return {"symbol": symbol, "hour": hour}
 
 

@@ -33,9 +33,13 @@ from api.store import Store, StoreUnavailable, Unsupported
 
 __all__ = ["create_app"]
 
-# Calendar zones as an enum, so the OpenAPI schema lists exactly what is accepted.
+# Calendar zones as an enum, so the OpenAPI schema lists exactly what is accepted. Two entries
+# of the tz database name no place (the host's own zone, a placeholder) and QuestDB refuses them.
+_NOT_PLACES = {"localtime", "Factory"}
 TimeZone = enum.Enum(  # type: ignore[misc]
-    "TimeZone", [(zone, zone) for zone in sorted(zoneinfo.available_timezones())], type=str
+    "TimeZone",
+    [(zone, zone) for zone in sorted(zoneinfo.available_timezones() - _NOT_PLACES)],
+    type=str,
 )
 
 

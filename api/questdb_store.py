@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import naive_utc, rolling_day_start
+from api.store import Unsupported, naive_utc, rolling_day_start
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -187,7 +188,12 @@ class QuestDBStore:
             sql.SQL(_FILLS[fill]),
             sql.Literal(tz),
         )
-        rows = await self._rows(query, (*params, limit))
+        try:
+            rows = await self._rows(query, (*params, limit))
+        except psycopg.DatabaseError as exc:
+            if "invalid timezone" not in str(exc):
+                raise
+            raise Unsupported("tz", f"QuestDB does not know the time zone {tz}") from exc
         return [
             Candle(
                 epoch_s(r[0]),

@@ -13,6 +13,7 @@ visible at the first poll whose newest ``ingested_ts`` reaches it (QuestDB only)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -93,7 +94,9 @@ def sqlite_probe(path: Path) -> Probe:
     def probe() -> tuple[int, float | None]:
         if not path.exists():
             return 0, None
-        with sqlite3.connect(path) as conn:
+        # closing(): sqlite3's own context manager commits but leaves the connection (and, in
+        # the seed's rollback-journal mode, its read lock) open until the GC gets to it.
+        with contextlib.closing(sqlite3.connect(path)) as conn:
             tables = ("trades_data", "quotes", "market_data")
             total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)  # noqa: S608
         return total, None

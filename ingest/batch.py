@@ -65,6 +65,11 @@ class _Columns(msgspec.Struct, array_like=True):
     def __len__(self) -> int:
         return len(self.symbol)
 
+    def absorb(self, other: _Columns) -> None:
+        """Append ``other``'s rows (a table's columns of the same kind) after these."""
+        for name in self.__struct_fields__:
+            getattr(self, name).extend(getattr(other, name))
+
 
 class TradeColumns(_Columns, array_like=True):
     ts_ms: list[int] = msgspec.field(default_factory=list)
@@ -152,3 +157,16 @@ class Batch(msgspec.Struct, array_like=True):
 
     def __len__(self) -> int:
         return len(self.trades) + len(self.quotes) + len(self.bars)
+
+    @classmethod
+    def joined(cls, batches: Sequence[Batch]) -> Batch:
+        """One batch of the rows of ``batches``, in their order: when the store has fallen
+        behind, the batches that waited go to it as one, in fewer and larger requests."""
+        if len(batches) == 1:
+            return batches[0]
+        whole = cls()
+        for batch in batches:
+            whole.trades.absorb(batch.trades)
+            whole.quotes.absorb(batch.quotes)
+            whole.bars.absorb(batch.bars)
+        return whole

@@ -59,7 +59,7 @@ class Ingester:
         self.writer = BatchWriter(
             sink,
             self.spool,
-            max_queued_batches=self.settings.ingest_queued_batches,
+            max_queued_rows=self.settings.ingest_queued_rows,
             on_written=self._count_written,
         )
         if self.settings.ingest_metrics_port is not None:

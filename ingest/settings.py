@@ -32,10 +32,10 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Batching: a batch goes to the store at this many rows, or after this long.
     ingest_batch_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
     ingest_flush_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
-    # Memory bounds: received frames not yet decoded; batches waiting for the store in memory
+    # Memory bounds: received frames not yet decoded; rows waiting for the store in memory
     # (beyond that they wait in the spool on disk).
     ingest_receive_buffer_mib: Annotated[int, msgspec.Meta(ge=1)] = 64
-    ingest_queued_batches: Annotated[int, msgspec.Meta(ge=1)] = 4
+    ingest_queued_rows: Annotated[int, msgspec.Meta(ge=1)] = 400_000
     # Where batches wait while the store is down, and where malformed input is set aside.
     ingest_spool_dir: Path = Path("data/spool")
     ingest_dead_letter: Path = Path("data/dead-letter.jsonl")

@@ -60,31 +60,44 @@ class Spool:
             os.fsync(file.fileno())
         return path
 
-    def oldest(self) -> Batch | None:
-        """The oldest intact batch (torn ones are set aside on the way), or None if empty."""
-        while True:
-            with self._lock:
-                if not self._files:
-                    return None
-                path = self._files[0]
-            data = path.read_bytes()
-            if len(data) >= _HEADER.size:
-                length, crc = _HEADER.unpack_from(data)
-                payload = data[_HEADER.size :]
-                if len(payload) == length and zlib.crc32(payload) == crc:
-                    return _decode(payload)
-            log.error("spool: %s is torn (crash while writing?); set aside as .torn", path.name)
-            path.rename(path.with_suffix(".torn"))
-            self._drop_oldest()
+    def oldest(self, max_rows: int) -> list[Batch]:
+        """The oldest intact batches, oldest first, as many as ``max_rows`` allows (at least
+        one unless empty); torn ones are set aside on the way."""
+        batches: list[Batch] = []
+        rows = 0
+        while rows < max_rows:
+            with self._lock:  # only this thread takes from the front; others append
+                if len(batches) >= len(self._files):
+                    break
+                path = self._files[len(batches)]
+            batch = _read(path)
+            if batch is None:
+                log.error("spool: %s is torn (crash while writing?); set aside as .torn", path.name)
+                path.rename(path.with_suffix(".torn"))
+                with self._lock:
+                    self._files.remove(path)
+                continue
+            batches.append(batch)
+            rows += len(batch)
+        return batches
 
-    def remove_oldest(self) -> None:
-        """The oldest batch is stored: forget it."""
-        path = self._drop_oldest()
-        path.unlink(missing_ok=True)
-
-    def _drop_oldest(self) -> Path:
+    def remove_oldest(self, count: int) -> None:
+        """The oldest ``count`` batches are stored: forget them."""
         with self._lock:
-            return self._files.pop(0)
+            stored, self._files = self._files[:count], self._files[count:]
+        for path in stored:
+            path.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> Batch | None:
+    """The batch in ``path``, or None if its header does not match its payload."""
+    data = path.read_bytes()
+    if len(data) >= _HEADER.size:
+        length, crc = _HEADER.unpack_from(data)
+        payload = data[_HEADER.size :]
+        if len(payload) == length and zlib.crc32(payload) == crc:
+            return _decode(payload)
+    return None
 
 
 def _sequence(path: Path) -> int:

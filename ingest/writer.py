@@ -2,11 +2,12 @@
 
 The event loop only appends rows and hands over batches (by size, or by time from a timer the
 loop drives, since the ILP client checks its interval only when a row arrives); it never waits
-on the store. The writer thread writes batches in order. A few batches may wait in memory;
-when the store is behind (that queue is full) or down (its batches are already on disk), a
-batch goes to the on-disk spool instead, after everything handed over before it. So memory
-stays bounded, nothing received is lost, and nothing overtakes an older batch (a later
-version of a minute bar must land last).
+on the store. The writer thread writes batches in order, everything that waited in one go: a
+store that falls behind gets fewer, larger requests, which cost it less per row. Up to a
+bounded number of rows wait in memory; when the store is further behind than that, or down
+(its batches are already on disk), a batch goes to the on-disk spool instead, after
+everything handed over before it. So memory stays bounded, nothing received is lost, and
+nothing overtakes an older batch (a later version of a minute bar must land last).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class BatchWriter:
         sink: Sink,
         spool: Spool,
         *,
-        max_queued_batches: int = 4,
+        max_queued_rows: int = 400_000,
         on_written: Callable[[Batch, float], None] = lambda batch, seconds: None,
         retry_s: float = 1.0,
     ) -> None:
@@ -40,7 +41,8 @@ class BatchWriter:
         self.spool = spool
         self.pending = Batch()
         self._queued: deque[Batch] = deque()
-        self._max_queued = max_queued_batches
+        self._queued_rows = 0
+        self._max_queued_rows = max_queued_rows
         self._changed = threading.Condition()  # guards _queued, the spool's order, _stopping
         self._stopping = False
         self._on_written = on_written
@@ -49,8 +51,8 @@ class BatchWriter:
         self._thread.start()
 
     @property
-    def queued(self) -> int:
-        return len(self._queued)
+    def queued_rows(self) -> int:
+        return self._queued_rows
 
     def hand_over(self) -> None:
         """Pass the pending rows on as a batch (called from the event loop; never waits on
@@ -59,12 +61,12 @@ class BatchWriter:
             return
         batch, self.pending = self.pending, Batch()
         with self._changed:
-            if len(self.spool) or len(self._queued) >= self._max_queued:
-                while self._queued:
-                    self.spool.append(self._queued.popleft())
+            if len(self.spool) or self._queued_rows + len(batch) > self._max_queued_rows:
+                self._spool_queued()
                 self.spool.append(batch)
             else:
                 self._queued.append(batch)
+                self._queued_rows += len(batch)
             self._changed.notify()
 
     def close(self, timeout_s: float = 30.0) -> bool:
@@ -86,11 +88,13 @@ class BatchWriter:
                 if len(self.spool):
                     batch = None
                 elif self._queued:
-                    batch = self._queued.popleft()
+                    batch = Batch.joined(self._queued)
+                    self._queued.clear()
+                    self._queued_rows = 0
                 else:
                     return  # stopping, and everything is stored
             if batch is None:  # the spool first: it holds the oldest batches
-                if not self._drain_one():
+                if not self._drain():
                     if self._stopping:
                         self._spool_queued()
                         return  # the rest stays in the spool for the next start
@@ -109,16 +113,18 @@ class BatchWriter:
         self._on_written(batch, time.perf_counter() - began)
         return True
 
-    def _drain_one(self) -> bool:
-        batch = self.spool.oldest()
-        if batch is None:
+    def _drain(self) -> bool:
+        """Write the oldest spooled batches, as many as may wait in memory, as one."""
+        batches = self.spool.oldest(self._max_queued_rows)
+        if not batches:
             return True
-        if self._write(batch):
-            self.spool.remove_oldest()
+        if self._write(Batch.joined(batches)):
+            self.spool.remove_oldest(len(batches))
             return True
         return False
 
     def _spool_queued(self) -> None:
-        with self._changed:
+        with self._changed:  # reentrant: hand_over calls this holding it
             while self._queued:
                 self.spool.append(self._queued.popleft())
+            self._queued_rows = 0

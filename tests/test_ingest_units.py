@@ -74,6 +74,11 @@ def test_rows_are_normalised() -> None:
     assert batch.bars.trade_count == [100]  # volume 10 / average trade size 0.1
     assert batch.bars.ingested_ms == [99]
     assert len(batch) == 3
+    twice = Batch.joined([batch, batch])
+    assert twice.trades.trade_id == ["12345", "", "12345", ""]
+    assert twice.bars.trade_count == [100, 100]
+    assert len(twice) == 6
+    assert len(batch) == 3  # the parts are left as they were
     assert normalise_pair("X:MATICUSD") == "MATIC-USD"
 
 
@@ -86,10 +91,10 @@ def test_the_spool_keeps_order_and_sets_torn_batches_aside(tmp_path: Path) -> No
     first, second, _ = sorted(tmp_path.glob("*.batch"))
     second.write_bytes(second.read_bytes()[:-3])  # a crash mid-write
     reopened = Spool(tmp_path)  # as on the next start
-    seen = []
-    while (batch := reopened.oldest()) is not None:
-        seen.extend(batch.trades.ts_ms)
-        reopened.remove_oldest()
+    seen: list[int] = []
+    while batches := reopened.oldest(max_rows=1):
+        seen.extend(ts for batch in batches for ts in batch.trades.ts_ms)
+        reopened.remove_oldest(len(batches))
     assert seen == [1, 3]
     assert [p.suffix for p in sorted(tmp_path.iterdir())] == [".torn"]
     assert not first.exists()
@@ -107,11 +112,10 @@ def test_a_batch_put_back_in_front_is_read_first_also_after_a_restart(tmp_path: 
     spool.push_front(batch(1))
     spool.append(batch(4))
     reopened = Spool(tmp_path)
-    seen = []
-    while (oldest := reopened.oldest()) is not None:
-        seen.extend(oldest.trades.ts_ms)
-        reopened.remove_oldest()
-    assert seen == [1, 2, 3, 4]
+    first_two = reopened.oldest(max_rows=2)
+    assert Batch.joined(first_two).trades.ts_ms == [1, 2]
+    reopened.remove_oldest(len(first_two))
+    assert Batch.joined(reopened.oldest(max_rows=100)).trades.ts_ms == [3, 4]
 
 
 def test_backoff_grows_with_jitter_to_its_ceiling_and_resets() -> None:

@@ -32,7 +32,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 FULL = Plan(
-    tape_seconds=1200, activity=200, ingest_seconds=30, rate=300_000, settle_s=30,
+    tape_seconds=1800, activity=200, ingest_seconds=30, rate=300_000, settle_s=60,
     trades=(1_000_000, 10_000_000), query_seconds=5, concurrencies=(1, 32),
 )  # fmt: skip
 QUICK = Plan(

@@ -7,7 +7,7 @@ is given time to store what it received, and stored rows are compared with what 
 says it sent (the loss). Latency is an upper bound at the polling resolution: a row counts as
 visible at the first poll whose newest ``ingested_ts`` reaches it (QuestDB only).
 
-    python -m bench.ingest [--tape-seconds 1200] [--seconds 30] [--rate 300000]
+    python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
 """
 
 from __future__ import annotations
@@ -142,8 +142,9 @@ def run(
                   end="", file=sys.stderr)  # fmt: skip
             time.sleep(POLL_S)
         _get(f"{control}/fault?kind=stall&seconds=86400")  # stop sending; count what was sent
-        sent = int(_get(f"{control}/stats")["events_sent"])
-        settled = _until_settled(probe, sent, limit_s=settle_s)
+        settled, sent = _until_settled(
+            probe, lambda: int(_get(f"{control}/stats")["events_sent"]), limit_s=settle_s
+        )
         print(f"\r{name}: {settled:,} of {sent:,} sent events stored" + " " * 20, file=sys.stderr)
         cpu_s, peak_rss_mib = _usage(process.pid)
     finally:
@@ -180,19 +181,24 @@ def _usage(pid: int) -> tuple[float | None, float | None]:
     return cpu_s, round(int(peak[1]) / 1024, 1) if peak else None
 
 
-def _until_settled(probe: Probe, sent: int, limit_s: float, quiet_s: float = 5.0) -> int:
-    """Rows visible once all ``sent`` are, or once the count has not moved for ``quiet_s``."""
+def _until_settled(
+    probe: Probe, sent_now: Callable[[], int], limit_s: float, quiet_s: float = 5.0
+) -> tuple[int, int]:
+    """(rows visible, events sent) once all sent events are visible, or once the count has
+    not moved for ``quiet_s``. Sent is asked each time: a frame the simulator was sending when
+    the stall began (held up by a consumer's full buffers) is counted when it completes."""
     deadline, last, since = time.time() + limit_s, -1, time.time()
     while time.time() < deadline:
         seen, _ = probe()
+        sent = sent_now()
         if seen >= sent:
-            return seen
+            return seen, sent
         if seen != last:
             last, since = seen, time.time()
         elif time.time() - since > quiet_s:
             break
         time.sleep(POLL_S)
-    return last
+    return last, sent_now()
 
 
 def _summarise(
@@ -303,7 +309,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tape-seconds", type=int, default=1200, help="simulated seconds")
+    parser.add_argument("--tape-seconds", type=int, default=1800, help="simulated seconds")
     parser.add_argument("--activity", type=float, default=200.0, help="market activity scale")
     parser.add_argument("--seconds", type=float, default=30.0, help="each run's length")
     parser.add_argument("--rate", type=float, default=300_000, help="events/s of the paced run")

@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.pool_metrics import PoolCollector
 from api.questdb_store import QuestDBStore
+from api.response_cache import ResponseCache
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.settings import ApiSettings
 from api.sqlite_store import SQLiteStore
@@ -199,9 +200,10 @@ def create_app(settings: ApiSettings) -> Litestar:
             await store.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
+    cache = [ResponseCache(settings.api_cache_ms)] if settings.api_cache_ms else []
     return Litestar(
         route_handlers=[prices, ohlcv, trades, quotes, health, MetricsController],
-        middleware=[metrics.middleware],
+        middleware=[metrics.middleware, *cache],  # metrics count the requests served from cache
         openapi_config=OpenAPIConfig(title="tickpipe market data API", version="0.1.0"),
         lifespan=[lifespan],
         exception_handlers={

@@ -61,6 +61,7 @@ _PAIRS = re.compile(r"^ *[A-Z0-9]{1,15}-[A-Z0-9]{1,15}( *, *[A-Z0-9]{1,15}-[A-Z0
 _PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
 Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.g. BTC-USD")]
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
+QUOTE_GAPS_SHOWN = 50
 Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"]
 
 
@@ -139,9 +140,11 @@ async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> Quotes
 
 @get("/health", responses={503: ResponseSpec(Health, description="The database is unreachable")})
 async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg]
-    """Up, and whether the database answers; 503 when it does not (for load balancers)."""
+    """Up, and whether the database answers (503 when it does not, for load balancers); the
+    newest windows in which quotes may be missing."""
     try:
         newest = await _store(request).newest_trade()
+        quote_gaps = await _store(request).quote_gaps(QUOTE_GAPS_SHOWN)
     except (PoolTimeout, psycopg.Error, StoreUnavailable):
         return Response(Health("degraded", "unreachable", None, _now()), status_code=503)
     age = None
@@ -149,7 +152,7 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
         age = round(
             dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
         )
-    return Response(Health("ok", "reachable", age, _now()))
+    return Response(Health("ok", "reachable", age, _now(), quote_gaps))
 
 
 class MetricsController(PrometheusController):

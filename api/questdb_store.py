@@ -18,8 +18,8 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import Unsupported, naive_utc, rolling_day_start
+from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
+from api.store import Unsupported, iso_ms, naive_utc, rolling_day_start
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -124,6 +124,17 @@ class QuestDBStore:
     async def newest_trade(self) -> dt.datetime | None:
         rows = await self._rows("SELECT max(ts) FROM (trades LIMIT -1)", ())
         return rows[0][0] if rows else None
+
+    async def quote_gaps(self, limit: int) -> list[QuoteGap]:
+        try:
+            rows = await self._rows(
+                "SELECT symbol, ts, end_ts FROM quote_gaps ORDER BY ts DESC LIMIT %s", (limit,)
+            )
+        except psycopg.DatabaseError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            return []  # a database no ingester of this version has written to yet
+        return [QuoteGap(symbol, iso_ms(start), iso_ms(end)) for symbol, start, end in rows]
 
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
         rows = await self._newest(

@@ -11,6 +11,7 @@ __all__ = [
     "OhlcvResponse",
     "Price",
     "PricesResponse",
+    "QuoteGap",
     "QuoteOut",
     "QuotesResponse",
     "TradeOut",
@@ -47,11 +48,21 @@ class Candle(msgspec.Struct, frozen=True):
     trades: int | None
 
 
+class QuoteGap(msgspec.Struct, frozen=True):
+    """A window in which the feed may have missed this pair's quotes (trades and minute bars
+    are fetched again over REST; quotes have no history to fetch)."""
+
+    symbol: str
+    start: str  # ISO-8601, UTC, milliseconds
+    end: str
+
+
 class Health(msgspec.Struct, frozen=True):
     status: str  # "ok", or "degraded" when the database does not answer
     database: str
     newest_trade_age_s: float | None
     timestamp: str
+    quote_gaps: list[QuoteGap] = []  # the newest ones, newest first
 
 
 class OhlcvResponse(msgspec.Struct, frozen=True):

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from api.responses import Candle, Price, QuoteOut, TradeOut
-from api.store import StoreUnavailable, naive_utc, rolling_day_start
+from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
+from api.store import StoreUnavailable, iso_ms, naive_utc, rolling_day_start
 
 __all__ = ["SECONDS", "SQLiteStore"]
 
@@ -96,6 +96,10 @@ def _epoch(moment: dt.datetime) -> int:
     return int(naive_utc(moment).replace(tzinfo=dt.UTC).timestamp())
 
 
+def _iso_ms(epoch_ms: int) -> str:
+    return iso_ms(dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).replace(tzinfo=None))
+
+
 def _iso(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None).isoformat()
 
@@ -168,6 +172,21 @@ class SQLiteStore:
             if value is not None
             else None
         )
+
+    async def quote_gaps(self, limit: int) -> list[QuoteGap]:
+        return await asyncio.to_thread(self._quote_gaps, limit)
+
+    def _quote_gaps(self, limit: int) -> list[QuoteGap]:
+        with self._connect() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quote_gaps'"
+            ).fetchone():
+                return []  # a file no ingester of this version has written to yet
+            rows = conn.execute(
+                "SELECT symbol, start_ms, end_ms FROM quote_gaps ORDER BY start_ms DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [QuoteGap(symbol, _iso_ms(start), _iso_ms(end)) for symbol, start, end in rows]
 
     async def candles(
         self,

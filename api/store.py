@@ -5,9 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from api.responses import Candle, Price, QuoteOut, TradeOut
+from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 
-__all__ = ["Store", "StoreUnavailable", "Unsupported", "naive_utc", "rolling_day_start"]
+__all__ = [
+    "Store",
+    "StoreUnavailable",
+    "Unsupported",
+    "iso_ms",
+    "naive_utc",
+    "rolling_day_start",
+]
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:
@@ -20,6 +27,11 @@ def rolling_day_start() -> dt.datetime:
     ago, so that minute resamples answer them exactly."""
     start = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=1)
     return start.replace(second=0, microsecond=0)
+
+
+def iso_ms(moment: dt.datetime) -> str:
+    """A naive UTC time as ISO-8601 to the millisecond."""
+    return moment.isoformat(timespec="milliseconds")
 
 
 class StoreUnavailable(Exception):
@@ -42,6 +54,8 @@ class Store(Protocol):
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]: ...
 
     async def newest_trade(self) -> dt.datetime | None: ...
+
+    async def quote_gaps(self, limit: int) -> list[QuoteGap]: ...
 
     async def candles(
         self,

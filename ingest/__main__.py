@@ -1,27 +1,98 @@
 """``python -m ingest`` (or ``tickpipe-ingest``): stream the feed into the configured store.
 
+``python -m ingest backfill --from T --to T [--pairs P ...]`` fetches a window from the
+vendor's REST API into the store instead (idempotent: run it again after a failure).
+
 Settings come from the environment and ``.env`` (README, "Configuration"). Exit codes: 0 after
-a clean stop, 2 for bad settings, 3 when the feed refuses the API key.
+a clean stop, 1 when a backfill fails, 2 for bad settings, 3 when the feed or the REST API
+refuses the API key.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvloop
 
+from ingest.backfill import BackfillFailed, BackfillRefused, Filled, Gap, VendorRest, fill_gap
+from ingest.batch import Batch
 from ingest.errors import AuthFailed
-from ingest.service import Ingester, run_until_signalled
+from ingest.protocol import MinuteAgg, Trade
+from ingest.service import Ingester, make_sink, run_until_signalled
 from ingest.settings import IngestSettings
+from ingest.sinks import SinkUnavailable
 from sql import SettingsError, load_environment
 
 
+def _moment(text: str) -> int:
+    """ISO-8601 (UTC unless it says otherwise) to epoch ms."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time") from None
+    return round(moment.replace(tzinfo=moment.tzinfo or dt.UTC).timestamp() * 1000)
+
+
+async def backfill(settings: IngestSettings, gap: Gap, pairs: Sequence[str]) -> Filled:
+    """The window into the store, a batch at a time, with a progress line per pair."""
+    assert settings.polygon_api_key is not None
+    sink = make_sink(settings)
+    rest = VendorRest(
+        settings.rest_url, settings.polygon_api_key, settings.ingest_backfill_requests_per_s
+    )
+    batch = Batch()
+
+    def deliver(trades: list[Trade], bars: list[MinuteAgg]) -> None:
+        nonlocal batch
+        now_ms = time.time_ns() // 1_000_000
+        batch.trades.extend(trades, now_ms)
+        batch.bars.extend(bars, now_ms)
+        if len(batch) >= settings.ingest_batch_rows:
+            sink.write(batch)
+            batch = Batch()
+
+    def progress(pair: str, filled: Filled) -> None:
+        reached = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((filled.reached_ms or 0) / 1000))
+        print(f"\r{pair}: {filled.bars:,} bars, {filled.trades:,} trades (up to {reached})  ",
+              end="", file=sys.stderr, flush=True)  # fmt: skip
+
+    try:
+        filled = await fill_gap(rest, pairs, gap, deliver, progress=progress)
+        sink.write(batch)
+    finally:
+        print(file=sys.stderr)
+        await rest.close()
+        sink.close()
+    return filled
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--record", type=Path, help="also write every raw frame to this file")
+    commands = parser.add_subparsers(dest="command")
+    fill = commands.add_parser("backfill", help="fetch a window over the REST API into the store")
+    fill.add_argument(
+        "--from",
+        dest="from_ms",
+        type=_moment,
+        required=True,
+        metavar="TIME",
+        help="ISO-8601, e.g. 2026-11-24T09:30 (UTC unless it says)",
+    )
+    fill.add_argument(
+        "--to", dest="to_ms", type=_moment, required=True, metavar="TIME", help="ISO-8601, excluded"
+    )
+    fill.add_argument("--pairs", nargs="+", help="default: PAIRS")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -34,11 +105,33 @@ def main(argv: list[str] | None = None) -> int:
             "error: POLYGON_API_KEY is not set (use the simulator: any key works)", file=sys.stderr
         )
         return 2
+    if args.command == "backfill":
+        return _backfill_command(settings, args.from_ms, args.to_ms, args.pairs)
     try:
         uvloop.run(run_until_signalled(Ingester(settings, args.record)))
     except AuthFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    return 0
+
+
+def _backfill_command(
+    settings: IngestSettings, from_ms: int, to_ms: int, pairs: list[str] | None
+) -> int:
+    wanted = pairs or [pair for pair in settings.pairs if pair != "*"]
+    if from_ms >= to_ms or not wanted:
+        print("error: --from must be before --to, and PAIRS or --pairs name pairs", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(logging.WARNING)  # the progress lines say what happens
+    try:
+        filled = uvloop.run(backfill(settings, Gap(from_ms, to_ms - 1), wanted))
+    except BackfillRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (BackfillFailed, SinkUnavailable) as exc:
+        print(f"error: {exc} (run it again: nothing is stored twice)", file=sys.stderr)
+        return 1
+    print(f"backfilled {filled.trades:,} trades and {filled.bars:,} bars", file=sys.stderr)
     return 0
 
 

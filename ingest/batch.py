@@ -20,7 +20,14 @@ import msgspec
 
 from ingest.protocol import MinuteAgg, Quote, Trade
 
-__all__ = ["BarColumns", "Batch", "QuoteColumns", "TradeColumns", "normalise_pair"]
+__all__ = [
+    "BarColumns",
+    "Batch",
+    "QuoteColumns",
+    "QuoteGapColumns",
+    "TradeColumns",
+    "normalise_pair",
+]
 
 _SIDES: dict[tuple[int, ...], str] = {(1,): "sell", (2,): "buy"}
 _MAX_CACHED = 10_000  # a hostile feed could send endless distinct pairs or condition lists
@@ -148,15 +155,31 @@ class BarColumns(_Columns, array_like=True):
         self.ingested_ms += [ingested_ms] * len(bars)
 
 
+class QuoteGapColumns(_Columns, array_like=True):
+    """Windows in which quotes may be missing (quotes have no history to fetch again)."""
+
+    start_ms: list[int] = msgspec.field(default_factory=list)
+    end_ms: list[int] = msgspec.field(default_factory=list)
+    ingested_ms: list[int] = msgspec.field(default_factory=list)
+
+    def add(self, pairs: Sequence[str], start_ms: int, end_ms: int, ingested_ms: int) -> None:
+        self.symbol += pairs
+        self.start_ms += [start_ms] * len(pairs)
+        self.end_ms += [end_ms] * len(pairs)
+        self.ingested_ms += [ingested_ms] * len(pairs)
+
+
 class Batch(msgspec.Struct, array_like=True):
-    """Rows on their way to a sink together (and, if the sink is down, to the spool)."""
+    """Rows on their way to a sink together (and, if the sink is down, to the spool). Fields
+    are only ever added at the end, with defaults: older spool files still decode."""
 
     trades: TradeColumns = msgspec.field(default_factory=TradeColumns)
     quotes: QuoteColumns = msgspec.field(default_factory=QuoteColumns)
     bars: BarColumns = msgspec.field(default_factory=BarColumns)
+    quote_gaps: QuoteGapColumns = msgspec.field(default_factory=QuoteGapColumns)
 
     def __len__(self) -> int:
-        return len(self.trades) + len(self.quotes) + len(self.bars)
+        return len(self.trades) + len(self.quotes) + len(self.bars) + len(self.quote_gaps)
 
     @classmethod
     def joined(cls, batches: Sequence[Batch]) -> Batch:
@@ -169,4 +192,5 @@ class Batch(msgspec.Struct, array_like=True):
             whole.trades.absorb(batch.trades)
             whole.quotes.absorb(batch.quotes)
             whole.bars.absorb(batch.bars)
+            whole.quote_gaps.absorb(batch.quote_gaps)
         return whole

@@ -26,12 +26,15 @@ from ingest.errors import AuthFailed
 from ingest.protocol import Action, Status
 from ingest.settings import IngestSettings
 
-__all__ = ["Backoff", "Feed", "FrameBuffer"]
+__all__ = ["SESSION_START", "Backoff", "Feed", "FrameBuffer"]
 
 log = logging.getLogger(__name__)
 _statuses = msgspec.json.Decoder(list[Status])
 _encode = msgspec.json.Encoder().encode
 _STATUS_FRAME_MAX = 1024  # statuses come in small frames of their own
+# Put in the frame stream when a connection has subscribed: everything before it came on an
+# earlier connection, so the pipeline knows where the feed may have missed events.
+SESSION_START = b""
 
 
 class Backoff:
@@ -140,6 +143,7 @@ class Feed:
             ) as ws:
                 await self._handshake(ws)
                 self.sessions += 1
+                await self.frames.put(SESSION_START)
                 self.connected.set()
                 return await self._receive(ws)
         except AuthFailed:

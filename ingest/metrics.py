@@ -52,6 +52,14 @@ class IngestMetrics:
             "Now minus the vendor receive time of the newest event",
             registry=r,
         )
+        self.backfilled = Counter(
+            "tickpipe_ingest_backfilled", "Events fetched over REST to fill gaps", ["type"],
+            registry=r,
+        )  # fmt: skip
+        self.backfill_requests = Counter(
+            "tickpipe_ingest_backfill_requests", "REST requests, by HTTP status", ["status"],
+            registry=r,
+        )  # fmt: skip
         self.started = time.monotonic()
         self.last_frame = 0.0
         self._last_report = (self.started, 0.0)

@@ -1,5 +1,9 @@
 """The ingester: feed -> decode -> batch (normalised columns) -> writer -> sink, and its lifecycle.
 
+Where the feed may have missed events (between the newest event before a reconnect and the
+first after it; at start-up, from the newest stored trade), a backfill task fetches them over
+the vendor's REST API into the same batches.
+
 ``stop()`` (SIGINT/SIGTERM) stops receiving, decodes every frame already received, hands the
 last rows to the writer and waits until the store (or the spool, if the store is down) has
 them all.
@@ -14,11 +18,13 @@ import signal
 import time
 from pathlib import Path
 
+from ingest.backfill import BackfillFailed, Gap, VendorRest, fill_gap
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decode import decode_frame
-from ingest.feed import Feed, FrameBuffer
+from ingest.feed import SESSION_START, Feed, FrameBuffer
 from ingest.metrics import IngestMetrics
+from ingest.protocol import MinuteAgg, Trade
 from ingest.settings import IngestSettings
 from ingest.simulator.recording import RecordingWriter
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
@@ -49,6 +55,12 @@ class Ingester:
         self.writer: BatchWriter | None = None
         self.metrics_port: int | None = None
         self._stopping = asyncio.Event()
+        # Exchange time of the newest trade or quote received (at start: the newest stored).
+        self._newest_ms: int | None = None
+        self._session_started = False  # until the first event of a new connection arrives
+        self._gap_from: int | None = None  # the newest event before that connection
+        self._rest: VendorRest | None = None
+        self.backfills: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -56,6 +68,15 @@ class Ingester:
     async def run(self) -> None:
         """Ingest until ``stop()``; raises AuthFailed (fatal) if the key is refused."""
         sink = await asyncio.to_thread(make_sink, self.settings)
+        self._newest_ms = await asyncio.to_thread(sink.newest_trade_ms)
+        if self.settings.ingest_backfill:
+            assert self.settings.polygon_api_key is not None
+            self._rest = VendorRest(
+                self.settings.rest_url,
+                self.settings.polygon_api_key,
+                self.settings.ingest_backfill_requests_per_s,
+                on_request=lambda status: self.metrics.backfill_requests.labels(status).inc(),
+            )
         self.writer = BatchWriter(
             sink,
             self.spool,
@@ -80,13 +101,17 @@ class Ingester:
             if feed.done():
                 feed.result()  # AuthFailed: fatal
         finally:
-            feed.cancel()
-            stopping.cancel()
-            for task in helpers:
+            tasks = {feed, stopping, *helpers, *self.backfills}
+            for task in tasks:
                 task.cancel()
+            # Let them finish: the feed's socket gets its close handshake (a connection left
+            # half-open holds the key's one slot at the vendor until it times out).
+            await asyncio.wait(tasks, timeout=5)
             self._drain_received()
             stored = await asyncio.to_thread(self.writer.close)
             self.dead_letters.close()
+            if self._rest:
+                await self._rest.close()
             if self.recorder:
                 self.recorder.close()
             log.info(
@@ -103,6 +128,9 @@ class Ingester:
 
     def _decode(self, frame: bytes) -> None:
         assert self.writer is not None
+        if frame is SESSION_START or not frame:
+            self._session_started, self._gap_from = True, self._newest_ms
+            return
         metrics = self.metrics
         metrics.frames.inc()
         metrics.last_frame = time.monotonic()
@@ -126,6 +154,61 @@ class Ingester:
         if bars := decoded.bars:
             pending.bars.extend(bars, now_ms)
             metrics.bars_seen.inc(len(bars))
+        if trades or quotes:
+            if self._session_started:
+                self._session_started = False
+                self._gap_before(min(e[0].ts_ms for e in (trades, quotes) if e))
+            newest = max(e[-1].ts_ms for e in (trades, quotes) if e)
+            if self._newest_ms is None or newest > self._newest_ms:
+                self._newest_ms = newest
+        if len(pending) >= self.settings.ingest_batch_rows:
+            self.writer.hand_over()
+
+    def _gap_before(self, first_ms: int) -> None:
+        """``first_ms``, the first event of a new connection, ends a window in which the feed
+        may have missed events: its quotes are recorded as missing, and a backfill task
+        fetches its trades and bars (receiving goes on meanwhile)."""
+        if self._gap_from is None or self._gap_from >= first_ms:
+            return
+        assert self.writer is not None
+        pairs = [pair for pair in self.settings.pairs if pair != "*"]
+        if "XQ" in self.settings.channels:
+            now_ms = time.time_ns() // 1_000_000
+            self.writer.pending.quote_gaps.add(pairs, self._gap_from, first_ms, now_ms)
+        if self._rest is None:
+            return
+        earliest = first_ms - round(self.settings.ingest_backfill_max_s * 1000)
+        gap = Gap(max(self._gap_from, earliest), first_ms)
+        task = asyncio.create_task(self._backfill(self._rest, pairs, gap), name="backfill")
+        self.backfills.add(task)
+        task.add_done_callback(self.backfills.discard)
+
+    async def _backfill(self, rest: VendorRest, pairs: list[str], gap: Gap) -> None:
+        span = f"{_iso(gap.from_ms)} to {_iso(gap.to_ms)}"
+        if not pairs:
+            log.warning("backfill: PAIRS=* names no pair to fetch; %s not filled", span)
+            return
+        log.info("backfill: fetching %s for %d pairs", span, len(pairs))
+        channels = self.settings.channels
+        try:
+            filled = await fill_gap(
+                rest, pairs, gap, self._deliver, trades="XT" in channels, bars="XA" in channels
+            )
+        except BackfillFailed as exc:
+            log.error("backfill of %s failed: %s", span, exc)
+            return
+        log.info("backfill: %s filled: %d trades, %d bars", span, filled.trades, filled.bars)
+
+    def _deliver(self, trades: list[Trade], bars: list[MinuteAgg]) -> None:
+        """Backfilled events join the rows on their way to the store."""
+        assert self.writer is not None
+        pending, now_ms = self.writer.pending, time.time_ns() // 1_000_000
+        if trades:
+            pending.trades.extend(trades, now_ms)
+            self.metrics.backfilled.labels("trade").inc(len(trades))
+        if bars:
+            pending.bars.extend(bars, now_ms)
+            self.metrics.backfilled.labels("bar").inc(len(bars))
         if len(pending) >= self.settings.ingest_batch_rows:
             self.writer.hand_over()
 
@@ -151,6 +234,10 @@ class Ingester:
 
     def _count_reconnect(self, reason: str) -> None:
         self.metrics.reconnects.labels(reason.split(" (")[0]).inc()
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 async def run_until_signalled(ingester: Ingester) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -13,6 +14,7 @@ from sql.settings import Secret, StoreSettings, settings_from_env
 __all__ = ["DEFAULT_PAIRS", "IngestSettings"]
 
 DEFAULT_PAIRS = ("BTC-USD", "ETH-USD", "SOL-USD", "MATIC-USD", "AVAX-USD")
+_VENDOR_HOSTS = {"socket.massive.com": "api.massive.com", "socket.polygon.io": "api.polygon.io"}
 
 # A WebSocket pair as the feed names it ("BTC-USD"), or "*" for every pair.
 Pair = Annotated[str, msgspec.Meta(pattern=r"^(\*|[A-Z0-9]{1,15}-[A-Z0-9]{1,15})$")]
@@ -45,6 +47,12 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     ingest_healthy_after_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     ingest_silence_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # no frame this long: reconnect
     ingest_max_connections_cooldown_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # Backfill over the vendor's REST API after a reconnect and at start-up (from the newest
+    # stored trade, at most this far back). The REST URL defaults to the feed's host's twin.
+    polygon_rest_url: Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$")] | None = None
+    ingest_backfill: bool = True
+    ingest_backfill_max_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
+    ingest_backfill_requests_per_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     # Prometheus /metrics (0: any free port) and the statistics log line.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101
@@ -57,3 +65,15 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if key:
             given["polygon_api_key"] = Secret(key)
         return settings_from_env(cls, env, **given)
+
+    @property
+    def rest_url(self) -> str:
+        """POLYGON_REST_URL, else the REST host of the feed's: the vendor's API hosts for its
+        socket hosts, the same host and port for anything else (the simulator)."""
+        if self.polygon_rest_url:
+            return self.polygon_rest_url
+        url = urlsplit(self.polygon_ws_url)
+        host = url.netloc
+        for socket_host, api_host in _VENDOR_HOSTS.items():
+            host = host.replace(socket_host, api_host)
+        return f"{'https' if url.scheme == 'wss' else 'http'}://{host}"

@@ -19,7 +19,7 @@ __all__ = ["QUESTDB_TABLES", "apply_questdb_schema", "apply_sqlite_schema", "sql
 log = logging.getLogger(__name__)
 
 _DDL = resources.files("sql")
-QUESTDB_TABLES = ("trades", "quotes", "bars_1m", "trades_1m", "bars_1h")  # in creation order
+QUESTDB_TABLES = ("trades", "quotes", "bars_1m", "quote_gaps", "trades_1m", "bars_1h")  # in order
 
 
 def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
@@ -44,6 +44,7 @@ def apply_sqlite_schema(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(sqlite_tables_script())
+        conn.executescript(_DDL.joinpath("sqlite", "quote_gaps.sql").read_text())
         for script in sorted(_DDL.joinpath("sqlite", "dedup").iterdir(), key=lambda p: p.name):
             index = f"{Path(script.name).stem}_dedup"
             if not _sqlite_index_exists(conn, index):

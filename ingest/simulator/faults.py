@@ -18,6 +18,7 @@ FaultKind = Literal[
     "close_normal",  # close 1000
     "ping_silence",  # stop reading: pings go unanswered, nothing more is sent
     "stall",  # stop sending data for `seconds` (pings still answered)
+    "outage",  # drop every connection and refuse new ones (503) for `seconds`: events are missed
     "slow_consumer",  # status slow_consumer, then close 1008
     "force_disconnect",  # status force_disconnect, then close 1008
     "malformed",  # a frame that is not valid JSON

@@ -135,8 +135,10 @@ class RestTwin:
                 lt = gte + 1 if query["timestamp"].isdigit() else gte + 86_400 * 10**9
             gte = max(gte, _ns(query["timestamp.gte"]) if "timestamp.gte" in query else gte)
             gte = max(gte, _ns(query["timestamp.gt"]) + 1 if "timestamp.gt" in query else gte)
-            lt = min(lt, _ns(query["timestamp.lt"]) if "timestamp.lt" in query else lt)
-            lt = min(lt, _ns(query["timestamp.lte"]) + 1 if "timestamp.lte" in query else lt)
+            # An explicit end stands even past the wall clock: the simulator's market may run
+            # ahead of it (a future start, an accelerated clock).
+            lt = _ns(query["timestamp.lt"]) if "timestamp.lt" in query else lt
+            lt = min(lt, _ns(query["timestamp.lte"]) + 1) if "timestamp.lte" in query else lt
             order = query.get("order", "desc")
             if order not in ("asc", "desc"):
                 raise RestError(400, f"order must be asc or desc, not {order!r}")

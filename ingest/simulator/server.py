@@ -114,6 +114,7 @@ class Simulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
+        self._outage_until = 0.0  # monotonic time until which the feed refuses connections
         self._journal = RecordingWriter(config.journal) if config.journal else None
         self._subscribed = asyncio.Event()
         self._replay_frames: Iterator[_RecordedData] | None = None
@@ -354,6 +355,9 @@ class Simulator:
         if kind in ("rest_403", "rest_429"):
             self._rest_faults[int(kind[-3:])] += count
             return 0
+        if kind == "outage":
+            self._outage_until = time.monotonic() + seconds
+            kind = "drop"
         connections = list(self._connections.values())
         for conn in connections:
             self._inject_one(conn, kind, seconds, count)
@@ -397,6 +401,8 @@ class Simulator:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if time.monotonic() < self._outage_until:
+                return _json(503, {"error": "feed unavailable (simulated outage)"})
             return None if path in ("/", "/crypto") else _json(404, {"error": f"no feed at {path}"})
         if path.startswith("/sim/"):
             return self._control(request.path)

@@ -21,4 +21,7 @@ class Sink(Protocol):
 
     def write(self, batch: Batch) -> None: ...
 
+    def newest_trade_ms(self) -> int | None:
+        """Exchange time of the newest stored trade (where a backfill at start-up begins)."""
+
     def close(self) -> None: ...

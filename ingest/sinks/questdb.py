@@ -9,11 +9,13 @@ Auto-flush is off: the writer decides when to flush.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import psycopg
 from questdb import QuestDBError, Sender
 
 from ingest.batch import Batch
@@ -28,7 +30,12 @@ __all__ = ["QuestDBSink"]
 # One ILP request carries at most this many rows: a request body must stay under the client's
 # max_buf_size (100 MiB by default; a trade row is about 200 bytes).
 ROWS_PER_REQUEST = 100_000
-_SYMBOLS = {"trades": ["symbol", "side"], "quotes": ["symbol"], "bars_1m": ["symbol"]}
+_SYMBOLS = {
+    "trades": ["symbol", "side"],
+    "quotes": ["symbol"],
+    "bars_1m": ["symbol"],
+    "quote_gaps": ["symbol"],
+}
 
 
 def _text(values: list[str]) -> pd.Series:
@@ -74,11 +81,17 @@ def _frames(batch: Batch) -> Iterator[tuple[str, pd.DataFrame]]:
             "end_ts": _times(b.end_ms), "ingested_ts": _times(b.ingested_ms),
             "ts": _times(b.start_ms),
         })  # fmt: skip
+    if g := batch.quote_gaps:
+        yield "quote_gaps", pd.DataFrame({
+            "symbol": _text(g.symbol), "end_ts": _times(g.end_ms),
+            "ingested_ts": _times(g.ingested_ms), "ts": _times(g.start_ms),
+        })  # fmt: skip
 
 
 class QuestDBSink:
     def __init__(self, ilp_conf: str, pg_dsn: str) -> None:
         apply_questdb_schema(pg_dsn, wait_s=30)  # never let ILP auto-create a table
+        self._pg_dsn = pg_dsn
         conf = ilp_conf if ilp_conf.endswith(";") else ilp_conf + ";"
         self._sender = Sender.from_conf(conf + "auto_flush=off;")
         self._sender.establish()  # type: ignore[no-untyped-call]
@@ -103,6 +116,11 @@ class QuestDBSink:
             self._sender.flush(buffer)  # clears the buffer once the server has the rows
         except QuestDBError as exc:
             raise SinkUnavailable(str(exc)) from exc
+
+    def newest_trade_ms(self) -> int | None:
+        with psycopg.connect(self._pg_dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT max(ts) FROM trades").fetchone()
+        return round(row[0].replace(tzinfo=dt.UTC).timestamp() * 1000) if row and row[0] else None
 
     def close(self) -> None:
         self._sender.close()

@@ -30,6 +30,7 @@ _BAR = (
     " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
     " trade_count = coalesce(excluded.trade_count, market_data.trade_count)"
 )
+_QUOTE_GAP = "INSERT OR REPLACE INTO quote_gaps (symbol, start_ms, end_ms) VALUES (?, ?, ?)"
 
 
 def _seconds(ms: list[int]) -> list[int]:
@@ -61,8 +62,14 @@ class SQLiteSink:
                     zip(b.symbol, _seconds(b.start_ms), b.open, b.high, b.low, b.close,
                         b.volume, b.vwap, b.trade_count, strict=True),
                 )  # fmt: skip
+                g = batch.quote_gaps
+                self._conn.executemany(_QUOTE_GAP, zip(g.symbol, g.start_ms, g.end_ms, strict=True))
         except sqlite3.OperationalError as exc:  # locked, disk full: retry later from the spool
             raise SinkUnavailable(str(exc)) from exc
+
+    def newest_trade_ms(self) -> int | None:
+        (seconds,) = self._conn.execute("SELECT max(timestamp) FROM trades_data").fetchone()
+        return int(seconds) * 1000 if seconds is not None else None
 
     def close(self) -> None:
         self._conn.close()

@@ -1,0 +1,237 @@
+"""What the feed missed, fetched from the vendor's REST API: minute bars and trades of a window.
+
+The WebSocket feed has no replay: whatever was sent while we were disconnected (or not
+running) is gone from it. The vendor's REST API has it: ``/v2/aggs`` minute bars and
+``/v3/trades`` trades, paged through ``next_url``. A window is fetched pair by pair and handed
+on as ``Trade`` and ``MinuteAgg`` events, the same types the feed decodes to, so they take the
+same path into the store and its DEDUP keys absorb whatever overlaps what the feed delivered.
+
+Only minutes that had ended by the window's end are fetched as bars: the minute still running
+gets its bar from the feed. Requests are paced (``requests_per_s``); 429 and 5xx are retried
+with backoff (the server's Retry-After when it gives one); 401/403 (key not entitled) stop the
+backfill with ``BackfillRefused``. The key goes in a header, never into a URL or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
+
+import httpx
+import msgspec
+
+from ingest.protocol import MinuteAgg, Trade
+from sql.settings import Secret
+
+__all__ = ["BackfillFailed", "BackfillRefused", "Filled", "Gap", "VendorRest", "fill_gap"]
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+PAGE_LIMIT = 50_000  # the most either endpoint returns per page
+_MAX_ATTEMPTS = 8
+
+
+class BackfillFailed(Exception):
+    """The REST API kept failing (or answered something unexpected)."""
+
+
+class BackfillRefused(BackfillFailed):
+    """401/403: the key is not entitled to this data; retrying will not help."""
+
+
+class Gap(msgspec.Struct, frozen=True):
+    """A window of exchange time, in epoch ms, both ends included."""
+
+    from_ms: int
+    to_ms: int
+
+
+class Filled(msgspec.Struct):
+    trades: int = 0
+    bars: int = 0
+    reached_ms: int | None = None  # exchange time of the newest event fetched so far
+
+
+class _Bar(msgspec.Struct, frozen=True):
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741 (the vendor's field name)
+    c: float
+    v: float
+    vw: float = 0.0
+    n: int = 0
+
+
+class _Trade(msgspec.Struct, frozen=True):
+    participant_timestamp: int  # ns
+    price: float
+    size: float
+    exchange: int = 0
+    id: str | int = ""
+    conditions: tuple[int, ...] = ()
+
+
+Row = TypeVar("Row", _Bar, _Trade)
+
+
+class _Page(msgspec.Struct, frozen=True):
+    results: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    next_url: str | None = None
+    error: str | None = None
+
+
+class VendorRest:
+    """The vendor's REST API under a request rate, for one backfill at a time."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: Secret,
+        requests_per_s: float,
+        *,
+        timeout_s: float = 30.0,
+        page_limit: int = PAGE_LIMIT,
+        on_request: Callable[[int], None] = lambda status: None,
+    ) -> None:
+        self.page_limit = str(page_limit)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key.reveal()}"},
+            timeout=timeout_s,
+        )
+        self._interval_s = 1 / requests_per_s
+        self._next_at = 0.0
+        self._on_request = on_request
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def pages(
+        self, path: str, params: dict[str, str], row: type[Row]
+    ) -> AsyncIterator[list[Row]]:
+        """Each page's results, following ``next_url`` to the end."""
+        url: str | None = path
+        query: dict[str, str] | None = params
+        while url is not None:
+            page = await self._get(url, query)
+            yield [msgspec.json.decode(raw, type=row) for raw in page.results]
+            url, query = page.next_url, None  # next_url carries the query (or a cursor)
+
+    async def _get(self, url: str, params: dict[str, str] | None) -> _Page:
+        for attempt in range(_MAX_ATTEMPTS):
+            await self._pace()
+            try:
+                response = await self._client.get(url, params=params)
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}"
+                delay_s = min(30.0, 0.5 * 2**attempt)
+            else:
+                self._on_request(response.status_code)
+                if response.status_code == 200:
+                    try:
+                        return msgspec.json.decode(response.content, type=_Page)
+                    except msgspec.DecodeError as exc:
+                        raise BackfillFailed(f"unexpected REST answer: {exc}") from None
+                if response.status_code in (401, 403):
+                    raise BackfillRefused(
+                        f"REST API refused the key ({response.status_code}: {_error(response)})"
+                    )
+                if response.status_code != 429 and response.status_code < 500:
+                    raise BackfillFailed(f"REST API: {response.status_code}: {_error(response)}")
+                reason = str(response.status_code)
+                delay_s = _retry_after(response) or min(30.0, 0.5 * 2**attempt)
+            log.warning("backfill: %s; retrying in %.1fs", reason, delay_s)
+            await asyncio.sleep(delay_s)
+        raise BackfillFailed(f"REST API still failing after {_MAX_ATTEMPTS} attempts")
+
+    async def _pace(self) -> None:
+        now = time.monotonic()
+        self._next_at = max(self._next_at, now)
+        wait_s = self._next_at - now
+        self._next_at += self._interval_s
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+
+
+def _error(response: httpx.Response) -> str:
+    try:
+        return msgspec.json.decode(response.content, type=_Page).error or "no reason given"
+    except msgspec.DecodeError:
+        return response.text[:200]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(60.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def ticker_of(pair: str) -> str:
+    """``BTC-USD`` -> ``X:BTCUSD``, the REST API's crypto ticker."""
+    return "X:" + pair.replace("-", "")
+
+
+async def fill_gap(
+    rest: VendorRest,
+    pairs: Sequence[str],
+    gap: Gap,
+    deliver: Callable[[list[Trade], list[MinuteAgg]], None],
+    *,
+    trades: bool = True,
+    bars: bool = True,
+    progress: Callable[[str, Filled], None] = lambda pair, filled: None,
+) -> Filled:
+    """Fetch the gap's minute bars and trades (either may be left out) for every pair and
+    ``deliver`` them page by page."""
+    total = Filled()
+    first_minute = gap.from_ms - gap.from_ms % MINUTE_MS
+    past = gap.to_ms + 1  # the window's end, excluded
+    ended = past - past % MINUTE_MS  # minutes starting before this have ended
+    for pair in pairs:
+        ticker, filled = ticker_of(pair), Filled()
+        if bars and ended > first_minute:
+            path = f"/v2/aggs/ticker/{ticker}/range/1/minute/{first_minute}/{ended - 1}"
+            query = {"limit": rest.page_limit, "sort": "asc", "adjusted": "true"}
+            async for bar_page in rest.pages(path, query, _Bar):
+                deliver([], [_minute_agg(pair, bar) for bar in bar_page if bar.t < ended])
+                filled.bars += len(bar_page)
+                filled.reached_ms = bar_page[-1].t if bar_page else filled.reached_ms
+                progress(pair, filled)
+        if trades:
+            query = {
+                "timestamp.gte": str(gap.from_ms * 1_000_000),
+                "timestamp.lt": str((gap.to_ms + 1) * 1_000_000),
+                "order": "asc",
+                "limit": rest.page_limit,
+            }
+            async for trade_page in rest.pages(f"/v3/trades/{ticker}", query, _Trade):
+                fetched = [_trade(pair, trade) for trade in trade_page]
+                deliver(fetched, [])
+                filled.trades += len(fetched)
+                filled.reached_ms = fetched[-1].ts_ms if fetched else filled.reached_ms
+                progress(pair, filled)
+        total.trades += filled.trades
+        total.bars += filled.bars
+    return total
+
+
+def _minute_agg(pair: str, bar: _Bar) -> MinuteAgg:
+    return MinuteAgg(
+        pair=pair, open=bar.o, high=bar.h, low=bar.l, close=bar.c, volume=bar.v, vwap=bar.vw,
+        avg_trade_size=bar.v / bar.n if bar.n else 0.0,
+        start_ms=bar.t, end_ms=bar.t + MINUTE_MS,
+    )  # fmt: skip
+
+
+def _trade(pair: str, trade: _Trade) -> Trade:
+    ts_ms = trade.participant_timestamp // 1_000_000
+    return Trade(
+        pair=pair, price=trade.price, size=trade.size, ts_ms=ts_ms, exchange_id=trade.exchange,
+        trade_id=trade.id, conditions=trade.conditions, received_ms=ts_ms,
+    )  # fmt: skip

@@ -1,0 +1,208 @@
+"""Gap backfill over the simulator's REST twin into a real QuestDB: what the feed missed during
+an outage, and while the ingester was not running, ends up stored as if nothing had happened."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ingest.backfill import BackfillRefused, Gap, VendorRest, fill_gap
+from ingest.protocol import MinuteAgg, Trade
+from ingest.service import Ingester
+from ingest.simulator import Simulator
+from sql import Secret, StoreSettings
+from sql.questdb_local import cache_dir, start, stop
+from tests.api_process import get, serve_api
+from tests.conftest import free_port_config
+from tests.ingestion import ingest_settings, quiesce, wait_for_views, window_for
+from tests.simulation import KEY, config, running, until
+
+MINUTE_MS = 60_000
+PAIRS = ("BTC-USD", "ETH-USD")
+
+
+def backfilled(ingester: Ingester) -> float:
+    return sum(
+        ingester.metrics.registry.get_sample_value("tickpipe_ingest_backfilled_total", {"type": t})
+        or 0.0
+        for t in ("trade", "bar")
+    )
+
+
+async def backfill_done(ingester: Ingester, before: float) -> None:
+    await until(lambda: backfilled(ingester) > before and not ingester.backfills, 60)
+
+
+def truth(sim: Simulator, pair: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    """The market's own 1-minute candles, as the API shapes them."""
+    candles = []
+    for minute in range(start_ms, end_ms, MINUTE_MS):
+        trades = list(sim.market.trades_between(pair, minute, minute + MINUTE_MS))
+        if trades:
+            volume = sum(t.size for t in trades)
+            candles.append({
+                "timestamp": minute // 1000, "open": trades[0].price,
+                "high": max(t.price for t in trades), "low": min(t.price for t in trades),
+                "close": trades[-1].price, "volume": volume, "trades": len(trades),
+            })  # fmt: skip
+    return candles
+
+
+def served(api: str, pair: str, source: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    def iso(ms: int) -> str:
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+    status, body, _ = get(
+        api, f"/api/market/ohlcv/{pair}?interval=1m&source={source}&limit=1000"
+        f"&start={iso(start_ms)}&end={iso(end_ms)}",
+    )  # fmt: skip
+    assert status == 200, body
+    keys = ("timestamp", "open", "high", "low", "close", "volume", "trades")
+    return [{k: c[k] for k in keys} for c in body["data"]]
+
+
+def assert_candles_equal(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [c["timestamp"] for c in got] == [c["timestamp"] for c in expected]
+    for mine, true in zip(got, expected, strict=True):
+        assert mine["volume"] == pytest.approx(true["volume"], rel=1e-9)
+        assert {k: v for k, v in mine.items() if k != "volume"} == {
+            k: v for k, v in true.items() if k != "volume"
+        }
+
+
+@pytest.mark.slow
+def test_an_outage_and_a_stopped_ingester_leave_no_hole(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """At 60x, a 2.5 s outage is 2.5 minutes of market the feed never sends us, and 2.5 s
+    without an ingester 2.5 more; afterwards the candles of the whole span equal the
+    market's, from raw trades and from the minute bars alike."""
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    store = StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
+    spans: dict[str, int] = {}
+
+    async def scenario() -> Simulator:
+        async with running(config(speed=60, start_ms=start_ms)) as sim:
+            settings = ingest_settings(
+                sim.port, store, tmp_path, pairs=PAIRS, ingest_backfill=True,
+                ingest_backfill_requests_per_s=50.0,
+            )  # fmt: skip
+            first = Ingester(settings)
+            task = asyncio.create_task(first.run())
+            await until(lambda: first.feed.sessions == 1 and sim.events_sent > 200)
+            sim.inject("outage", seconds=2.5)
+            await until(lambda: first.feed.sessions == 2, 30)
+            await backfill_done(first, 0.0)
+            await asyncio.sleep(1)
+            first.stop()
+            await task
+            await asyncio.sleep(2.5)  # the market goes on with nobody listening
+            sent_before = sim.frames_sent
+            second = Ingester(settings)
+            task = asyncio.create_task(second.run())
+            await backfill_done(second, 0.0)  # from the newest stored trade, at start-up
+            await asyncio.sleep(1.5)
+            await quiesce(sim, second, already_sent=sent_before)
+            second.stop()
+            await task
+            spans["end_ms"] = second._newest_ms or 0
+            return sim
+
+    try:
+        sim = asyncio.run(scenario())
+        # Whole minutes from the first one the feed sent in full to the last one that ended.
+        first_ms = start_ms + 2 * MINUTE_MS
+        end_ms = spans["end_ms"] - spans["end_ms"] % MINUTE_MS
+        assert end_ms - first_ms >= 6 * MINUTE_MS  # the two gaps and the traffic around them
+        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+            for pair in PAIRS:
+                wait_for_views(pg, pair)
+        for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
+            for pair in PAIRS:
+                expected = truth(sim, pair, first_ms, end_ms)
+                assert_candles_equal(served(api, pair, "trades", first_ms, end_ms), expected)
+                assert_candles_equal(served(api, pair, "bars", first_ms, end_ms), expected)
+            status, health, _ = get(api, "/health")
+            assert status == 200
+            gaps = health["quote_gaps"]  # quotes cannot be fetched again: where they are missing
+            assert sorted(g["symbol"] for g in gaps) == sorted(PAIRS * 2)  # outage, restart
+            assert all(g["start"] < g["end"] for g in gaps)
+    finally:
+        stop(tmp_path / "qdb")
+
+
+def test_rest_client_pages_retries_429_and_stops_on_403(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(config(speed=1.0)) as sim:
+            rest = VendorRest(f"http://127.0.0.1:{sim.port}", Secret(KEY), 100.0, page_limit=40)
+            trades: list[Trade] = []
+            bars: list[MinuteAgg] = []
+
+            def deliver(new_trades: list[Trade], new_bars: list[MinuteAgg]) -> None:
+                trades.extend(new_trades)
+                bars.extend(new_bars)
+
+            from_ms = 1_764_000_000_000
+            gap = Gap(from_ms, from_ms + 2 * MINUTE_MS + 30_000)  # to 30 s into a minute
+            sim.inject("rest_429", count=2)
+            filled = await fill_gap(rest, ["BTC-USD"], gap, deliver)
+            market = list(sim.market.trades_between("BTC-USD", gap.from_ms, gap.to_ms + 1))
+            assert len(market) > 40  # more than a page: next_url was followed
+            assert [(t.ts_ms, str(t.trade_id), t.price) for t in trades] == [
+                (t.ts_ms, str(t.trade_id), t.price) for t in market
+            ]
+            assert [b.start_ms for b in bars] == [from_ms, from_ms + MINUTE_MS]  # the ended ones
+            assert (filled.trades, filled.bars) == (len(market), 2)
+
+            sim.inject("rest_403")
+            with pytest.raises(BackfillRefused, match="403") as refused:
+                await fill_gap(rest, ["BTC-USD"], gap, deliver)
+            assert KEY not in str(refused.value)
+            await rest.close()
+
+    asyncio.run(scenario())
+
+
+def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path) -> None:
+    """``python -m ingest backfill`` as a user runs it, into the fallback profile's tables."""
+    db = tmp_path / "trading.db"
+    from_ms = 1_764_000_000_000
+    to_ms = from_ms + 4 * MINUTE_MS
+
+    async def scenario() -> tuple[int, bytes, Simulator]:
+        async with running(config(speed=1.0)) as sim:
+            env = {**os.environ, "STORE": "sqlite", "DATABASE_PATH": str(db),
+                   "POLYGON_API_KEY": KEY, "POLYGON_WS_URL": f"ws://127.0.0.1:{sim.port}/crypto",
+                   "PAIRS": "BTC-USD,SOL-USD"}  # fmt: skip
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ingest", "backfill", "--from", "2025-11-24T16:00:00",
+                "--to", "2025-11-24T16:04:00", env=env, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode is not None
+            return process.returncode, err, sim
+
+    code, err, sim = asyncio.run(scenario())
+    assert code == 0, err.decode()
+    assert KEY not in err.decode()
+    with sqlite3.connect(db) as conn:
+        for pair in ("BTC-USD", "SOL-USD"):
+            market = list(sim.market.trades_between(pair, from_ms, to_ms))
+            stored = conn.execute(
+                "SELECT count(*), sum(size) FROM trades_data WHERE symbol = ?", (pair,)
+            ).fetchone()
+            assert stored[0] == len(market)
+            assert stored[1] == pytest.approx(sum(t.size for t in market))
+            bars = conn.execute(
+                "SELECT timestamp FROM market_data WHERE symbol = ? ORDER BY timestamp", (pair,)
+            ).fetchall()
+            assert [b[0] * 1000 for b in bars] == list(range(from_ms, to_ms, MINUTE_MS))

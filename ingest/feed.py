@@ -120,6 +120,11 @@ class Feed:
             began = time.monotonic()
             reason = await self._session()
             self.connected.clear()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while the connection closed: websockets may have turned that into
+                # ConnectionClosed, which _session answers with a reason. Stop, not reconnect.
+                raise asyncio.CancelledError
             if time.monotonic() - began >= self.settings.ingest_healthy_after_s:
                 self.backoff.reset()
             delay = max(self.backoff.next_delay(), self._cooldown_s)
@@ -164,7 +169,10 @@ class Feed:
         silence_s = self.settings.ingest_silence_s
         while True:
             try:
-                frame = await asyncio.wait_for(ws.recv(decode=False), silence_s)
+                # Not wait_for: on Python 3.11 it can swallow a cancellation that arrives as a
+                # frame does, and the stopped ingester's feed would go on receiving.
+                async with asyncio.timeout(silence_s):
+                    frame = await ws.recv(decode=False)
             except TimeoutError:
                 await ws.close(1000, "silent feed")
                 return f"no data for {silence_s:.0f}s"

@@ -6,8 +6,13 @@ running) is gone from it. The vendor's REST API has it: ``/v2/aggs`` minute bars
 on as ``Trade`` and ``MinuteAgg`` events, the same types the feed decodes to, so they take the
 same path into the store and its DEDUP keys absorb whatever overlaps what the feed delivered.
 
-Only minutes that had ended by the window's end are fetched as bars: the minute still running
-gets its bar from the feed. Requests are paced (``requests_per_s``); 429 and 5xx are retried
+The feed delivers events in the order the vendor received them, and an event's exchange time
+can be older than that by the exchange's latency: around a window's ends, events older than
+the newest one received may still have been on their way, and events newer than the first
+one after the gap may have been sent before we subscribed. So trades are fetched with
+``overlap_ms`` more on each side (DEDUP absorbs what the feed did deliver). Bars are fetched
+only for minutes that had ended by the first event after the gap: a later minute's bar
+comes from the feed. Requests are paced (``requests_per_s``); 429 and 5xx are retried
 with backoff (the server's Retry-After when it gives one); 401/403 (key not entitled) stop the
 backfill with ``BackfillRefused``. The key goes in a header, never into a URL or a log line.
 """
@@ -185,12 +190,14 @@ async def fill_gap(
     *,
     trades: bool = True,
     bars: bool = True,
+    overlap_ms: int = 0,
     progress: Callable[[str, Filled], None] = lambda pair, filled: None,
 ) -> Filled:
     """Fetch the gap's minute bars and trades (either may be left out) for every pair and
     ``deliver`` them page by page."""
     total = Filled()
-    first_minute = gap.from_ms - gap.from_ms % MINUTE_MS
+    from_ms = gap.from_ms - overlap_ms
+    first_minute = from_ms - from_ms % MINUTE_MS
     past = gap.to_ms + 1  # the window's end, excluded
     ended = past - past % MINUTE_MS  # minutes starting before this have ended
     for pair in pairs:
@@ -205,8 +212,8 @@ async def fill_gap(
                 progress(pair, filled)
         if trades:
             query = {
-                "timestamp.gte": str(gap.from_ms * 1_000_000),
-                "timestamp.lt": str((gap.to_ms + 1) * 1_000_000),
+                "timestamp.gte": str(from_ms * 1_000_000),
+                "timestamp.lt": str((gap.to_ms + overlap_ms + 1) * 1_000_000),
                 "order": "asc",
                 "limit": rest.page_limit,
             }

@@ -69,6 +69,8 @@ class Ingester:
         """Ingest until ``stop()``; raises AuthFailed (fatal) if the key is refused."""
         sink = await asyncio.to_thread(make_sink, self.settings)
         self._newest_ms = await asyncio.to_thread(sink.newest_trade_ms)
+        if self._newest_ms is not None:
+            log.info("newest stored trade: %s", _iso(self._newest_ms))
         if self.settings.ingest_backfill:
             assert self.settings.polygon_api_key is not None
             self._rest = VendorRest(
@@ -170,6 +172,7 @@ class Ingester:
         fetches its trades and bars (receiving goes on meanwhile)."""
         if self._gap_from is None or self._gap_from >= first_ms:
             return
+        log.info("feed: events may be missing from %s to %s", _iso(self._gap_from), _iso(first_ms))
         assert self.writer is not None
         pairs = [pair for pair in self.settings.pairs if pair != "*"]
         if "XQ" in self.settings.channels:
@@ -192,8 +195,9 @@ class Ingester:
         channels = self.settings.channels
         try:
             filled = await fill_gap(
-                rest, pairs, gap, self._deliver, trades="XT" in channels, bars="XA" in channels
-            )
+                rest, pairs, gap, self._deliver, trades="XT" in channels, bars="XA" in channels,
+                overlap_ms=round(self.settings.ingest_backfill_overlap_s * 1000),
+            )  # fmt: skip
         except BackfillFailed as exc:
             log.error("backfill of %s failed: %s", span, exc)
             return

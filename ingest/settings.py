@@ -53,6 +53,9 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     ingest_backfill: bool = True
     ingest_backfill_max_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
     ingest_backfill_requests_per_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # Trades are fetched this much beyond each end of a gap: the feed's events arrive in the
+    # vendor's receive order, up to the exchanges' latency away from exchange-time order.
+    ingest_backfill_overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     # Prometheus /metrics (0: any free port) and the statistics log line.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101

@@ -119,9 +119,11 @@ def test_an_outage_and_a_stopped_ingester_leave_no_hole(
 
     try:
         sim = asyncio.run(scenario())
-        # Whole minutes from the first one the feed sent in full to the last one that ended.
+        # Whole minutes from the first one the feed sent in full to the last one whose trades
+        # had all been sent (received a second after the newest exchange time at most).
         first_ms = start_ms + 2 * MINUTE_MS
-        end_ms = spans["end_ms"] - spans["end_ms"] % MINUTE_MS
+        last_sent_ms = spans["end_ms"] - 1000
+        end_ms = last_sent_ms - last_sent_ms % MINUTE_MS
         assert end_ms - first_ms >= 6 * MINUTE_MS  # the two gaps and the traffic around them
         with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
             for pair in PAIRS:

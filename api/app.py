@@ -18,12 +18,16 @@ from typing import Annotated, Literal
 import msgspec
 import psycopg
 from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api.auth import BearerTokenAuth
 from api.pool_metrics import PoolCollector
 from api.questdb_store import QuestDBStore
 from api.response_cache import ResponseCache
@@ -203,11 +207,26 @@ def create_app(settings: ApiSettings) -> Litestar:
             await store.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
+    token = settings.api_token
+    auth = [DefineMiddleware(BearerTokenAuth, token=token)] if token else []
     cache = [ResponseCache(settings.api_cache_ms)] if settings.api_cache_ms else []
+    openapi = OpenAPIConfig(title="tickpipe market data API", version="0.1.0")
+    if token:
+        openapi.components = Components(
+            security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}
+        )
+        openapi.security = [{"BearerToken": []}]
+    cors = settings.api_cors_origins
     return Litestar(
         route_handlers=[prices, ohlcv, trades, quotes, health, MetricsController],
-        middleware=[metrics.middleware, *cache],  # metrics count the requests served from cache
-        openapi_config=OpenAPIConfig(title="tickpipe market data API", version="0.1.0"),
+        # Metrics count every request; the token is checked before the cache can answer.
+        middleware=[metrics.middleware, *auth, *cache],
+        cors_config=CORSConfig(
+            allow_origins=list(cors), allow_methods=["GET"], allow_headers=["Authorization"]
+        )
+        if cors
+        else None,
+        openapi_config=openapi,
         lifespan=[lifespan],
         exception_handlers={
             PoolTimeout: _store_unavailable,

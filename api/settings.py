@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from sql.settings import StoreSettings, settings_from_env
+from sql.settings import Secret, StoreSettings, settings_from_env
 
 __all__ = ["ApiSettings"]
 
@@ -19,6 +19,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Identical market requests within this many ms share one response (0: every request
     # queries the store); see api/response_cache.py.
     api_cache_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 100
+    # Set: every route but /health and /schema needs "Authorization: Bearer <API_TOKEN>".
+    api_token: Secret | None = None
+    # Browser origins allowed to call the API (CORS), e.g. https://app.example.com; none if
+    # empty. "*" allows any.
+    api_cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:

@@ -23,12 +23,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import httpx
 import msgspec
 
-from ingest.protocol import MinuteAgg, Trade
+from ingest.protocol import UNDECODABLE, Amount, ExchangeId, MinuteAgg, Price, Trade, TradeId
 from sql.settings import Secret
 
 __all__ = ["BackfillFailed", "BackfillRefused", "Filled", "Gap", "VendorRest", "fill_gap"]
@@ -61,24 +61,25 @@ class Filled(msgspec.Struct):
     reached_ms: int | None = None  # exchange time of the newest event fetched so far
 
 
+# The REST API's rows, held to the same bounds as the feed's events (ingest/protocol.py).
 class _Bar(msgspec.Struct, frozen=True):
-    t: int
-    o: float
-    h: float
-    l: float  # noqa: E741 (the vendor's field name)
-    c: float
-    v: float
-    vw: float = 0.0
-    n: int = 0
+    t: Annotated[int, msgspec.Meta(ge=0, lt=4_102_444_800_000)]
+    o: Price
+    h: Price
+    l: Price  # noqa: E741 (the vendor's field name)
+    c: Price
+    v: Amount
+    vw: Price = 0.0
+    n: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
 
 
 class _Trade(msgspec.Struct, frozen=True):
-    participant_timestamp: int  # ns
-    price: float
-    size: float
-    exchange: int = 0
-    id: str | int = ""
-    conditions: tuple[int, ...] = ()
+    participant_timestamp: Annotated[int, msgspec.Meta(ge=0, lt=4_102_444_800 * 10**9)]  # ns
+    price: Price
+    size: Amount
+    exchange: ExchangeId = 0
+    id: TradeId = ""
+    conditions: Annotated[tuple[int, ...], msgspec.Meta(max_length=32)] = ()
 
 
 Row = TypeVar("Row", _Bar, _Trade)
@@ -140,7 +141,7 @@ class VendorRest:
                 if response.status_code == 200:
                     try:
                         return msgspec.json.decode(response.content, type=_Page)
-                    except msgspec.DecodeError as exc:
+                    except UNDECODABLE as exc:
                         raise BackfillFailed(f"unexpected REST answer: {exc}") from None
                 if response.status_code in (401, 403):
                     raise BackfillRefused(
@@ -166,7 +167,7 @@ class VendorRest:
 def _error(response: httpx.Response) -> str:
     try:
         return msgspec.json.decode(response.content, type=_Page).error or "no reason given"
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         return response.text[:200]
 
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import msgspec
 
-from ingest.protocol import Event, MinuteAgg, Quote, SecondAgg, Status, Trade, frame_decoder
+from ingest.protocol import (
+    UNDECODABLE,
+    Event,
+    MinuteAgg,
+    Quote,
+    SecondAgg,
+    Status,
+    Trade,
+    frame_decoder,
+)
 
 __all__ = ["DecodedFrame", "decode_frame"]
 
@@ -37,7 +46,7 @@ class DecodedFrame(msgspec.Struct):
 def decode_frame(frame: bytes | str) -> DecodedFrame:
     try:
         events = frame_decoder.decode(frame)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         return _decode_each(frame)
     return _sort(events, DecodedFrame())
 
@@ -46,17 +55,17 @@ def _decode_each(frame: bytes | str) -> DecodedFrame:
     decoded = DecodedFrame()
     try:
         raws = _raw_list.decode(frame)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         decoded.malformed.append(frame.encode() if isinstance(frame, str) else frame)
         return decoded
     events: list[Event] = []
     for raw in raws:
         try:
             events.append(_event.decode(raw))
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             try:
                 known = _tag.decode(raw).ev in _KNOWN
-            except msgspec.DecodeError:
+            except UNDECODABLE:
                 known = True
             if known:
                 decoded.malformed.append(bytes(raw))

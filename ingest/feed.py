@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ingest.errors import AuthFailed
-from ingest.protocol import Action, Status
+from ingest.protocol import UNDECODABLE, Action, Status
 from ingest.settings import IngestSettings
 
 __all__ = ["SESSION_START", "Backoff", "Feed", "FrameBuffer"]
@@ -183,7 +183,7 @@ class Feed:
     def _check(self, frame: bytes) -> None:
         try:
             statuses = _statuses.decode(frame)
-        except msgspec.DecodeError:
+        except UNDECODABLE:  # the pipeline sets such frames aside
             return
         for status in statuses:
             if status.status == "auth_failed":

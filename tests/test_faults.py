@@ -1,0 +1,168 @@
+"""Real processes killed mid-stream (kill -9), each on a QuestDB of its own: afterwards every
+trade is stored exactly once. Loopback only, bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.service import Ingester
+from ingest.simulator import Simulator
+from sql import StoreSettings
+from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
+from tests.api_process import free_port
+from tests.conftest import TEST_JAVA_OPTIONS, free_port_config
+from tests.ingestion import (
+    assert_each_trade_stored_once,
+    ingest_settings,
+    quiesce,
+    window_for,
+)
+from tests.simulation import KEY, config, running, until
+
+MINUTE_MS = 60_000
+PAIRS = ("BTC-USD", "ETH-USD")
+pytestmark = pytest.mark.slow
+
+
+def same_ports(state: ServerState) -> ServerConfig:
+    """The configuration to start a killed server again where its clients expect it."""
+    return ServerConfig(
+        root=Path(state.root), http_port=state.http_port, pg_port=state.pg_port,
+        ilp_tcp_port=state.ilp_tcp_port, health_port=state.health_port,
+        java_options=TEST_JAVA_OPTIONS,
+    )  # fmt: skip
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def stored_trades(pg_dsn: str, pair: str, start_ms: int, end_ms: int) -> list[tuple[object, ...]]:
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        return [
+            tuple(row)
+            for row in pg.execute(
+                "SELECT cast(ts AS long) / 1000, exchange_id, trade_id, price, size FROM trades"
+                " WHERE symbol = %s AND ts >= %s::long * 1000 AND ts < %s::long * 1000",
+                (pair, start_ms, end_ms),
+            ).fetchall()
+        ]
+
+
+def market_trades(
+    sim: Simulator, pair: str, start_ms: int, end_ms: int
+) -> list[tuple[object, ...]]:
+    return [
+        (t.ts_ms, t.exchange_id, str(t.trade_id), t.price, t.size)
+        for t in sim.market.trades_between(pair, start_ms, end_ms)
+    ]
+
+
+def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What the killed process held in memory, and what the feed sent while no process ran,
+    comes back by the backfill at the next start (trades and bars; quotes are recorded as a
+    gap). Killed twice, restarted twice."""
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    metrics_port = free_port()
+
+    async def scenario() -> tuple[Simulator, int]:
+        async with running(config(speed=60, start_ms=start_ms)) as sim:
+            env = {
+                **os.environ, "POLYGON_API_KEY": KEY, "PAIRS": ",".join(PAIRS),
+                "POLYGON_WS_URL": f"ws://127.0.0.1:{sim.port}/crypto",
+                "QUESTDB_ILP": server.ilp_conf, "QUESTDB_PG": server.pg_dsn,
+                "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+                "INGEST_DEAD_LETTER": str(tmp_path / "dead.jsonl"),
+                "INGEST_METRICS_PORT": str(metrics_port), "INGEST_FLUSH_MS": "200",
+                "INGEST_BACKFILL_REQUESTS_PER_S": "50",
+            }  # fmt: skip
+
+            async def ingester() -> asyncio.subprocess.Process:
+                return await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "ingest", env=env, stderr=asyncio.subprocess.DEVNULL
+                )
+
+            process = await ingester()
+            for _ in range(2):
+                sent = sim.events_sent
+                await until(lambda s=sent: sim.events_sent > s + 2000)  # type: ignore[misc]
+                process.kill()  # SIGKILL: no flush, no goodbye
+                await process.wait()
+                await asyncio.sleep(1)  # a market minute with nobody listening
+                process = await ingester()
+                await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
+            await asyncio.sleep(1)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+            return sim, sim.events_sent
+
+    try:
+        sim, _ = asyncio.run(scenario())
+        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+            row = pg.execute(
+                "SELECT cast(min(ts) AS long) / 1000, cast(max(ts) AS long) / 1000 FROM trades"
+            ).fetchone()
+        assert row is not None
+        # From the first whole minute after the first process subscribed (a second of margin:
+        # the feed is in receive order) to the last minute whose trades had all been sent.
+        first_ms = -(-(int(row[0]) + 1000) // MINUTE_MS) * MINUTE_MS
+        last_sent = int(row[1]) - 1000
+        end_ms = last_sent - last_sent % MINUTE_MS
+        assert end_ms - first_ms >= 3 * MINUTE_MS
+        for pair in PAIRS:
+            stored = stored_trades(server.pg_dsn, pair, first_ms, end_ms)
+            assert len(stored) == len(set(stored)), "a trade was stored twice"
+            assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
+    finally:
+        stop(tmp_path / "qdb")
+
+
+def test_questdb_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """kill -9 of the database: the ingester spools what it cannot write (fsync'd), and once
+    QuestDB is back (its WAL intact) writes it in order; DEDUP absorbs the batch that was in
+    flight when the server died."""
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    store = StoreSettings(
+        questdb_ilp=server.ilp_conf + "request_timeout=2000;retry_timeout=1000;",
+        questdb_pg=server.pg_dsn,
+    )
+    journal = tmp_path / "sent.jsonl.gz"
+
+    async def scenario() -> None:
+        async with running(config(speed=120, start_ms=start_ms, journal=journal)) as sim:
+            ingester = Ingester(ingest_settings(sim.port, store, tmp_path, ingest_batch_rows=500))
+            task = asyncio.create_task(ingester.run())
+            await until(lambda: ingester.writer is not None and sim.events_sent > 3000)
+            os.kill(server.pid, signal.SIGKILL)
+            await until(lambda: len(ingester.spool) >= 3, 60)
+            await asyncio.to_thread(start, same_ports(server), cache_dir())
+            await until(lambda: len(ingester.spool) == 0, 120)
+            await quiesce(sim, ingester)
+            ingester.stop()
+            await task
+
+    try:
+        asyncio.run(scenario())
+        assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
+    finally:
+        stop(tmp_path / "qdb")

@@ -1,5 +1,6 @@
-"""Real processes killed mid-stream (kill -9), each on a QuestDB of its own: afterwards every
-trade is stored exactly once. Loopback only, bounded in time."""
+"""The ingester process killed mid-stream (kill -9) and started again, on a QuestDB of its own:
+afterwards every trade is stored exactly once. (QuestDB killed mid-stream: in
+test_ingest_process.py.) Loopback only, bounded in time."""
 
 from __future__ import annotations
 
@@ -14,16 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.service import Ingester
 from ingest.simulator import Simulator
-from sql import StoreSettings
-from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
+from sql.questdb_local import cache_dir, start, stop
 from tests.api_process import free_port
-from tests.conftest import TEST_JAVA_OPTIONS, free_port_config
+from tests.conftest import free_port_config
 from tests.ingestion import (
-    assert_each_trade_stored_once,
-    ingest_settings,
-    quiesce,
     window_for,
 )
 from tests.simulation import KEY, config, running, until
@@ -31,15 +27,6 @@ from tests.simulation import KEY, config, running, until
 MINUTE_MS = 60_000
 PAIRS = ("BTC-USD", "ETH-USD")
 pytestmark = pytest.mark.slow
-
-
-def same_ports(state: ServerState) -> ServerConfig:
-    """The configuration to start a killed server again where its clients expect it."""
-    return ServerConfig(
-        root=Path(state.root), http_port=state.http_port, pg_port=state.pg_port,
-        ilp_tcp_port=state.ilp_tcp_port, health_port=state.health_port,
-        java_options=TEST_JAVA_OPTIONS,
-    )  # fmt: skip
 
 
 def metric(port: int, name: str) -> float:
@@ -130,39 +117,5 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
             stored = stored_trades(server.pg_dsn, pair, first_ms, end_ms)
             assert len(stored) == len(set(stored)), "a trade was stored twice"
             assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
-    finally:
-        stop(tmp_path / "qdb")
-
-
-def test_questdb_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """kill -9 of the database: the ingester spools what it cannot write (fsync'd), and once
-    QuestDB is back (its WAL intact) writes it in order; DEDUP absorbs the batch that was in
-    flight when the server died."""
-    start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
-    store = StoreSettings(
-        questdb_ilp=server.ilp_conf + "request_timeout=2000;retry_timeout=1000;",
-        questdb_pg=server.pg_dsn,
-    )
-    journal = tmp_path / "sent.jsonl.gz"
-
-    async def scenario() -> None:
-        async with running(config(speed=120, start_ms=start_ms, journal=journal)) as sim:
-            ingester = Ingester(ingest_settings(sim.port, store, tmp_path, ingest_batch_rows=500))
-            task = asyncio.create_task(ingester.run())
-            await until(lambda: ingester.writer is not None and sim.events_sent > 3000)
-            os.kill(server.pid, signal.SIGKILL)
-            await until(lambda: len(ingester.spool) >= 3, 60)
-            await asyncio.to_thread(start, same_ports(server), cache_dir())
-            await until(lambda: len(ingester.spool) == 0, 120)
-            await quiesce(sim, ingester)
-            ingester.stop()
-            await task
-
-    try:
-        asyncio.run(scenario())
-        assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
     finally:
         stop(tmp_path / "qdb")

@@ -13,7 +13,7 @@ import pytest
 
 from ingest.service import Ingester
 from sql import StoreSettings, apply_questdb_schema
-from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
+from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, state_of, stop
 from tests.conftest import free_port_config
 from tests.ingestion import (
     assert_each_trade_stored_once,
@@ -89,9 +89,12 @@ def test_auth_failed_exits_non_zero_naming_the_cause_never_the_key(tmp_path: Pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stopped_by", ["SIGTERM", "SIGKILL"])
 def test_questdb_down_for_10s_mid_stream_loses_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, stopped_by: str
 ) -> None:
+    """Stopped, or killed (kill -9: its WAL is what is left; DEDUP absorbs the batch that was
+    in flight when it died)."""
     start_ms = window_for(request.node.name)
     server = start(free_port_config(tmp_path / "qdb"), cache_dir())
     apply_questdb_schema(server.pg_dsn)
@@ -108,7 +111,11 @@ def test_questdb_down_for_10s_mid_stream_loses_nothing(
             ingester = Ingester(ingest_settings(sim.port, store, tmp_path))
             task = asyncio.create_task(ingester.run())
             await until(lambda: sim.events_sent > 1000)
-            await asyncio.to_thread(stop, tmp_path / "qdb")
+            if stopped_by == "SIGKILL":
+                os.kill(server.pid, signal.SIGKILL)
+                await until(lambda: state_of(tmp_path / "qdb") is None)
+            else:
+                await asyncio.to_thread(stop, tmp_path / "qdb")
             down_since = time.monotonic()
             await until(lambda: len(ingester.spool) > 0, 30)  # batches go to disk meanwhile
             await asyncio.sleep(max(0.0, 10 - (time.monotonic() - down_since)))

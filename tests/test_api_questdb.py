@@ -280,3 +280,37 @@ def test_health_and_metrics(api: str, market: dict[str, Any]) -> None:
     assert 'path="/api/market/' in exposition  # per route, not per symbol (group_path)
     assert 'tickpipe_api_pool_connections{state="in_use"}' in exposition
     assert "tickpipe_api_pool_max_connections 16.0" in exposition
+
+
+HOSTILE = [
+    "/api/market/ohlcv/BTC-USD?tz=UTC%27%3B%20DROP%20TABLE%20trades--",
+    "/api/market/ohlcv/BTC-USD?fill=none)%20UNION%20SELECT%20*%20FROM%20quotes--",
+    "/api/market/ohlcv/BTC-USD?interval=1m%20SAMPLE%20BY%201s",
+    "/api/market/prices?symbols=BTC-USD%27)%20OR%201=1--",
+    "/api/market/prices?symbols=" + ",".join(f"P{n}-USD" for n in range(3000)),
+    "/api/market/trades/" + "A" * 5000 + "-USD",
+    "/api/market/trades/BTC-USD?limit=" + "9" * 40,
+    "/api/market/quotes/BTC-USD?limit=-1",
+    "/api/market/ohlcv/BTC-USD?start=99999-01-01T00:00:00",
+    "/api/market/ohlcv/BTC-USD?start=0001-01-01T00:00:00&end=0001-01-02T00:00:00",
+    "/api/market/ohlcv/BTC-USD?start=9999-12-31T23:59:59&interval=1w&fill=prev",
+    "/api/market/ohlcv/BTC-USD?end=1970-01-01T00:00:00%2B14:00",
+    "/api/market/ohlcv/BTC-USD?limit=1000&interval=1m&fill=null&start=1970-01-01T00:00:00",
+    "/api/market/trades/%F0%9F%92%A5-USD",
+    "/api/market/ohlcv/BTC-USD?" + "&".join(f"x{n}=1" for n in range(2000)),
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE, ids=lambda p: p[:60])
+def test_hostile_parameters_get_a_4xx_or_an_answer_and_change_nothing(
+    api: str, path: str, pg: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    def counts() -> list[object]:
+        return [pg.execute(f"SELECT count() FROM {t}").fetchone() for t in ("trades", "quotes")]  # noqa: S608 (fixed names)
+
+    before = counts()
+    status, body, _ = get(api, path)
+    assert status < 500, body
+    if status >= 400:
+        assert body["detail"]
+    assert counts() == before

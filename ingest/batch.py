@@ -13,11 +13,11 @@ events/s the per-row objects and per-row ILP calls were a third of the ingester'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
 
+from ingest.memo import Memo
 from ingest.protocol import MinuteAgg, Quote, Trade
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 _SIDES: dict[tuple[int, ...], str] = {(1,): "sell", (2,): "buy"}
-_MAX_CACHED = 10_000  # a hostile feed could send endless distinct pairs or condition lists
 
 
 def normalise_pair(pair: str) -> str:
@@ -41,23 +40,9 @@ def normalise_pair(pair: str) -> str:
     return pair
 
 
-class _Cache(dict[Hashable, str]):
-    """A dict that computes a missing value once: ``cache[key]`` in a comprehension costs one
-    lookup where a function call would cost several."""
-
-    def __init__(self, compute: Callable[[Any], str]) -> None:
-        super().__init__()
-        self._compute = compute
-
-    def __missing__(self, key: Hashable) -> str:
-        value = self._compute(key)
-        if len(self) < _MAX_CACHED:
-            self[key] = value
-        return value
-
-
-_symbol_of = _Cache(normalise_pair)
-_conditions_text = _Cache(lambda c: "[" + ",".join(map(str, c)) + "]")  # as the seed stored them
+_symbol_of = Memo(normalise_pair)
+# The conditions list as text, as the seed stored it: (1, 2) -> "[1,2]".
+_conditions_text: Memo[str] = Memo(lambda c: "[" + ",".join(map(str, c)) + "]")
 
 
 def _symbols(pairs: Sequence[str]) -> list[str]:

@@ -113,10 +113,24 @@ class Feed:
         self._cooldown_s = 0.0
         self.connected = asyncio.Event()
         self.sessions = 0  # connections that got past auth and subscribe
+        self.wanted = asyncio.Event()  # cleared by pause(): stay away until resume()
+        self.wanted.set()
+        self._ws: ClientConnection | None = None
+
+    def pause(self, reason: str) -> None:
+        """Leave the feed (closing the connection) and do not come back until ``resume()``."""
+        self.wanted.clear()
+        if self._ws is not None:
+            closing = asyncio.ensure_future(self._ws.close(1000, reason[:100]))
+            closing.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def resume(self) -> None:
+        self.wanted.set()
 
     async def run(self) -> None:
         """Receive until cancelled; raises AuthFailed if the key is refused."""
         while True:
+            await self.wanted.wait()
             began = time.monotonic()
             reason = await self._session()
             self.connected.clear()
@@ -147,6 +161,9 @@ class Feed:
                 # websockets' own queue stays small: frames move on to our FrameBuffer at once
             ) as ws:
                 await self._handshake(ws)
+                if not self.wanted.is_set():
+                    return "paused"
+                self._ws = ws
                 self.sessions += 1
                 await self.frames.put(SESSION_START)
                 self.connected.set()
@@ -157,6 +174,8 @@ class Feed:
             return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             return f"cannot connect ({type(exc).__name__}: {exc})"
+        finally:
+            self._ws = None
 
     async def _handshake(self, ws: ClientConnection) -> None:
         self._check(await ws.recv(decode=False))  # connected

@@ -223,8 +223,24 @@ class Ingester:
         while True:
             await asyncio.sleep(interval_s)
             self.writer.hand_over()
+            self._bound_spool()
             self.metrics.spool_batches.set(len(self.spool))
             self.metrics.receive_buffer_bytes.set(self.frames.bytes)
+
+    def _bound_spool(self) -> None:
+        """A full spool (the store down for long) makes us leave the feed rather than fill the
+        disk; once it is half drained we come back, and the gap is backfilled."""
+        limit = self.settings.ingest_spool_max_mib * 2**20
+        if self.feed.wanted.is_set() and self.spool.bytes > limit:
+            log.error(
+                "spool full (%d MiB): leaving the feed until the store catches up; "
+                "what is missed meanwhile will be backfilled",
+                self.spool.bytes // 2**20,
+            )
+            self.feed.pause("spool full")
+        elif not self.feed.wanted.is_set() and self.spool.bytes < limit // 2:
+            log.info("spool half drained: back to the feed")
+            self.feed.resume()
 
     async def _report(self) -> None:
         while True:

@@ -38,6 +38,9 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # (beyond that they wait in the spool on disk).
     ingest_receive_buffer_mib: Annotated[int, msgspec.Meta(ge=1)] = 64
     ingest_queued_rows: Annotated[int, msgspec.Meta(ge=1)] = 400_000
+    # The spool's bound on disk: beyond it the ingester leaves the feed until the spool is
+    # half drained, and the backfill fetches what it missed meanwhile.
+    ingest_spool_max_mib: Annotated[int, msgspec.Meta(ge=1)] = 4096
     # Where batches wait while the store is down, and where malformed input is set aside.
     ingest_spool_dir: Path = Path("data/spool")
     ingest_dead_letter: Path = Path("data/dead-letter.jsonl")

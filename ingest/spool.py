@@ -33,6 +33,7 @@ class Spool:
         self._lock = threading.Lock()
         self._files = sorted(directory.glob("*.batch"), key=_sequence)
         self._next = _sequence(self._files[-1]) + 1 if self._files else 0
+        self.bytes = sum(path.stat().st_size for path in self._files)  # on disk, all batches
 
     def __len__(self) -> int:
         return len(self._files)
@@ -58,6 +59,7 @@ class Spool:
             file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
             file.flush()
             os.fsync(file.fileno())
+        self.bytes += _HEADER.size + len(payload)
         return path
 
     def oldest(self, max_rows: int) -> list[Batch]:
@@ -73,9 +75,11 @@ class Spool:
             batch = _read(path)
             if batch is None:
                 log.error("spool: %s is torn (crash while writing?); set aside as .torn", path.name)
+                size = path.stat().st_size
                 path.rename(path.with_suffix(".torn"))
                 with self._lock:
                     self._files.remove(path)
+                    self.bytes -= size
                 continue
             batches.append(batch)
             rows += len(batch)
@@ -86,7 +90,10 @@ class Spool:
         with self._lock:
             stored, self._files = self._files[:count], self._files[count:]
         for path in stored:
-            path.unlink(missing_ok=True)
+            size = path.stat().st_size
+            path.unlink()
+            with self._lock:
+                self.bytes -= size
 
 
 def _read(path: Path) -> Batch | None:

@@ -151,3 +151,12 @@ async def quiesce(
             != sim.frames_sent - already_sent
         ):
             await asyncio.sleep(0.05)
+
+
+def backfilled_events(ingester: Ingester) -> float:
+    """Trades and bars the ingester has fetched over REST so far."""
+    return sum(
+        ingester.metrics.registry.get_sample_value("tickpipe_ingest_backfilled_total", {"type": t})
+        or 0.0
+        for t in ("trade", "bar")
+    )

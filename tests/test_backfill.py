@@ -22,23 +22,21 @@ from sql import Secret, StoreSettings
 from sql.questdb_local import cache_dir, start, stop
 from tests.api_process import get, serve_api
 from tests.conftest import free_port_config
-from tests.ingestion import ingest_settings, quiesce, wait_for_views, window_for
+from tests.ingestion import (
+    backfilled_events,
+    ingest_settings,
+    quiesce,
+    wait_for_views,
+    window_for,
+)
 from tests.simulation import KEY, config, running, until
 
 MINUTE_MS = 60_000
 PAIRS = ("BTC-USD", "ETH-USD")
 
 
-def backfilled(ingester: Ingester) -> float:
-    return sum(
-        ingester.metrics.registry.get_sample_value("tickpipe_ingest_backfilled_total", {"type": t})
-        or 0.0
-        for t in ("trade", "bar")
-    )
-
-
 async def backfill_done(ingester: Ingester, before: float) -> None:
-    await until(lambda: backfilled(ingester) > before and not ingester.backfills, 60)
+    await until(lambda: backfilled_events(ingester) > before and not ingester.backfills, 60)
 
 
 def truth(sim: Simulator, pair: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:

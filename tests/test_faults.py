@@ -15,13 +15,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ingest.service import Ingester
 from ingest.simulator import Simulator
+from sql import StoreSettings
 from sql.questdb_local import cache_dir, start, stop
 from tests.api_process import free_port
 from tests.conftest import free_port_config
-from tests.ingestion import (
-    window_for,
-)
+from tests.ingestion import backfilled_events, ingest_settings, window_for
 from tests.simulation import KEY, config, running, until
 
 MINUTE_MS = 60_000
@@ -113,6 +113,66 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         last_sent = int(row[1]) - 1000
         end_ms = last_sent - last_sent % MINUTE_MS
         assert end_ms - first_ms >= 3 * MINUTE_MS
+        for pair in PAIRS:
+            stored = stored_trades(server.pg_dsn, pair, first_ms, end_ms)
+            assert len(stored) == len(set(stored)), "a trade was stored twice"
+            assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
+    finally:
+        stop(tmp_path / "qdb")
+
+
+def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """QuestDB frozen (SIGSTOP) until the spool passes its bound (1 MiB here): the ingester
+    disconnects instead of filling the disk, comes back once the store has drained half of
+    it, and the backfill fetches the trades of the time away."""
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    store = StoreSettings(
+        questdb_ilp=server.ilp_conf + "request_timeout=2000;retry_timeout=1000;",
+        questdb_pg=server.pg_dsn,
+    )
+    peak = {"spool_bytes": 0}
+
+    async def scenario() -> Simulator:
+        async with running(config(speed=120, start_ms=start_ms)) as sim:
+            ingester = Ingester(
+                ingest_settings(
+                    sim.port, store, tmp_path, pairs=PAIRS, ingest_batch_rows=500,
+                    ingest_spool_max_mib=1, ingest_backfill=True,
+                    ingest_backfill_requests_per_s=50.0,
+                )
+            )  # fmt: skip
+            task = asyncio.create_task(ingester.run())
+            await until(lambda: ingester.feed.sessions == 1 and sim.events_sent > 2000)
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                await until(lambda: not ingester.feed.wanted.is_set(), 60)  # it left the feed
+                peak["spool_bytes"] = ingester.spool.bytes
+                await until(lambda: not sim.stats()["connections"], 10)
+                await asyncio.sleep(1)  # two market minutes away
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            await until(lambda: ingester.feed.sessions == 2, 120)
+            await until(lambda: backfilled_events(ingester) > 0 and not ingester.backfills, 120)
+            await until(lambda: len(ingester.spool) == 0, 120)
+            await asyncio.sleep(1)
+            ingester.stop()
+            await task
+            return sim
+
+    try:
+        sim = asyncio.run(scenario())
+        assert peak["spool_bytes"] < 2 * 2**20  # the bound, and the batch that crossed it
+        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+            row = pg.execute(
+                "SELECT cast(min(ts) AS long) / 1000, cast(max(ts) AS long) / 1000 FROM trades"
+            ).fetchone()
+        assert row is not None
+        first_ms = -(-(int(row[0]) + 1000) // MINUTE_MS) * MINUTE_MS
+        last_sent = int(row[1]) - 1000
+        end_ms = last_sent - last_sent % MINUTE_MS
         for pair in PAIRS:
             stored = stored_trades(server.pg_dsn, pair, first_ms, end_ms)
             assert len(stored) == len(set(stored)), "a trade was stored twice"

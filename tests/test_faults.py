@@ -50,6 +50,25 @@ def stored_trades(pg_dsn: str, pair: str, start_ms: int, end_ms: int) -> list[tu
         ]
 
 
+def assert_every_trade_of_the_market_stored_once(pg_dsn: str, sim: Simulator) -> None:
+    """From the first whole minute after the first connection (a second of margin: the feed
+    is in receive order) to the last whole minute whose trades had all been sent, the stored
+    trades are the market's, each once."""
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        row = pg.execute(
+            "SELECT cast(min(ts) AS long) / 1000, cast(max(ts) AS long) / 1000 FROM trades"
+        ).fetchone()
+    assert row is not None
+    first_ms = -(-(int(row[0]) + 1000) // MINUTE_MS) * MINUTE_MS
+    last_sent = int(row[1]) - 1000
+    end_ms = last_sent - last_sent % MINUTE_MS
+    assert end_ms - first_ms >= 3 * MINUTE_MS
+    for pair in PAIRS:
+        stored = stored_trades(pg_dsn, pair, first_ms, end_ms)
+        assert len(stored) == len(set(stored)), "a trade was stored twice"
+        assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
+
+
 def market_trades(
     sim: Simulator, pair: str, start_ms: int, end_ms: int
 ) -> list[tuple[object, ...]]:
@@ -102,21 +121,7 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
 
     try:
         sim, _ = asyncio.run(scenario())
-        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-            row = pg.execute(
-                "SELECT cast(min(ts) AS long) / 1000, cast(max(ts) AS long) / 1000 FROM trades"
-            ).fetchone()
-        assert row is not None
-        # From the first whole minute after the first process subscribed (a second of margin:
-        # the feed is in receive order) to the last minute whose trades had all been sent.
-        first_ms = -(-(int(row[0]) + 1000) // MINUTE_MS) * MINUTE_MS
-        last_sent = int(row[1]) - 1000
-        end_ms = last_sent - last_sent % MINUTE_MS
-        assert end_ms - first_ms >= 3 * MINUTE_MS
-        for pair in PAIRS:
-            stored = stored_trades(server.pg_dsn, pair, first_ms, end_ms)
-            assert len(stored) == len(set(stored)), "a trade was stored twice"
-            assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
+        assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
     finally:
         stop(tmp_path / "qdb")
 
@@ -165,17 +170,6 @@ def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
     try:
         sim = asyncio.run(scenario())
         assert peak["spool_bytes"] < 2 * 2**20  # the bound, and the batch that crossed it
-        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-            row = pg.execute(
-                "SELECT cast(min(ts) AS long) / 1000, cast(max(ts) AS long) / 1000 FROM trades"
-            ).fetchone()
-        assert row is not None
-        first_ms = -(-(int(row[0]) + 1000) // MINUTE_MS) * MINUTE_MS
-        last_sent = int(row[1]) - 1000
-        end_ms = last_sent - last_sent % MINUTE_MS
-        for pair in PAIRS:
-            stored = stored_trades(server.pg_dsn, pair, first_ms, end_ms)
-            assert len(stored) == len(set(stored)), "a trade was stored twice"
-            assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
+        assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
     finally:
         stop(tmp_path / "qdb")

@@ -18,16 +18,15 @@ import itertools
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 import psycopg
@@ -108,6 +107,38 @@ def sqlite_probe(path: Path) -> Probe:
 Consumer = Callable[[str], tuple[list[str], dict[str, str]]]
 
 
+class Replay(msgspec.Struct, frozen=True):
+    """A simulator replaying a tape into a consumer process."""
+
+    control: str  # the simulator's control URL (stats, faults)
+    consumer: subprocess.Popen[bytes]
+    log: IO[bytes]  # what the consumer wrote
+
+
+@contextlib.contextmanager
+def replaying(tape: Path, speed: float, consumer: Consumer) -> Iterator[Replay]:
+    """The simulator serving ``tape`` (pre-loaded) at ``speed`` (0: flat-out), and the
+    consumer reading it; both stopped afterwards."""
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0",
+         "--replay", str(tape), "--preload", str(PRELOAD_S), "--speed", str(speed)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert simulator.stdout is not None
+    port = re.search(r":(\d+)/crypto", simulator.stdout.readline())
+    assert port, "simulator did not start"
+    argv, env = consumer(f"ws://127.0.0.1:{port[1]}/crypto")
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        try:
+            yield Replay(f"http://127.0.0.1:{port[1]}/sim", process, log)
+        finally:
+            process.terminate()
+            simulator.terminate()
+            process.wait(timeout=60)
+            simulator.wait(timeout=10)
+
+
 def run(
     name: str,
     consumer: Consumer,
@@ -120,20 +151,8 @@ def run(
     """Replay ``tape`` into the consumer for ``seconds``, then stop the feed and give the
     consumer up to ``settle_s`` to store what it has: what it has not stored by then (a
     consumer slower than the feed) counts as lost."""
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0",
-         "--replay", str(tape), "--preload", str(PRELOAD_S), "--speed", str(speed)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert simulator.stdout is not None
-    port = re.search(r":(\d+)/crypto", simulator.stdout.readline())
-    assert port, "simulator did not start"
-    control = f"http://127.0.0.1:{port[1]}/sim"
-    argv, env = consumer(f"ws://127.0.0.1:{port[1]}/crypto")
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (read back below, closed with the run)
-    process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
     polls: list[tuple[float, int, float | None]] = []
-    try:
+    with replaying(tape, speed, consumer) as replay:
         began = time.time()
         while time.time() - began < seconds:
             seen, newest = probe()
@@ -141,21 +160,17 @@ def run(
             print(f"\r{name}: {seen:,} rows visible, {time.time() - began:.0f}/{seconds:g}s",
                   end="", file=sys.stderr)  # fmt: skip
             time.sleep(POLL_S)
-        _get(f"{control}/fault?kind=stall&seconds=86400")  # stop sending; count what was sent
+        _get(f"{replay.control}/fault?kind=stall&seconds=86400")  # stop sending; count the sent
         settled, sent = _until_settled(
-            probe, lambda: int(_get(f"{control}/stats")["events_sent"]), limit_s=settle_s
+            probe, lambda: int(_get(f"{replay.control}/stats")["events_sent"]), limit_s=settle_s
         )
         print(f"\r{name}: {settled:,} of {sent:,} sent events stored" + " " * 20, file=sys.stderr)
-        cpu_s, peak_rss_mib = _usage(process.pid)
-    finally:
-        process.terminate()
-        simulator.terminate()
-        process.wait(timeout=60)
-        simulator.wait(timeout=10)
-    if settled < sent or process.returncode not in (0, -signal.SIGTERM):
-        log.seek(0)
-        print(f"{name} (exit {process.returncode}) said:\n" + log.read().decode()[-3000:],
-              file=sys.stderr)  # fmt: skip
+        cpu_s, peak_rss_mib = usage(replay.consumer.pid)
+        returncode = replay.consumer.poll()
+        if settled < sent or returncode not in (None, 0):
+            replay.log.seek(0)
+            print(f"{name} (exit {returncode}) said:\n" + replay.log.read().decode()[-3000:],
+                  file=sys.stderr)  # fmt: skip
     summary = _summarise(name, sent, settled, polls)
     per_million = round(cpu_s / max(settled, 1) * 1e6, 2) if cpu_s is not None else None
     return msgspec.structs.replace(
@@ -169,7 +184,7 @@ def _get(url: str) -> dict[str, Any]:
         return body
 
 
-def _usage(pid: int) -> tuple[float | None, float | None]:
+def usage(pid: int) -> tuple[float | None, float | None]:
     """CPU seconds and peak resident MiB of a running process, where /proc tells them."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

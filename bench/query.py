@@ -123,12 +123,16 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
     print(file=sys.stderr)
 
 
-def with_wrk(wrk: str, url: str, seconds: float, concurrency: int) -> tuple[int, int, list[float]]:
+def with_wrk(
+    wrk: str, url: str, seconds: float, concurrency: int, script: Path | None = None
+) -> tuple[int, int, list[float]]:
     """(requests, errors, [p50, p99, max] in ms) from wrk: a C client, so the load generator
-    takes little of the 2 cores the server and the database share."""
+    takes little of the 2 cores the server and the database share. ``script``: a wrk Lua
+    script (e.g. one that spreads the requests over several paths)."""
+    options = ["-s", str(script)] if script else []
     out = subprocess.run(
         [wrk, f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-         "--timeout", "10s", "--latency", url],
+         "--timeout", "10s", "--latency", *options, url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     requests = int(_found(r"(\d+) requests in", out))

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.polling import wait_for
 
-__all__ = ["free_port", "serve_api"]
+__all__ = ["SERVER_PIDS", "free_port", "serve_api"]
 
 
 def free_port() -> int:
@@ -24,8 +24,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The process id of each running server, by its base URL (benchmarks read its memory use).
+SERVER_PIDS: dict[str, int] = {}
+
+
 def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
-    """``python -m api`` on a free loopback port; ``store_env`` picks another store."""
+    """``python -m api`` on a free loopback port; ``store_env`` picks another store (or sets
+    any API_* variable)."""
     port = free_port()
     env = {
         **os.environ,
@@ -42,10 +47,12 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
         start_new_session=True,  # its own process group: granian's workers go with it
     )
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = server.pid
     try:
         wait_for(lambda: _answers(base), until=bool, what="the API to listen")
         yield base
     finally:
+        del SERVER_PIDS[base]
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=10)

@@ -97,7 +97,10 @@ def sqlite_probe(path: Path) -> Probe:
         # the seed's rollback-journal mode, its read lock) open until the GC gets to it.
         with contextlib.closing(sqlite3.connect(path)) as conn:
             tables = ("trades_data", "quotes", "market_data")
-            total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)  # noqa: S608
+            try:
+                total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)  # noqa: S608
+            except sqlite3.OperationalError:  # the file is there, its tables not yet
+                return 0, None
         return total, None
 
     return probe

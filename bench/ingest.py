@@ -99,8 +99,10 @@ def sqlite_probe(path: Path) -> Probe:
             tables = ("trades_data", "quotes", "market_data")
             try:
                 total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)  # noqa: S608
-            except sqlite3.OperationalError:  # the file is there, its tables not yet
-                return 0, None
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                return 0, None  # the file is there, its tables not yet
         return total, None
 
     return probe

@@ -112,7 +112,8 @@ def measure(seconds: float, clients: int) -> LoadRun:
                         wrk, base, seconds, clients, script
                     )
                     progress.stop()
-                    after, _ = probe()
+                    # A new connection: QuestDB closes one left idle for 5 minutes (a soak).
+                    after, _ = questdb_probe(server.pg_dsn)()
                     rss_end = [_rss_mib(pid) for pid in pids]
                     if replay.consumer.poll() is not None:
                         sys.exit("the ingester died during the load")

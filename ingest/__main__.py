@@ -22,6 +22,7 @@ import uvloop
 
 from ingest.backfill import BackfillFailed, BackfillRefused, Filled, Gap, VendorRest, fill_gap
 from ingest.batch import Batch
+from ingest.deadletter import DeadLetters
 from ingest.errors import AuthFailed
 from ingest.protocol import MinuteAgg, Trade
 from ingest.service import Ingester, make_sink, run_until_signalled
@@ -39,13 +40,17 @@ def _moment(text: str) -> int:
     return round(moment.replace(tzinfo=moment.tzinfo or dt.UTC).timestamp() * 1000)
 
 
-async def backfill(settings: IngestSettings, gap: Gap, pairs: Sequence[str]) -> Filled:
-    """The window into the store, a batch at a time, with a progress line per pair."""
+async def backfill(
+    settings: IngestSettings, gap: Gap, pairs: Sequence[str], rejected: DeadLetters
+) -> Filled:
+    """The window into the store, a batch at a time, with a progress line per pair; rows the
+    REST API sent that no schema accepts go to ``rejected``."""
     assert settings.polygon_api_key is not None
     sink = make_sink(settings)
     rest = VendorRest(
-        settings.rest_url, settings.polygon_api_key, settings.ingest_backfill_requests_per_s
-    )
+        settings.rest_url, settings.polygon_api_key, settings.ingest_backfill_requests_per_s,
+        on_rejected=rejected.add,
+    )  # fmt: skip
     batch = Batch()
 
     def deliver(trades: list[Trade], bars: list[MinuteAgg]) -> None:
@@ -123,15 +128,20 @@ def _backfill_command(
         print("error: --from must be before --to, and PAIRS or --pairs name pairs", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(logging.WARNING)  # the progress lines say what happens
+    rejected = DeadLetters(settings.ingest_dead_letter)
     try:
-        filled = uvloop.run(backfill(settings, Gap(from_ms, to_ms - 1), wanted))
+        filled = uvloop.run(backfill(settings, Gap(from_ms, to_ms - 1), wanted, rejected))
     except BackfillRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except (BackfillFailed, SinkUnavailable) as exc:
         print(f"error: {exc} (run it again: nothing is stored twice)", file=sys.stderr)
         return 1
+    finally:
+        rejected.close()
     print(f"backfilled {filled.trades:,} trades and {filled.bars:,} bars", file=sys.stderr)
+    if rejected.count:
+        print(f"{rejected.count:,} unusable rows set aside in {rejected.path}", file=sys.stderr)
     return 0
 
 

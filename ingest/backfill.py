@@ -14,7 +14,9 @@ one after the gap may have been sent before we subscribed. So trades are fetched
 only for minutes that had ended by the first event after the gap: a later minute's bar
 comes from the feed. Requests are paced (``requests_per_s``); 429 and 5xx are retried
 with backoff (the server's Retry-After when it gives one); 401/403 (key not entitled) stop the
-backfill with ``BackfillRefused``. The key goes in a header, never into a URL or a log line.
+backfill with ``BackfillRefused``. A row outside the schema or its bounds is handed to
+``on_rejected`` and the rest of its page is kept, as the feed does with a bad event. The key
+goes in a header, never into a URL or a log line.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class VendorRest:
         timeout_s: float = 30.0,
         page_limit: int = PAGE_LIMIT,
         on_request: Callable[[int], None] = lambda status: None,
+        on_rejected: Callable[[bytes], None] = lambda row: None,
     ) -> None:
         self.page_limit = str(page_limit)
         self._client = httpx.AsyncClient(
@@ -113,6 +116,7 @@ class VendorRest:
         self._interval_s = 1 / requests_per_s
         self._next_at = 0.0
         self._on_request = on_request
+        self._on_rejected = on_rejected
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -125,7 +129,13 @@ class VendorRest:
         query: dict[str, str] | None = params
         while url is not None:
             page = await self._get(url, query)
-            yield [msgspec.json.decode(raw, type=row) for raw in page.results]
+            rows: list[Row] = []
+            for raw in page.results:
+                try:
+                    rows.append(msgspec.json.decode(raw, type=row))
+                except UNDECODABLE:
+                    self._on_rejected(bytes(raw))
+            yield rows
             url, query = page.next_url, None  # next_url carries the query (or a cursor)
 
     async def _get(self, url: str, params: dict[str, str] | None) -> _Page:

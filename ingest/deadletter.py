@@ -32,10 +32,12 @@ class DeadLetters:
         self._log_every_s = log_every_s
         self._last_log = 0.0
         self._unlogged = 0
+        self.count = 0  # set aside since opened
 
     def add(self, data: bytes) -> None:
         self._file.write(_encode(_Letter(time.time_ns(), data.decode("utf-8", "replace"))) + b"\n")
         self._file.flush()
+        self.count += 1
         self._unlogged += 1
         now = time.monotonic()
         if now - self._last_log >= self._log_every_s:

@@ -44,6 +44,10 @@ class IngestMetrics:
         self.spool_batches = Gauge(
             "tickpipe_ingest_spool_batches", "Batches waiting on disk", registry=r
         )
+        self.spool_bytes = Gauge("tickpipe_ingest_spool_bytes", "Size of the spool", registry=r)
+        self.queued_rows = Gauge(
+            "tickpipe_ingest_queued_rows", "Rows waiting in memory for the store", registry=r
+        )
         self.receive_buffer_bytes = Gauge(
             "tickpipe_ingest_receive_buffer_bytes", "Received frames not yet decoded", registry=r
         )

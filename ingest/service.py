@@ -78,6 +78,7 @@ class Ingester:
                 self.settings.polygon_api_key,
                 self.settings.ingest_backfill_requests_per_s,
                 on_request=lambda status: self.metrics.backfill_requests.labels(status).inc(),
+                on_rejected=self._set_aside,
             )
         self.writer = BatchWriter(
             sink,
@@ -140,8 +141,7 @@ class Ingester:
             self.recorder.write(time.time_ns(), frame)
         decoded = decode_frame(frame)
         for bad in decoded.malformed:
-            metrics.malformed.inc()
-            self.dead_letters.add(bad)
+            self._set_aside(bad)
         if decoded.unknown:
             metrics.unknown.inc(decoded.unknown)
         pending = self.writer.pending
@@ -203,6 +203,11 @@ class Ingester:
             return
         log.info("backfill: %s filled: %d trades, %d bars", span, filled.trades, filled.bars)
 
+    def _set_aside(self, bad: bytes) -> None:
+        """A frame, an event or a REST row we could not use: counted, and kept to be read."""
+        self.metrics.malformed.inc()
+        self.dead_letters.add(bad)
+
     def _deliver(self, trades: list[Trade], bars: list[MinuteAgg]) -> None:
         """Backfilled events join the rows on their way to the store."""
         assert self.writer is not None
@@ -225,6 +230,8 @@ class Ingester:
             self.writer.hand_over()
             self._bound_spool()
             self.metrics.spool_batches.set(len(self.spool))
+            self.metrics.spool_bytes.set(self.spool.bytes)
+            self.metrics.queued_rows.set(self.writer.queued_rows)
             self.metrics.receive_buffer_bytes.set(self.frames.bytes)
 
     def _bound_spool(self) -> None:

@@ -98,8 +98,10 @@ def test_an_outage_and_a_stopped_ingester_leave_no_hole(
             task = asyncio.create_task(first.run())
             await until(lambda: first.feed.sessions == 1 and sim.events_sent > 200)
             sim.inject("outage", seconds=2.5)
+            sim.inject("rest_bad_row")  # set aside; the rest of its page is stored
             await until(lambda: first.feed.sessions == 2, 30)
             await backfill_done(first, 0.0)
+            assert first.metrics.registry.get_sample_value("tickpipe_ingest_malformed_total") == 1
             await asyncio.sleep(1)
             first.stop()
             await task
@@ -140,10 +142,16 @@ def test_an_outage_and_a_stopped_ingester_leave_no_hole(
         stop(tmp_path / "qdb")
 
 
-def test_rest_client_pages_retries_429_and_stops_on_403(tmp_path: Path) -> None:
+def test_rest_client_pages_retries_429_sets_bad_rows_aside_and_stops_on_403(
+    tmp_path: Path,
+) -> None:
     async def scenario() -> None:
         async with running(config(speed=1.0)) as sim:
-            rest = VendorRest(f"http://127.0.0.1:{sim.port}", Secret(KEY), 100.0, page_limit=40)
+            rejected: list[bytes] = []
+            rest = VendorRest(
+                f"http://127.0.0.1:{sim.port}", Secret(KEY), 100.0, page_limit=40,
+                on_rejected=rejected.append,
+            )  # fmt: skip
             trades: list[Trade] = []
             bars: list[MinuteAgg] = []
 
@@ -154,6 +162,7 @@ def test_rest_client_pages_retries_429_and_stops_on_403(tmp_path: Path) -> None:
             from_ms = 1_764_000_000_000
             gap = Gap(from_ms, from_ms + 2 * MINUTE_MS + 30_000)  # to 30 s into a minute
             sim.inject("rest_429", count=2)
+            sim.inject("rest_bad_row", count=2)  # the bars' page, the first trades' page
             filled = await fill_gap(rest, ["BTC-USD"], gap, deliver)
             market = list(sim.market.trades_between("BTC-USD", gap.from_ms, gap.to_ms + 1))
             assert len(market) > 40  # more than a page: next_url was followed
@@ -162,6 +171,8 @@ def test_rest_client_pages_retries_429_and_stops_on_403(tmp_path: Path) -> None:
             ]
             assert [b.start_ms for b in bars] == [from_ms, from_ms + MINUTE_MS]  # the ended ones
             assert (filled.trades, filled.bars) == (len(market), 2)
+            assert len(rejected) == 2
+            assert all(b'"size":-1.0' in row for row in rejected)
 
             sim.inject("rest_403")
             with pytest.raises(BackfillRefused, match="403") as refused:
@@ -182,7 +193,9 @@ def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path)
         async with running(config(speed=1.0)) as sim:
             env = {**os.environ, "STORE": "sqlite", "DATABASE_PATH": str(db),
                    "POLYGON_API_KEY": KEY, "POLYGON_WS_URL": f"ws://127.0.0.1:{sim.port}/crypto",
-                   "PAIRS": "BTC-USD,SOL-USD"}  # fmt: skip
+                   "PAIRS": "BTC-USD,SOL-USD",
+                   "INGEST_DEAD_LETTER": str(tmp_path / "dead.jsonl")}  # fmt: skip
+            sim.inject("rest_bad_row", count=3)
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ingest", "backfill", "--from", "2025-11-24T16:00:00",
                 "--to", "2025-11-24T16:04:00", env=env, stderr=asyncio.subprocess.PIPE,
@@ -194,6 +207,8 @@ def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path)
     code, err, sim = asyncio.run(scenario())
     assert code == 0, err.decode()
     assert KEY not in err.decode()
+    assert f"3 unusable rows set aside in {tmp_path / 'dead.jsonl'}" in err.decode()
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 3
     with sqlite3.connect(db) as conn:
         for pair in ("BTC-USD", "SOL-USD"):
             market = list(sim.market.trades_between(pair, from_ms, to_ms))

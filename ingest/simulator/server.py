@@ -45,6 +45,8 @@ MAX_CONNECTIONS_MESSAGE = (
 )
 _MALFORMED_FRAME = b'[{"ev":"XT","pair":"BTC-USD","p":6400'
 _UNKNOWN_EVENT = b'{"ev":"XZ","pair":"BTC-USD","zz":1}'
+# A row neither REST schema (bars, trades) accepts: values out of bounds, no time.
+_BAD_REST_ROW = {"price": "NaN", "size": -1.0, "o": None, "v": -1.0}
 _action_decoder = msgspec.json.Decoder(Action)
 _RecordedData = tuple[int, bytes, int]  # receive time (ns), the frame, how many events
 
@@ -114,6 +116,7 @@ class Simulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
+        self._rest_bad_rows = 0  # pages left to spoil
         self._outage_until = 0.0  # monotonic time until which the feed refuses connections
         self._journal = RecordingWriter(config.journal) if config.journal else None
         self._subscribed = asyncio.Event()
@@ -355,6 +358,9 @@ class Simulator:
         if kind in ("rest_403", "rest_429"):
             self._rest_faults[int(kind[-3:])] += count
             return 0
+        if kind == "rest_bad_row":
+            self._rest_bad_rows += count
+            return 0
         if kind == "outage":
             self._outage_until = time.monotonic() + seconds
             kind = "drop"
@@ -420,7 +426,19 @@ class Simulator:
                 return _json(status, RestError(status, error).body)
         host = request.headers.get("Host", f"{self.config.host}:{self.port}")
         status, body = RestTwin(self.market, f"http://{host}").get(request.path)
+        if status == 200 and self._rest_bad_rows:
+            body = self._spoil(body)
         return _response(status, body)
+
+    def _spoil(self, body: bytes) -> bytes:
+        """A page with one row in the middle that breaks the schema (a rest_bad_row fault)."""
+        page = msgspec.json.decode(body)
+        results = page.get("results") or []
+        if not results:
+            return body
+        self._rest_bad_rows -= 1
+        results.insert(len(results) // 2, _BAD_REST_ROW)
+        return msgspec.json.encode(page)
 
     def _control(self, target: str) -> Response:
         url = urlsplit(target)

@@ -6,9 +6,12 @@ import asyncio
 import json
 import sqlite3
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 
 from ingest.service import Ingester
@@ -20,6 +23,8 @@ from tests.polling import wait_for
 from tests.simulation import KEY, START_MS
 
 DAY_MS = 86_400_000
+LARGEST_FRAME_BYTES = 25_000 * 200  # the simulator's frame cap, at ~200 bytes an event
+LARGEST_DELIVERY_ROWS = 50_000  # a REST page (a frame is 25,000 events at most)
 
 
 def window_for(test_name: str) -> int:
@@ -160,3 +165,40 @@ def backfilled_events(ingester: Ingester) -> float:
         or 0.0
         for t in ("trade", "bar")
     )
+
+
+class HeldInMemory(msgspec.Struct):
+    """The most an ingester held at once in each structure that bounds its memory."""
+
+    queued_rows: int = 0  # handed over, waiting for the store
+    buffer_bytes: int = 0  # frames received, not yet decoded
+    pending_rows: int = 0  # decoded, not yet handed over
+    spool_batches: int = 0  # on disk instead (the bound's other side)
+
+    def assert_within(self, settings: IngestSettings) -> None:
+        """Each at most its setting, plus the one frame or REST page that may cross it."""
+        assert self.queued_rows <= settings.ingest_queued_rows
+        buffer_bound = settings.ingest_receive_buffer_mib * 2**20 + LARGEST_FRAME_BYTES
+        assert self.buffer_bytes <= buffer_bound
+        assert self.pending_rows <= settings.ingest_batch_rows + LARGEST_DELIVERY_ROWS
+
+
+@asynccontextmanager
+async def watching_memory(ingester: Ingester) -> AsyncIterator[HeldInMemory]:
+    """Peaks of what ``ingester`` (in this process) holds, sampled every 5 ms meanwhile."""
+    peaks = HeldInMemory()
+
+    async def watch() -> None:
+        while True:
+            if ingester.writer is not None:
+                peaks.queued_rows = max(peaks.queued_rows, ingester.writer.queued_rows)
+                peaks.pending_rows = max(peaks.pending_rows, len(ingester.writer.pending))
+            peaks.buffer_bytes = max(peaks.buffer_bytes, ingester.frames.bytes)
+            peaks.spool_batches = max(peaks.spool_batches, len(ingester.spool))
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield peaks
+    finally:
+        watcher.cancel()

@@ -16,12 +16,19 @@ import psycopg
 import pytest
 
 from ingest.service import Ingester
+from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
 from sql import StoreSettings
 from sql.questdb_local import cache_dir, start, stop
 from tests.api_process import free_port
 from tests.conftest import free_port_config
-from tests.ingestion import backfilled_events, ingest_settings, window_for
+from tests.ingestion import (
+    HeldInMemory,
+    backfilled_events,
+    ingest_settings,
+    watching_memory,
+    window_for,
+)
 from tests.simulation import KEY, config, running, until
 
 MINUTE_MS = 60_000
@@ -36,6 +43,36 @@ def metric(port: int, name: str) -> float:
     except OSError:
         return 0.0
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0  # gone
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found[1]) / 1024 if found else 0.0
+
+
+class ProcessPeaks(HeldInMemory):
+    rss_mib: float = 0.0
+
+
+async def watch_process(
+    current: list[asyncio.subprocess.Process], metrics_port: int, peaks: ProcessPeaks
+) -> None:
+    """Peaks of the ingester ``current[-1]``: its bounded structures (from its metrics, as
+    often as it updates them) and its resident memory."""
+    names = ("queued_rows", "receive_buffer_bytes", "spool_batches")
+    while True:
+        queued, buffered, spooled = await asyncio.to_thread(
+            lambda: [int(metric(metrics_port, f"tickpipe_ingest_{name}")) for name in names]
+        )
+        peaks.queued_rows = max(peaks.queued_rows, queued)
+        peaks.buffer_bytes = max(peaks.buffer_bytes, buffered)
+        peaks.spool_batches = max(peaks.spool_batches, spooled)
+        peaks.rss_mib = max(peaks.rss_mib, rss_mib(current[-1].pid))
+        await asyncio.sleep(0.05)
 
 
 def stored_trades(pg_dsn: str, pair: str, start_ms: int, end_ms: int) -> list[tuple[object, ...]]:
@@ -78,6 +115,29 @@ def market_trades(
     ]
 
 
+def ingester_env(
+    sim: Simulator, ilp_conf: str, pg_dsn: str, tmp_path: Path, metrics_port: int
+) -> dict[str, str]:
+    """For an ingester process on the simulator's feed, with small memory bounds (so that
+    staying within them means something) and backfill on."""
+    return {
+        **os.environ, "POLYGON_API_KEY": KEY, "PAIRS": ",".join(PAIRS),
+        "POLYGON_WS_URL": f"ws://127.0.0.1:{sim.port}/crypto",
+        "QUESTDB_ILP": ilp_conf, "QUESTDB_PG": pg_dsn,
+        "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+        "INGEST_DEAD_LETTER": str(tmp_path / "dead.jsonl"),
+        "INGEST_METRICS_PORT": str(metrics_port), "INGEST_FLUSH_MS": "200",
+        "INGEST_BACKFILL_REQUESTS_PER_S": "50", "INGEST_QUEUED_ROWS": "2000",
+        "INGEST_RECEIVE_BUFFER_MIB": "1",
+    }  # fmt: skip
+
+
+async def ingester(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingest", env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+
+
 def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -88,39 +148,75 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     server = start(free_port_config(tmp_path / "qdb"), cache_dir())
     metrics_port = free_port()
 
-    async def scenario() -> tuple[Simulator, int]:
+    async def scenario() -> Simulator:
         async with running(config(speed=60, start_ms=start_ms)) as sim:
-            env = {
-                **os.environ, "POLYGON_API_KEY": KEY, "PAIRS": ",".join(PAIRS),
-                "POLYGON_WS_URL": f"ws://127.0.0.1:{sim.port}/crypto",
-                "QUESTDB_ILP": server.ilp_conf, "QUESTDB_PG": server.pg_dsn,
-                "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
-                "INGEST_DEAD_LETTER": str(tmp_path / "dead.jsonl"),
-                "INGEST_METRICS_PORT": str(metrics_port), "INGEST_FLUSH_MS": "200",
-                "INGEST_BACKFILL_REQUESTS_PER_S": "50",
-            }  # fmt: skip
-
-            async def ingester() -> asyncio.subprocess.Process:
-                return await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "ingest", env=env, stderr=asyncio.subprocess.DEVNULL
-                )
-
-            process = await ingester()
+            env = ingester_env(sim, server.ilp_conf, server.pg_dsn, tmp_path, metrics_port)
+            processes = [await ingester(env)]
+            watcher = asyncio.create_task(watch_process(processes, metrics_port, peaks))
             for _ in range(2):
                 sent = sim.events_sent
                 await until(lambda s=sent: sim.events_sent > s + 2000)  # type: ignore[misc]
-                process.kill()  # SIGKILL: no flush, no goodbye
-                await process.wait()
+                processes[-1].kill()  # SIGKILL: no flush, no goodbye
+                await processes[-1].wait()
                 await asyncio.sleep(1)  # a market minute with nobody listening
-                process = await ingester()
+                processes.append(await ingester(env))
                 await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
             await asyncio.sleep(1)
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 30) == 0
-            return sim, sim.events_sent
+            watcher.cancel()
+            processes[-1].send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
+            peaks.assert_within(IngestSettings.from_env(env))
+            return sim
+
+    peaks = ProcessPeaks()
+    try:
+        sim = asyncio.run(scenario())
+        assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
+        # Python and its libraries take ~150 MiB here; keeping every event received (~100 k)
+        # as objects would take about as much again.
+        assert peaks.rss_mib < 256
+    finally:
+        stop(tmp_path / "qdb")
+
+
+def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_aside(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """QuestDB frozen, so batches wait in the spool; the ingester killed; its newest batch
+    file cut short as a crash mid-write leaves it. The next process sets that batch aside
+    (``.torn``), stores the others in order, and its start-up backfill brings back the torn
+    batch's trades: every trade once."""
+    start_ms = window_for(request.node.name)
+    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    metrics_port = free_port()
+    spool = tmp_path / "spool"
+
+    async def scenario() -> Simulator:
+        async with running(config(speed=60, start_ms=start_ms)) as sim:
+            ilp_conf = server.ilp_conf + "request_timeout=2000;retry_timeout=1000;"
+            env = ingester_env(sim, ilp_conf, server.pg_dsn, tmp_path, metrics_port)
+            processes = [await ingester(env)]
+            await until(lambda: metric(metrics_port, "tickpipe_ingest_rows_written_total") > 0)
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                await until(lambda: len(list(spool.glob("*.batch"))) >= 3, 60)
+                processes[-1].kill()
+                await processes[-1].wait()
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            newest = max(spool.glob("*.batch"))
+            newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+            processes.append(await ingester(env))
+            await until(lambda: not list(spool.glob("*.batch")), 60)
+            await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
+            await asyncio.sleep(3)  # three more market minutes from the feed
+            processes[-1].send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
+            return sim
 
     try:
-        sim, _ = asyncio.run(scenario())
+        sim = asyncio.run(scenario())
+        assert [p.suffix for p in spool.iterdir()] == [".torn"]
         assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
     finally:
         stop(tmp_path / "qdb")
@@ -145,26 +241,29 @@ def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
             ingester = Ingester(
                 ingest_settings(
                     sim.port, store, tmp_path, pairs=PAIRS, ingest_batch_rows=500,
+                    ingest_queued_rows=2000, ingest_receive_buffer_mib=1,
                     ingest_spool_max_mib=1, ingest_backfill=True,
                     ingest_backfill_requests_per_s=50.0,
                 )
             )  # fmt: skip
             task = asyncio.create_task(ingester.run())
             await until(lambda: ingester.feed.sessions == 1 and sim.events_sent > 2000)
-            os.kill(server.pid, signal.SIGSTOP)
-            try:
-                await until(lambda: not ingester.feed.wanted.is_set(), 60)  # it left the feed
-                peak["spool_bytes"] = ingester.spool.bytes
-                await until(lambda: not sim.stats()["connections"], 10)
-                await asyncio.sleep(1)  # two market minutes away
-            finally:
-                os.kill(server.pid, signal.SIGCONT)
-            await until(lambda: ingester.feed.sessions == 2, 120)
-            await until(lambda: backfilled_events(ingester) > 0 and not ingester.backfills, 120)
-            await until(lambda: len(ingester.spool) == 0, 120)
-            await asyncio.sleep(1)
+            async with watching_memory(ingester) as held:
+                os.kill(server.pid, signal.SIGSTOP)
+                try:
+                    await until(lambda: not ingester.feed.wanted.is_set(), 60)  # it left the feed
+                    peak["spool_bytes"] = ingester.spool.bytes
+                    await until(lambda: not sim.stats()["connections"], 10)
+                    await asyncio.sleep(1)  # two market minutes away
+                finally:
+                    os.kill(server.pid, signal.SIGCONT)
+                await until(lambda: ingester.feed.sessions == 2, 120)
+                await until(lambda: backfilled_events(ingester) > 0 and not ingester.backfills, 120)
+                await until(lambda: len(ingester.spool) == 0, 120)
+                await asyncio.sleep(1)
             ingester.stop()
             await task
+            held.assert_within(ingester.settings)
             return sim
 
     try:

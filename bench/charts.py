@@ -10,7 +10,7 @@ import matplotlib as mpl
 mpl.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt
 
-__all__ = ["ingest_chart", "query_chart"]
+__all__ = ["ingest_chart", "memory_chart", "query_chart"]
 
 
 def ingest_chart(suite: dict[str, Any], out: Path) -> None:
@@ -49,6 +49,27 @@ def query_chart(suites: list[dict[str, Any]], out: Path) -> None:
         axes.set_ylabel("p99 ms (log)")
         axes.set_title(f"{suite['trades']:,} trades, {concurrency} concurrent clients")
         axes.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
+def memory_chart(
+    every_s: float, ingester_mib: list[float], api_mib: list[float], out: Path
+) -> None:
+    """Resident memory of the ingester and the API through a load run: a soak passes when
+    both lines level off."""
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    for name, samples, colour in (
+        ("ingester", ingester_mib, "#2a6f97"),
+        ("API (granian + worker)", api_mib, "#b5651d"),
+    ):
+        axes.plot([i * every_s for i in range(len(samples))], samples, label=name, color=colour)
+    axes.set_xlabel("seconds under load")
+    axes.set_ylabel("RSS, MiB")
+    axes.set_ylim(bottom=0)
+    axes.set_title("Memory under load")
+    axes.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=120)
     plt.close(figure)

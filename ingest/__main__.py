@@ -62,9 +62,19 @@ async def backfill(
             sink.write(batch)
             batch = Batch()
 
+    shown: list[str] = []  # the pairs with a line so far
+
     def progress(pair: str, filled: Filled) -> None:
-        reached = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((filled.reached_ms or 0) / 1000))
-        print(f"\r{pair}: {filled.bars:,} bars, {filled.trades:,} trades (up to {reached})  ",
+        """One line a pair, redrawn: what is fetched, how far through the window it is."""
+        if pair not in shown:
+            print("\n" if shown else "", end="", file=sys.stderr)
+            shown.append(pair)
+        reached_ms = min(max(filled.reached_ms or gap.from_ms, gap.from_ms), gap.to_ms + 1)
+        done = (reached_ms - gap.from_ms) / (gap.to_ms + 1 - gap.from_ms)
+        reached = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reached_ms / 1000))
+        bar = "#" * round(done * 20)
+        print(f"\r{pair} ({len(shown)}/{len(pairs)}) {filled.fetching:<6} [{bar:<20}] {done:4.0%}"
+              f" up to {reached}: {filled.bars:,} bars, {filled.trades:,} trades  ",
               end="", file=sys.stderr, flush=True)  # fmt: skip
 
     try:

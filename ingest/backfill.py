@@ -60,7 +60,8 @@ class Gap(msgspec.Struct, frozen=True):
 class Filled(msgspec.Struct):
     trades: int = 0
     bars: int = 0
-    reached_ms: int | None = None  # exchange time of the newest event fetched so far
+    reached_ms: int | None = None  # the newest exchange time fetched so far covers
+    fetching: str = ""  # "bars", then "trades"
 
 
 # The REST API's rows, held to the same bounds as the feed's events (ingest/protocol.py).
@@ -214,14 +215,17 @@ async def fill_gap(
     for pair in pairs:
         ticker, filled = ticker_of(pair), Filled()
         if bars and ended > first_minute:
+            filled.fetching = "bars"
             path = f"/v2/aggs/ticker/{ticker}/range/1/minute/{first_minute}/{ended - 1}"
             query = {"limit": rest.page_limit, "sort": "asc", "adjusted": "true"}
             async for bar_page in rest.pages(path, query, _Bar):
                 deliver([], [_minute_agg(pair, bar) for bar in bar_page if bar.t < ended])
                 filled.bars += len(bar_page)
-                filled.reached_ms = bar_page[-1].t if bar_page else filled.reached_ms
+                if bar_page:
+                    filled.reached_ms = bar_page[-1].t + MINUTE_MS - 1
                 progress(pair, filled)
         if trades:
+            filled.fetching, filled.reached_ms = "trades", None
             query = {
                 "timestamp.gte": str(from_ms * 1_000_000),
                 "timestamp.lt": str((gap.to_ms + overlap_ms + 1) * 1_000_000),

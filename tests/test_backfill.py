@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -208,6 +209,8 @@ def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path)
     assert code == 0, err.decode()
     assert KEY not in err.decode()
     assert f"3 unusable rows set aside in {tmp_path / 'dead.jsonl'}" in err.decode()
+    assert re.search(r"BTC-USD \(1/2\) bars +\[#+ *\] +\d+%", err.decode())  # progress bars
+    assert re.search(r"SOL-USD \(2/2\) trades \[#+ *\] +\d+%", err.decode())
     assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 3
     with sqlite3.connect(db) as conn:
         for pair in ("BTC-USD", "SOL-USD"):

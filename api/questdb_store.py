@@ -6,20 +6,22 @@ from a whitelist (``INTERVALS``). QuestDB hands timestamps back naive: they are 
 What trades add up to (rolling-24h statistics, candles from trades) is read from the
 ``trades_1m`` materialized view, which QuestDB keeps up to date: a few thousand minute rows
 instead of every trade. Newest trades and quotes are looked for in the last hour first, then
-wider: without an index on symbol, a search bounded by time is what keeps it fast.
+wider: without an index on symbol, a search bounded by time is what keeps it fast. The newest
+candles likewise: first after a bound with room for twice as many, then from the first row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
-from api.store import Unsupported, iso_ms, naive_utc, rolling_day_start
+from api.store import SECONDS, Unsupported, iso_ms, naive_utc, rolling_day_start
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -50,6 +52,9 @@ _HOURLY = frozenset({"1h", "4h", "1d", "1w"})
 # Newest rows are searched for within these spans back from now, in turn, then in all rows.
 _RECENT = (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=30))
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_BOUND_BACK_MAX_S = 100 * 365 * 86_400  # as good as no bound
+
 # Per aggregate column: open, high, low, close, volume, vwap, trades.
 _FILLS = {
     "none": "",
@@ -64,6 +69,16 @@ def iso(ts: dt.datetime) -> str:
 
 def epoch_s(ts: dt.datetime) -> int:
     return int(ts.replace(tzinfo=dt.UTC).timestamp())
+
+
+class _Sampling(msgspec.Struct, frozen=True):
+    """What a candle query resamples and how; only its range and limit vary."""
+
+    symbol: str
+    interval: str
+    source: str
+    fill: str
+    tz: str
 
 
 def _candle_rows(
@@ -180,31 +195,16 @@ class QuestDBStore:
         bucket without trades out (as the vendor does), ``prev`` repeats the previous prices
         with zero volume, ``null`` gives it nulls. ``tz`` aligns buckets to that zone's
         calendar (it must be a known zone name)."""
-        select = _candle_rows(source, interval, tz, start, end)
-        conditions = [sql.SQL("symbol = %s")]
-        params: list[object] = [symbol]
-        if start is not None:
-            conditions.append(sql.SQL("ts >= %s"))
-            params.append(naive_utc(start))
-        if end is not None:
-            conditions.append(sql.SQL("ts < %s"))
-            params.append(naive_utc(end))
-        query = sql.SQL(
-            "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
-            " ORDER BY ts DESC LIMIT %s"
-        ).format(
-            select,
-            sql.SQL(" AND ").join(conditions),
-            sql.SQL(INTERVALS[interval]),
-            sql.SQL(_FILLS[fill]),
-            sql.Literal(tz),
-        )
-        try:
-            rows = await self._rows(query, (*params, limit))
-        except psycopg.DatabaseError as exc:
-            if "invalid timezone" not in str(exc):
-                raise
-            raise Unsupported("tz", f"QuestDB does not know the time zone {tz}") from exc
+        how = _Sampling(symbol, interval, source, fill, tz)
+        rows = None
+        if start is None and fill == "none":
+            # Resampling only the recent rows: one candle more than asked for means the
+            # oldest, which the bound may cut, can go and the others are whole. (A fill
+            # makes up candles from the first row on, so with one it starts there.)
+            recent = await self._sampled(how, limit + 1, _recent_bound(interval, limit, end), end)
+            rows = recent[:limit] if len(recent) > limit else None
+        if rows is None:
+            rows = await self._sampled(how, limit, start, end)
         return [
             Candle(
                 epoch_s(r[0]),
@@ -219,3 +219,42 @@ class QuestDBStore:
             )
             for r in reversed(rows)
         ]
+
+    async def _sampled(
+        self, how: _Sampling, limit: int, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[TupleRow]:
+        """The newest ``limit`` candles between ``start`` and ``end``, newest first."""
+        select = _candle_rows(how.source, how.interval, how.tz, start, end)
+        conditions = [sql.SQL("symbol = %s")]
+        params: list[object] = [how.symbol]
+        if start is not None:
+            conditions.append(sql.SQL("ts >= %s"))
+            params.append(naive_utc(start))
+        if end is not None:
+            conditions.append(sql.SQL("ts < %s"))
+            params.append(naive_utc(end))
+        query = sql.SQL(
+            "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
+            " ORDER BY ts DESC LIMIT %s"
+        ).format(
+            select,
+            sql.SQL(" AND ").join(conditions),
+            sql.SQL(INTERVALS[how.interval]),
+            sql.SQL(_FILLS[how.fill]),
+            sql.Literal(how.tz),
+        )
+        try:
+            return await self._rows(query, (*params, limit))
+        except psycopg.DatabaseError as exc:
+            if "invalid timezone" not in str(exc):
+                raise
+            raise Unsupported("tz", f"QuestDB does not know the time zone {how.tz}") from exc
+
+
+def _recent_bound(interval: str, limit: int, end: dt.datetime | None) -> dt.datetime:
+    """Twice ``limit`` intervals before ``end`` (or now), naive UTC, on the hour for hourly
+    intervals (hour rows can answer) and on the minute otherwise (minute rows can)."""
+    anchor = naive_utc(end) if end is not None else dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    back = dt.timedelta(seconds=min(2 * (limit + 1) * SECONDS[interval], _BOUND_BACK_MAX_S))
+    bound = (max(anchor, _EPOCH + back) - back).replace(second=0, microsecond=0)  # no underflow
+    return bound.replace(minute=0) if interval in _HOURLY else bound

@@ -21,14 +21,10 @@ from typing import Any
 import msgspec
 
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
-from api.store import StoreUnavailable, iso_ms, naive_utc, rolling_day_start
+from api.store import SECONDS, StoreUnavailable, iso_ms, naive_utc, rolling_day_start
 
-__all__ = ["SECONDS", "SQLiteStore"]
+__all__ = ["SQLiteStore"]
 
-SECONDS = {
-    "1m": 60, "5m": 300, "15m": 900, "30m": 1800,
-    "1h": 3600, "4h": 14400, "1d": 86400, "1w": 604800,
-}  # fmt: skip
 # Each a lookup on the (symbol, timestamp) index.
 _SPAN = (
     "SELECT (SELECT min(timestamp) FROM {table} WHERE symbol = ?),"

@@ -8,6 +8,7 @@ from typing import Protocol
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 
 __all__ = [
+    "SECONDS",
     "Store",
     "StoreUnavailable",
     "Unsupported",
@@ -15,6 +16,12 @@ __all__ = [
     "naive_utc",
     "rolling_day_start",
 ]
+
+# An interval's length (a day in a zone with daylight saving may be an hour off).
+SECONDS = {
+    "1m": 60, "5m": 300, "15m": 900, "30m": 1800,
+    "1h": 3600, "4h": 14400, "1d": 86400, "1w": 604800,
+}  # fmt: skip
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:

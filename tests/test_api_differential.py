@@ -86,6 +86,16 @@ def write_to_both(batch: Batch, questdb: ServerState, sqlite: Path) -> None:
         sink.close()
 
 
+def store_trades(trades: list[Trade], questdb: ServerState, sqlite: Path) -> None:
+    """Into both stores, and until QuestDB's tables and views show them."""
+    batch = Batch()
+    batch.trades.extend(trades, 0)
+    write_to_both(batch, questdb, sqlite)
+    with psycopg.connect(questdb.pg_dsn, autocommit=True) as pg:
+        wait_for(lambda: count_rows(pg, "trades", trades[0].pair), until=lambda n: n == len(trades))
+        wait_for_views(pg, trades[0].pair)
+
+
 def count_rows(pg: psycopg.Connection[tuple[Any, ...]], table: str, symbol: str) -> int:
     assert table in ("trades", "quotes", "bars_1m")
     row = pg.execute(f"SELECT count() FROM {table} WHERE symbol = %s", (symbol,)).fetchone()  # noqa: S608
@@ -131,6 +141,13 @@ PATHS = [
         for f in ("prev", "null")
     ),
     "/api/market/ohlcv/{s}?interval=5m&source=bars&limit=3",
+    # Few enough that QuestDB resamples only the recent rows (its bound cuts the data).
+    "/api/market/ohlcv/{s}?interval=1m&source=trades&limit=20",
+    "/api/market/ohlcv/{s}?interval=5m&source=trades&limit=7",
+    "/api/market/ohlcv/{s}?interval=15m&source=bars&tz=Asia/Kathmandu&limit=3",
+    "/api/market/ohlcv/{s}?interval=1m&source=trades&tz=Asia/Kathmandu&limit=30",
+    f"/api/market/ohlcv/{{s}}?interval=5m&source=trades&end={_MINUTE_S - 1800}&limit=6",
+    f"/api/market/ohlcv/{{s}}?interval=1m&source=bars&end={_MINUTE_S - 3615}&limit=10",
     # Calendars of other zones: +05:30 (its hours are not UTC hours), +05:45, one with DST.
     *(
         f"/api/market/ohlcv/{{s}}?interval={i}&source={src}&tz={zone}"
@@ -181,12 +198,7 @@ def test_daily_candles_across_a_dst_change_agree_with_the_local_calendar(
               exchange_id=1, trade_id=str(i), received_ms=(first_s + i * 1800) * 1000)
         for i in range(3 * 48)
     ]  # fmt: skip
-    batch = Batch()
-    batch.trades.extend(trades, 0)
-    write_to_both(batch, questdb_with_schema, loaded)
-    with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
-        wait_for(lambda: count_rows(pg, "trades", symbol), until=lambda n: n == len(trades))
-        wait_for_views(pg, symbol)
+    store_trades(trades, questdb_with_schema, loaded)
     zone = zoneinfo.ZoneInfo("America/New_York")
     days: dict[dt.date, float] = {}
     for t in trades:
@@ -201,3 +213,26 @@ def test_daily_candles_across_a_dst_change_agree_with_the_local_calendar(
         status, body, _ = get(api, path)
         assert status == 200, body
         assert [(c["timestamp"], c["volume"]) for c in body["data"]] == expected, api
+
+
+def test_the_newest_candles_are_whole_where_trades_are_sparse(
+    questdb_with_schema: ServerState, loaded: Path, apis: tuple[str, str]
+) -> None:
+    """Two 5-minute candles before ``end``: QuestDB first resamples only from 30 minutes
+    before it, which falls 3 minutes into a bucket with a trade on each side. Two candles
+    after that bound are not enough to know the older one is whole: it must look further."""
+    symbol = f"D{uuid.uuid4().hex[:6].upper()}-USD"
+    bucket_s = _MINUTE_S - _MINUTE_S % 300 - 3600  # an hour ago, on a 5-minute boundary
+    end_s = bucket_s + 1800 + 180
+    trades = [
+        Trade(pair=symbol, price=100.0 + i, size=1.0 + i, ts_ms=(bucket_s + offset_s) * 1000,
+              exchange_id=1, trade_id=str(i), received_ms=(bucket_s + offset_s) * 1000)
+        for i, offset_s in enumerate((60, 240, 600, 2000))  # the last one is past end
+    ]  # fmt: skip
+    store_trades(trades, questdb_with_schema, loaded)
+    path = f"/api/market/ohlcv/{symbol}?interval=5m&source=trades&end={end_s}&limit=2"
+    for api in apis:
+        status, body, _ = get(api, path)
+        assert status == 200, body
+        candles = [(c["timestamp"], c["open"], c["close"], c["volume"]) for c in body["data"]]
+        assert candles == [(bucket_s, 100.0, 101.0, 3.0), (bucket_s + 600, 102.0, 102.0, 3.0)]

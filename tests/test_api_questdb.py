@@ -295,6 +295,8 @@ HOSTILE = [
     "/api/market/ohlcv/BTC-USD?start=0001-01-01T00:00:00&end=0001-01-02T00:00:00",
     "/api/market/ohlcv/BTC-USD?start=9999-12-31T23:59:59&interval=1w&fill=prev",
     "/api/market/ohlcv/BTC-USD?end=1970-01-01T00:00:00%2B14:00",
+    "/api/market/ohlcv/BTC-USD?end=0001-01-02T00:00:00&interval=1w&limit=1000",
+    "/api/market/ohlcv/BTC-USD?end=9999-12-31T23:59:59&interval=1w&limit=1000&source=trades",
     "/api/market/ohlcv/BTC-USD?limit=1000&interval=1m&fill=null&start=1970-01-01T00:00:00",
     "/api/market/trades/%F0%9F%92%A5-USD",
     "/api/market/ohlcv/BTC-USD?" + "&".join(f"x{n}=1" for n in range(2000)),

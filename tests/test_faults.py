@@ -33,6 +33,9 @@ from tests.simulation import KEY, config, running, until
 
 MINUTE_MS = 60_000
 PAIRS = ("BTC-USD", "ETH-USD")
+# Python and its libraries take ~150 MiB here; keeping every event received (~100 k) as
+# objects would take about as much again.
+RSS_CEILING_MIB = 256
 pytestmark = pytest.mark.slow
 
 
@@ -172,9 +175,7 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     try:
         sim = asyncio.run(scenario())
         assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
-        # Python and its libraries take ~150 MiB here; keeping every event received (~100 k)
-        # as objects would take about as much again.
-        assert peaks.rss_mib < 256
+        assert peaks.rss_mib < RSS_CEILING_MIB
     finally:
         stop(tmp_path / "qdb")
 
@@ -196,6 +197,7 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
             ilp_conf = server.ilp_conf + "request_timeout=2000;retry_timeout=1000;"
             env = ingester_env(sim, ilp_conf, server.pg_dsn, tmp_path, metrics_port)
             processes = [await ingester(env)]
+            watcher = asyncio.create_task(watch_process(processes, metrics_port, peaks))
             await until(lambda: metric(metrics_port, "tickpipe_ingest_rows_written_total") > 0)
             os.kill(server.pid, signal.SIGSTOP)
             try:
@@ -210,12 +212,16 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
             await until(lambda: not list(spool.glob("*.batch")), 60)
             await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
             await asyncio.sleep(3)  # three more market minutes from the feed
+            watcher.cancel()
             processes[-1].send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
+            peaks.assert_within(IngestSettings.from_env(env))
             return sim
 
+    peaks = ProcessPeaks()
     try:
         sim = asyncio.run(scenario())
+        assert peaks.rss_mib < RSS_CEILING_MIB
         assert [p.suffix for p in spool.iterdir()] == [".torn"]
         assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
     finally:

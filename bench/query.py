@@ -61,6 +61,8 @@ class EndpointLatency(msgspec.Struct, frozen=True):
 
 def endpoints(now_s: int) -> dict[str, str]:
     day_ago = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_s - 86400))
+    # On the minute, so that minute rows answer, as they do without a start.
+    year_ago = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(now_s - (DAYS + 1) * 86400))
     return {
         "prices": "/api/market/prices",
         "trades": "/api/market/trades/BTC-USD?limit=100",
@@ -70,6 +72,10 @@ def endpoints(now_s: int) -> dict[str, str]:
         "ohlcv 1h over 30 days": "/api/market/ohlcv/BTC-USD?interval=1h&source=bars&limit=720",
         "ohlcv 1d over a year": "/api/market/ohlcv/BTC-USD?interval=1d&source=bars&limit=365",
         "ohlcv 1d from trades": "/api/market/ohlcv/BTC-USD?interval=1d&source=trades&limit=30",
+        # The same 30 candles, with a start a year back: resampled from there, the baseline
+        # for the row above (which, having no start, resamples about 60 days first).
+        "ohlcv 1d from trades, start a year back": "/api/market/ohlcv/BTC-USD?interval=1d"
+        f"&source=trades&limit=30&start={year_ago}",
     }
 
 

@@ -62,7 +62,7 @@ class EndpointLatency(msgspec.Struct, frozen=True):
 def endpoints(now_s: int) -> dict[str, str]:
     day_ago = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_s - 86400))
     # On the minute, so that minute rows answer, as they do without a start.
-    year_ago = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(now_s - (DAYS + 1) * 86400))
+    year_ago = time.strftime("%Y-%m-%dT%H:%M:00", time.gmtime(now_s - (DAYS + 1) * 86400))
     return {
         "prices": "/api/market/prices",
         "trades": "/api/market/trades/BTC-USD?limit=100",

@@ -10,6 +10,8 @@ import re
 import signal
 import sys
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
@@ -141,6 +143,28 @@ async def ingester(env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
+@asynccontextmanager
+async def watched_ingesters(
+    env: dict[str, str], metrics_port: int
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """The first ingester process, watched, as are those the test appends after it; at the
+    end the newest stops on SIGTERM (exit 0), and what each held stayed within its bounds."""
+    processes = [await ingester(env)]
+    peaks = ProcessPeaks()
+    watcher = asyncio.create_task(watch_process(processes, metrics_port, peaks))
+    try:
+        yield processes
+    except BaseException:
+        processes[-1].kill()
+        raise
+    finally:
+        watcher.cancel()
+    processes[-1].send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
+    peaks.assert_within(IngestSettings.from_env(env))
+    assert peaks.rss_mib < RSS_CEILING_MIB
+
+
 def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -154,28 +178,23 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     async def scenario() -> Simulator:
         async with running(config(speed=60, start_ms=start_ms)) as sim:
             env = ingester_env(sim, server.ilp_conf, server.pg_dsn, tmp_path, metrics_port)
-            processes = [await ingester(env)]
-            watcher = asyncio.create_task(watch_process(processes, metrics_port, peaks))
-            for _ in range(2):
-                sent = sim.events_sent
-                await until(lambda s=sent: sim.events_sent > s + 2000)  # type: ignore[misc]
-                processes[-1].kill()  # SIGKILL: no flush, no goodbye
-                await processes[-1].wait()
-                await asyncio.sleep(1)  # a market minute with nobody listening
-                processes.append(await ingester(env))
-                await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
-            await asyncio.sleep(1)
-            watcher.cancel()
-            processes[-1].send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
-            peaks.assert_within(IngestSettings.from_env(env))
+            async with watched_ingesters(env, metrics_port) as processes:
+                for _ in range(2):
+                    sent = sim.events_sent
+                    await until(lambda s=sent: sim.events_sent > s + 2000)  # type: ignore[misc]
+                    processes[-1].kill()  # SIGKILL: no flush, no goodbye
+                    await processes[-1].wait()
+                    await asyncio.sleep(1)  # a market minute with nobody listening
+                    processes.append(await ingester(env))
+                    await until(
+                        lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
+                    )
+                await asyncio.sleep(1)
             return sim
 
-    peaks = ProcessPeaks()
     try:
         sim = asyncio.run(scenario())
         assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
-        assert peaks.rss_mib < RSS_CEILING_MIB
     finally:
         stop(tmp_path / "qdb")
 
@@ -196,32 +215,25 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
         async with running(config(speed=60, start_ms=start_ms)) as sim:
             ilp_conf = server.ilp_conf + "request_timeout=2000;retry_timeout=1000;"
             env = ingester_env(sim, ilp_conf, server.pg_dsn, tmp_path, metrics_port)
-            processes = [await ingester(env)]
-            watcher = asyncio.create_task(watch_process(processes, metrics_port, peaks))
-            await until(lambda: metric(metrics_port, "tickpipe_ingest_rows_written_total") > 0)
-            os.kill(server.pid, signal.SIGSTOP)
-            try:
-                await until(lambda: len(list(spool.glob("*.batch"))) >= 3, 60)
-                processes[-1].kill()
-                await processes[-1].wait()
-            finally:
-                os.kill(server.pid, signal.SIGCONT)
-            newest = max(spool.glob("*.batch"))
-            newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
-            processes.append(await ingester(env))
-            await until(lambda: not list(spool.glob("*.batch")), 60)
-            await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
-            await asyncio.sleep(3)  # three more market minutes from the feed
-            watcher.cancel()
-            processes[-1].send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
-            peaks.assert_within(IngestSettings.from_env(env))
+            async with watched_ingesters(env, metrics_port) as processes:
+                await until(lambda: metric(metrics_port, "tickpipe_ingest_rows_written_total") > 0)
+                os.kill(server.pid, signal.SIGSTOP)
+                try:
+                    await until(lambda: len(list(spool.glob("*.batch"))) >= 3, 60)
+                    processes[-1].kill()
+                    await processes[-1].wait()
+                finally:
+                    os.kill(server.pid, signal.SIGCONT)
+                newest = max(spool.glob("*.batch"))
+                newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+                processes.append(await ingester(env))
+                await until(lambda: not list(spool.glob("*.batch")), 60)
+                await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
+                await asyncio.sleep(3)  # three more market minutes from the feed
             return sim
 
-    peaks = ProcessPeaks()
     try:
         sim = asyncio.run(scenario())
-        assert peaks.rss_mib < RSS_CEILING_MIB
         assert [p.suffix for p in spool.iterdir()] == [".torn"]
         assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
     finally:

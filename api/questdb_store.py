@@ -7,7 +7,7 @@ What trades add up to (rolling-24h statistics, candles from trades) is read from
 ``trades_1m`` materialized view, which QuestDB keeps up to date: a few thousand minute rows
 instead of every trade. Newest trades and quotes are looked for in the last hour first, then
 wider: without an index on symbol, a search bounded by time is what keeps it fast. The newest
-candles likewise: first after a bound with room for twice as many, then from the first row.
+candles likewise (``newest_candles``): first from a bound with room for twice as many.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
-from api.store import SECONDS, Unsupported, iso_ms, naive_utc, rolling_day_start
+from api.store import (
+    HOURLY,
+    Unsupported,
+    iso_ms,
+    naive_utc,
+    newest_candles,
+    rolling_day_start,
+)
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -48,12 +55,8 @@ _BARS_1M = sql.SQL(
     "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
     " sum(vwap * volume) / sum(volume), sum(trade_count) FROM bars_1m"
 )
-_HOURLY = frozenset({"1h", "4h", "1d", "1w"})
 # Newest rows are searched for within these spans back from now, in turn, then in all rows.
 _RECENT = (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=30))
-
-_EPOCH = dt.datetime(1970, 1, 1)
-_BOUND_BACK_MAX_S = 100 * 365 * 86_400  # as good as no bound
 
 # Per aggregate column: open, high, low, close, volume, vwap, trades.
 _FILLS = {
@@ -92,7 +95,7 @@ def _candle_rows(
         return _TRADES_1M if on_minute else _RAW_TRADES
     on_hour = on_minute and all(b.minute == 0 for b in bounds)
     # Hour rows are UTC hours: zones an odd number of minutes off UTC need minute rows.
-    return _BARS_1H if interval in _HOURLY and tz == "UTC" and on_hour else _BARS_1M
+    return _BARS_1H if interval in HOURLY and tz == "UTC" and on_hour else _BARS_1M
 
 
 class QuestDBStore:
@@ -196,29 +199,25 @@ class QuestDBStore:
         with zero volume, ``null`` gives it nulls. ``tz`` aligns buckets to that zone's
         calendar (it must be a known zone name)."""
         how = _Sampling(symbol, interval, source, fill, tz)
-        rows = None
-        if start is None and fill == "none":
-            # Resampling only the recent rows: one candle more than asked for means the
-            # oldest, which the bound may cut, can go and the others are whole. (A fill
-            # makes up candles from the first row on, so with one it starts there.)
-            recent = await self._sampled(how, limit + 1, _recent_bound(interval, limit, end), end)
-            rows = recent[:limit] if len(recent) > limit else None
-        if rows is None:
-            rows = await self._sampled(how, limit, start, end)
-        return [
-            Candle(
-                epoch_s(r[0]),
-                iso(r[0]),
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                int(r[7]) if r[7] is not None else None,
-            )
-            for r in reversed(rows)
-        ]
+
+        async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
+            rows = await self._sampled(how, count, since, end)
+            return [
+                Candle(
+                    epoch_s(r[0]),
+                    iso(r[0]),
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    int(r[7]) if r[7] is not None else None,
+                )
+                for r in reversed(rows)
+            ]
+
+        return await newest_candles(sample, interval, limit, start, end, fill)
 
     async def _sampled(
         self, how: _Sampling, limit: int, start: dt.datetime | None, end: dt.datetime | None
@@ -249,12 +248,3 @@ class QuestDBStore:
             if "invalid timezone" not in str(exc):
                 raise
             raise Unsupported("tz", f"QuestDB does not know the time zone {how.tz}") from exc
-
-
-def _recent_bound(interval: str, limit: int, end: dt.datetime | None) -> dt.datetime:
-    """Twice ``limit`` intervals before ``end`` (or now), naive UTC, on the hour for hourly
-    intervals (hour rows can answer) and on the minute otherwise (minute rows can)."""
-    anchor = naive_utc(end) if end is not None else dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    back = dt.timedelta(seconds=min(2 * (limit + 1) * SECONDS[interval], _BOUND_BACK_MAX_S))
-    bound = (max(anchor, _EPOCH + back) - back).replace(second=0, microsecond=0)  # no underflow
-    return bound.replace(minute=0) if interval in _HOURLY else bound

@@ -21,7 +21,14 @@ from typing import Any
 import msgspec
 
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
-from api.store import SECONDS, StoreUnavailable, iso_ms, naive_utc, rolling_day_start
+from api.store import (
+    SECONDS,
+    StoreUnavailable,
+    iso_ms,
+    naive_utc,
+    newest_candles,
+    rolling_day_start,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -197,31 +204,35 @@ class SQLiteStore:
     ) -> list[Candle]:
         step = SECONDS[interval]
         table = "trades_data" if source == "trades" else "market_data"
-        first, last = (
-            _epoch(start) if start else None,
-            _epoch(end) if end else None,
-        )
-        if tz != "UTC" and (first is None or last is None):
-            span = await self._rows(_SPAN.format(table=table), (symbol, symbol))
-            first = span[0][0] if first is None else first
-            last = span[0][1] if last is None else last
         zone = zoneinfo.ZoneInfo(tz)
-        local = _local_offset_sql(zone, first, last) if tz != "UTC" else "0"
-        params = {
-            "symbol": symbol,
-            "step": step,
-            "shift": _MONDAY if interval == "1w" else 0,
-            "start": first if first is not None else -(2**62),
-            "end": last if last is not None else 2**62,
-        }
-        # Buckets are local wall-clock times (as epoch seconds) until filled, then made UTC.
-        rows = await self._rows(_CANDLES[source].format(local=local), params)
-        candles = [
-            Candle(int(r[0]), "", r[1], r[2], r[3], r[4], r[5], r[6],
-                   None if r[7] is None else int(r[7]))
-            for r in rows
-        ]  # fmt: skip
-        return [_in_utc(c, zone) for c in _filled(candles, step, fill)[-limit:]]
+
+        async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
+            first, last = (
+                _epoch(since) if since else None,
+                _epoch(end) if end else None,
+            )
+            if tz != "UTC" and (first is None or last is None):
+                span = await self._rows(_SPAN.format(table=table), (symbol, symbol))
+                first = span[0][0] if first is None else first
+                last = span[0][1] if last is None else last
+            local = _local_offset_sql(zone, first, last) if tz != "UTC" else "0"
+            params = {
+                "symbol": symbol,
+                "step": step,
+                "shift": _MONDAY if interval == "1w" else 0,
+                "start": first if first is not None else -(2**62),
+                "end": last if last is not None else 2**62,
+            }
+            # Buckets are local wall-clock times (as epoch seconds) until filled, then UTC.
+            rows = await self._rows(_CANDLES[source].format(local=local), params)
+            candles = [
+                Candle(int(r[0]), "", r[1], r[2], r[3], r[4], r[5], r[6],
+                       None if r[7] is None else int(r[7]))
+                for r in rows
+            ]  # fmt: skip
+            return [_in_utc(c, zone) for c in _filled(candles, step, fill)[-count:]]
+
+        return await newest_candles(sample, interval, limit, start, end, fill)
 
     async def close(self) -> None:
         return None

@@ -94,7 +94,7 @@ class LoadRun(msgspec.Struct, frozen=True):
     api_rss: Memory
 
 
-def _rss_mib(pid: int) -> float | None:
+def rss_mib(pid: int) -> float | None:
     """Resident memory of a process and its children (granian's workers are children)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -103,7 +103,7 @@ def _rss_mib(pid: int) -> float | None:
         return None
     found = re.search(r"VmRSS:\s+(\d+) kB", status)
     own = int(found[1]) / 1024 if found else 0.0
-    return round(own + sum(_rss_mib(int(child)) or 0.0 for child in children), 1)
+    return round(own + sum(rss_mib(int(child)) or 0.0 for child in children), 1)
 
 
 def measure(seconds: float, clients: int, speed: float) -> LoadRun:
@@ -156,13 +156,13 @@ class _Watch:
 
     def __init__(self, seconds: float, pids: tuple[int, ...]) -> None:
         self.every_s = max(1.0, seconds / 120)
-        self.samples: list[tuple[float | None, ...]] = [tuple(_rss_mib(p) for p in pids)]
+        self.samples: list[tuple[float | None, ...]] = [tuple(rss_mib(p) for p in pids)]
         self._done = threading.Event()
         began = time.monotonic()
 
         def tick() -> None:
             while not self._done.wait(self.every_s):
-                self.samples.append(tuple(_rss_mib(p) for p in pids))
+                self.samples.append(tuple(rss_mib(p) for p in pids))
                 elapsed = time.monotonic() - began
                 print(f"\rload: {elapsed:.0f}/{seconds:g}s", end="", file=sys.stderr)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench.load import rss_mib
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
@@ -50,15 +51,6 @@ def metric(port: int, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-def rss_mib(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0  # gone
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(found[1]) / 1024 if found else 0.0
-
-
 class ProcessPeaks(HeldInMemory):
     rss_mib: float = 0.0
 
@@ -76,7 +68,7 @@ async def watch_process(
         peaks.queued_rows = max(peaks.queued_rows, queued)
         peaks.buffer_bytes = max(peaks.buffer_bytes, buffered)
         peaks.spool_batches = max(peaks.spool_batches, spooled)
-        peaks.rss_mib = max(peaks.rss_mib, rss_mib(current[-1].pid))
+        peaks.rss_mib = max(peaks.rss_mib, rss_mib(current[-1].pid) or 0.0)  # 0: gone
         await asyncio.sleep(0.05)
 
 

@@ -20,9 +20,12 @@ from ingest.simulator import Simulator
 from ingest.simulator.recording import read_recording
 from sql import Secret, StoreSettings
 from tests.polling import wait_for
-from tests.simulation import KEY, START_MS
+from tests.simulation import KEY, START_MS, until
 
 DAY_MS = 86_400_000
+# A test's rows lie in its own day (window_for), plus the trades of the last moments before it
+# that were received after it began (a trade is received within a second of its time).
+_EARLIER_MS = 60_000
 LARGEST_FRAME_BYTES = 25_000 * 200  # the simulator's frame cap, at ~200 bytes an event
 LARGEST_DELIVERY_ROWS = 50_000  # a REST page (a frame is 25,000 events at most)
 
@@ -84,7 +87,7 @@ def questdb_trades(pg: psycopg.Connection[tuple[Any, ...]], start_ms: int) -> li
     rows = pg.execute(
         "SELECT symbol, cast(ts AS long) / 1000, exchange_id, trade_id, price, size FROM trades"
         " WHERE ts >= %s::long * 1000 AND ts < %s::long * 1000",
-        (start_ms, start_ms + DAY_MS),
+        (start_ms - _EARLIER_MS, start_ms + DAY_MS),
     ).fetchall()
     return [tuple(r) for r in rows]
 
@@ -92,7 +95,7 @@ def questdb_trades(pg: psycopg.Connection[tuple[Any, ...]], start_ms: int) -> li
 def questdb_count(pg: psycopg.Connection[tuple[Any, ...]], table: str, start_ms: int) -> int:
     assert table in ("trades", "quotes", "bars_1m")
     query = f"SELECT count() FROM {table} WHERE ts >= %s::long * 1000 AND ts < %s::long * 1000"  # noqa: S608 (table from a whitelist)
-    row = pg.execute(query, (start_ms, start_ms + DAY_MS)).fetchone()
+    row = pg.execute(query, (start_ms - _EARLIER_MS, start_ms + DAY_MS)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -146,16 +149,20 @@ def sqlite_trades(path: Path) -> list[tuple[Any, ...]]:
 async def quiesce(
     sim: Simulator, ingester: Ingester, timeout_s: float = 30.0, already_sent: int = 0
 ) -> None:
-    """Stop the feed sending (a long stall) and wait until the ingester has every frame sent
-    (since ``already_sent``, the frames an earlier client got), so that "sent" and "received"
-    are the same set when the test compares."""
-    sim.inject("stall", seconds=3600)
-    async with asyncio.timeout(timeout_s):
-        while (
-            ingester.metrics.registry.get_sample_value("tickpipe_ingest_frames_total")
-            != sim.frames_sent - already_sent
-        ):
-            await asyncio.sleep(0.05)
+    """Wait until the ingester has every frame sent (since ``already_sent``, the frames an
+    earlier client got), so that "sent" and "received" are the same set when the test
+    compares. A stepped simulator sends nothing new until the test plays; any other is
+    stopped by a long stall first."""
+    stepped = sim.clock.mode == "stepped"
+    if not stepped:
+        sim.inject("stall", seconds=3600)
+
+    def received_all() -> bool:
+        frames = ingester.metrics.registry.get_sample_value("tickpipe_ingest_frames_total")
+        sent_all = not stepped or sim.largest_backlog() == 0
+        return sent_all and frames == sim.frames_sent - already_sent
+
+    await until(received_all, timeout_s)
 
 
 def backfilled_events(ingester: Ingester) -> float:

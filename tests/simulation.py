@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from ingest.simulator import Simulator, SimulatorConfig
+from tests.polling import scaled
 
 KEY = "test-key"
 # A fixed simulated start on a minute boundary keeps runs reproducible.
@@ -71,7 +72,7 @@ def frame(message: str | bytes) -> list[dict[str, Any]]:
 async def events(ws: ClientConnection, count: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
     """At least ``count`` data events (status frames are kept too, in order)."""
     received: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout_s):
+    async with asyncio.timeout(scaled(timeout_s)):
         while sum(e["ev"] != "status" for e in received) < count:
             received += frame(await ws.recv())
     return received
@@ -82,7 +83,8 @@ async def http_get(port: int, target: str) -> tuple[int, Any]:
 
     def fetch() -> tuple[int, Any]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{target}", timeout=10) as response:
+            url = f"http://127.0.0.1:{port}{target}"
+            with urllib.request.urlopen(url, timeout=scaled(10)) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
@@ -99,6 +101,20 @@ async def inject(simulator: Simulator, kind: str, **options: object) -> None:
 
 async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
     """Poll ``condition`` from inside the event loop, with a deadline."""
-    async with asyncio.timeout(timeout_s):
+    async with asyncio.timeout(scaled(timeout_s)):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+async def play_until(
+    sim: Simulator, condition: Callable[[], bool], step_s: float = 5.0, timeout_s: float = 120.0
+) -> None:
+    """Step a stepped simulator's market ``step_s`` at a time until ``condition`` holds."""
+    async with asyncio.timeout(scaled(timeout_s)):
+        while not condition():
+            await sim.play(step_s)
+
+
+def listeners(sim: Simulator) -> int:
+    """Connections that have subscribed to something."""
+    return sum(bool(c.topics) for c in sim.connection_stats())

@@ -32,13 +32,14 @@ from tests.ingestion import (
     watching_memory,
     window_for,
 )
-from tests.simulation import KEY, config, running, until
+from tests.simulation import KEY, config, listeners, play_until, running, until
 
 MINUTE_MS = 60_000
 PAIRS = ("BTC-USD", "ETH-USD")
 # Python and its libraries take ~150 MiB here; keeping every event received (~100 k) as
 # objects would take about as much again.
 RSS_CEILING_MIB = 256
+WRITTEN = "tickpipe_ingest_rows_written_total"
 pytestmark = pytest.mark.slow
 
 
@@ -126,6 +127,7 @@ def ingester_env(
         "INGEST_METRICS_PORT": str(metrics_port), "INGEST_FLUSH_MS": "200",
         "INGEST_BACKFILL_REQUESTS_PER_S": "50", "INGEST_QUEUED_ROWS": "2000",
         "INGEST_RECEIVE_BUFFER_MIB": "1",
+        "INGEST_SILENCE_S": "3600",  # the stepped feed is silent whenever the test waits
     }  # fmt: skip
 
 
@@ -168,20 +170,28 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     metrics_port = free_port()
 
     async def scenario() -> Simulator:
-        async with running(config(speed=60, start_ms=start_ms)) as sim:
+        async with running(config(stepped=True, start_ms=start_ms)) as sim:
             env = ingester_env(sim, server.ilp_conf, server.pg_dsn, tmp_path, metrics_port)
             async with watched_ingesters(env, metrics_port) as processes:
                 for _ in range(2):
+                    await until(lambda: listeners(sim) == 1)
                     sent = sim.events_sent
+                    playing = asyncio.create_task(sim.play(300))
+                    # Something stored: where its start-up backfill will begin.
                     await until(lambda s=sent: sim.events_sent > s + 2000)  # type: ignore[misc]
+                    await until(lambda: metric(metrics_port, WRITTEN) > 0)
                     processes[-1].kill()  # SIGKILL: no flush, no goodbye
                     await processes[-1].wait()
-                    await asyncio.sleep(1)  # a market minute with nobody listening
+                    await playing  # the rest of it with nobody listening, once it is noticed
+                    await until(lambda: listeners(sim) == 0)
+                    await sim.play(60)  # a market minute with nobody listening
                     processes.append(await ingester(env))
+                    await until(lambda: listeners(sim) == 1)
+                    await sim.play(60)  # its first event closes the gap: a start-up backfill
                     await until(
                         lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
                     )
-                await asyncio.sleep(1)
+                await sim.play(60)
             return sim
 
     try:
@@ -204,24 +214,28 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
     spool = tmp_path / "spool"
 
     async def scenario() -> Simulator:
-        async with running(config(speed=60, start_ms=start_ms)) as sim:
+        async with running(config(stepped=True, start_ms=start_ms)) as sim:
             ilp_conf = server.ilp_conf + "request_timeout=2000;retry_timeout=1000;"
             env = ingester_env(sim, ilp_conf, server.pg_dsn, tmp_path, metrics_port)
             async with watched_ingesters(env, metrics_port) as processes:
-                await until(lambda: metric(metrics_port, "tickpipe_ingest_rows_written_total") > 0)
+                await until(lambda: listeners(sim) == 1)
+                await play_until(sim, lambda: metric(metrics_port, WRITTEN) > 0)
                 os.kill(server.pid, signal.SIGSTOP)
                 try:
-                    await until(lambda: len(list(spool.glob("*.batch"))) >= 3, 60)
+                    await play_until(sim, lambda: len(list(spool.glob("*.batch"))) >= 3, 10)
                     processes[-1].kill()
                     await processes[-1].wait()
                 finally:
                     os.kill(server.pid, signal.SIGCONT)
                 newest = max(spool.glob("*.batch"))
                 newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+                await until(lambda: listeners(sim) == 0)
                 processes.append(await ingester(env))
+                await until(lambda: listeners(sim) == 1)
+                await sim.play(60)  # its first event closes the gap: a start-up backfill
                 await until(lambda: not list(spool.glob("*.batch")), 60)
                 await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
-                await asyncio.sleep(3)  # three more market minutes from the feed
+                await sim.play(180)  # three more market minutes from the feed
             return sim
 
     try:
@@ -247,30 +261,33 @@ def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
     peak = {"spool_bytes": 0}
 
     async def scenario() -> Simulator:
-        async with running(config(speed=120, start_ms=start_ms)) as sim:
+        async with running(config(stepped=True, start_ms=start_ms)) as sim:
             ingester = Ingester(
                 ingest_settings(
                     sim.port, store, tmp_path, pairs=PAIRS, ingest_batch_rows=500,
                     ingest_queued_rows=2000, ingest_receive_buffer_mib=1,
                     ingest_spool_max_mib=1, ingest_backfill=True,
-                    ingest_backfill_requests_per_s=50.0,
+                    ingest_backfill_requests_per_s=50.0, ingest_silence_s=3600.0,
                 )
             )  # fmt: skip
             task = asyncio.create_task(ingester.run())
-            await until(lambda: ingester.feed.sessions == 1 and sim.events_sent > 2000)
+            await until(lambda: listeners(sim) == 1)
+            await play_until(sim, lambda: sim.events_sent > 2000)
             async with watching_memory(ingester) as held:
                 os.kill(server.pid, signal.SIGSTOP)
                 try:
-                    await until(lambda: not ingester.feed.wanted.is_set(), 60)  # it left the feed
+                    # until it leaves the feed
+                    await play_until(sim, lambda: not ingester.feed.wanted.is_set(), 10)
                     peak["spool_bytes"] = ingester.spool.bytes
-                    await until(lambda: not sim.stats()["connections"], 10)
-                    await asyncio.sleep(1)  # two market minutes away
+                    await until(lambda: listeners(sim) == 0, 10)
+                    await sim.play(120)  # two market minutes away
                 finally:
                     os.kill(server.pid, signal.SIGCONT)
-                await until(lambda: ingester.feed.sessions == 2, 120)
+                await until(lambda: ingester.feed.sessions == 2 and listeners(sim) == 1, 120)
+                await sim.play(60)  # its first event closes the gap
                 await until(lambda: backfilled_events(ingester) > 0 and not ingester.backfills, 120)
                 await until(lambda: len(ingester.spool) == 0, 120)
-                await asyncio.sleep(1)
+                await sim.play(60)
             ingester.stop()
             await task
             held.assert_within(ingester.settings)

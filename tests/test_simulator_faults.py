@@ -9,7 +9,18 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from tests.simulation import KEY, client, config, events, frame, http_get, inject, running
+from tests.polling import scaled
+from tests.simulation import (
+    KEY,
+    client,
+    config,
+    events,
+    frame,
+    http_get,
+    inject,
+    play_until,
+    running,
+)
 
 LIVELY = {"speed": 30}  # a few hundred events a second
 
@@ -17,7 +28,7 @@ LIVELY = {"speed": 30}  # a few hundred events a second
 async def frames_until_closed(ws: ClientConnection) -> list[list[dict[str, object]]]:
     received = []
     with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(scaled(10)):
             while True:
                 received.append(frame(await ws.recv()))
     return received
@@ -41,7 +52,7 @@ def test_drop_leaves_without_a_close_frame() -> None:
             await events(ws, 5)
             await inject(sim, "drop")
             with pytest.raises(ConnectionClosedError) as closed:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(scaled(10)):
                     while True:
                         await ws.recv()
             assert closed.value.rcvd is None  # no close frame came
@@ -66,10 +77,13 @@ def test_status_then_close(kind: str) -> None:
 
 def test_a_consumer_that_stays_behind_is_dropped_as_slow() -> None:
     async def scenario() -> None:
-        async with running(config(speed=0, activity=20, slow_consumer_backlog=20_000)) as sim:
+        async with running(config(stepped=True, activity=20, slow_consumer_backlog=20_000)) as sim:
             async with client(sim, subscribe="XT.*,XQ.*", backpressure=True) as slow:
-                await slow.recv()
-                await asyncio.sleep(2)  # stop reading; the backlog passes the limit
+
+                def kicked() -> bool:
+                    return [c.kicked for c in sim.connection_stats()] == ["slow_consumer"]
+
+                await play_until(sim, kicked, step_s=1)  # it reads nothing; the market goes on
                 received = await frames_until_closed(slow)
                 assert received[-1][0]["status"] == "slow_consumer"
 
@@ -90,19 +104,19 @@ def test_ping_silence_leaves_pings_unanswered() -> None:
 
 
 def test_stall_stops_data_but_answers_pings() -> None:
+    """On a stepped clock a stall lasts market seconds: the test steps into it and out."""
+
     async def scenario() -> None:
-        async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*,XQ.*") as ws:
+        async with running(config(stepped=True)) as sim, client(sim, subscribe="XT.*,XQ.*") as ws:
+            await sim.play(2)
             await events(ws, 5)
-            await inject(sim, "stall", seconds=1.5)
-            await asyncio.sleep(0.2)
-            while True:  # drain what was in flight before the stall
-                try:
-                    await asyncio.wait_for(ws.recv(), 0.3)
-                except TimeoutError:
-                    break
-            await asyncio.wait_for(await ws.ping(), 1)
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(ws.recv(), 0.5)
+            await inject(sim, "stall", seconds=10)
+            sent = sim.frames_sent
+            await sim.play(5)  # inside the stall: queued, not sent
+            assert sim.largest_backlog() > 0
+            await asyncio.wait_for(await ws.ping(), scaled(5))
+            assert sim.frames_sent == sent
+            await sim.play(10)  # past its end
             assert len(await events(ws, 10)) >= 10  # and data resumes
 
     asyncio.run(scenario())
@@ -115,7 +129,7 @@ def test_malformed_frames_and_unknown_events() -> None:
             await inject(sim, "malformed")
             await inject(sim, "unknown_event")
             malformed = unknown = False
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(scaled(10)):
                 while not (malformed and unknown):
                     message = await ws.recv()
                     try:
@@ -133,7 +147,7 @@ def test_duplicate_trades_within_a_frame_and_across_frames() -> None:
             await inject(sim, "duplicate", count=3)
             within = across = 0
             seen: set[tuple[object, ...]] = set()
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(scaled(10)):
                 while within < 3 or across < 3:
                     trades = [
                         (e["x"], e["i"], e["t"]) for e in frame(await ws.recv()) if e["ev"] == "XT"

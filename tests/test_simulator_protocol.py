@@ -9,7 +9,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.simulation import KEY, client, config, events, frame, running
+from tests.polling import scaled
+from tests.simulation import KEY, client, config, events, frame, play_until, running
 
 
 def test_connected_then_auth_success_each_in_its_own_frame() -> None:
@@ -128,13 +129,18 @@ def test_a_second_connection_with_the_same_key_is_served_until_it_subscribes(kic
 
 
 def test_frames_grow_past_1_mib_when_the_consumer_falls_behind() -> None:
+    """A consumer that stops reading: the server joins what waits for it into ever larger
+    frames, up to its cap, once the socket's buffers are full."""
+
     async def scenario() -> None:
-        async with running(config(speed=0, activity=20)) as sim:
+        async with running(config(stepped=True, activity=20)) as sim:
             async with client(sim, subscribe="XT.*,XQ.*", backpressure=True) as ws:
+                await sim.play(1)
                 first = await ws.recv()
-                await asyncio.sleep(1.5)  # fall behind: the server batches what waits
+                # Not reading: more than a large frame's worth waits in its queue.
+                await play_until(sim, lambda: sim.largest_backlog() > 20_000, step_s=1)
                 largest = 0
-                async with asyncio.timeout(20):
+                async with asyncio.timeout(scaled(60)):
                     while largest <= 2**20:
                         largest = max(largest, len(await ws.recv()))
                 assert len(first) < 2**20 < largest

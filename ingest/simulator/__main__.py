@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="simulated s per wall s (86400: a day a second; 0: flat-out)",
     )
+    serve.add_argument(
+        "--stepped",
+        action="store_true",
+        help="the clock stands still until told to move (GET /sim/clock?advance=SECONDS)",
+    )
     serve.add_argument("--start-ms", type=int, help="simulated start, epoch ms (default: now)")
     serve.add_argument(
         "--preload",
@@ -101,6 +106,7 @@ async def _serve(args: argparse.Namespace) -> None:
             channels=args.channels,
             activity=args.activity,
             speed=args.speed,
+            stepped=args.stepped,
             start_ms=args.start_ms,
             preload_s=args.preload,
             api_keys=args.keys,

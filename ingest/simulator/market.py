@@ -112,9 +112,11 @@ class Market:
         model = self.pairs[pair]
         decimals = _decimals(model.tick)
         rng = self.rng(pair, "trades", second)
-        offsets = sorted(
-            rng.randrange(1000) for _ in range(_poisson(rng, model.trades_per_s * self.activity))
-        )
+        # Distinct milliseconds per pair: the order of two trades in one millisecond is not
+        # something any store (or the vendor's feed, in receive order) could give back, so a
+        # candle's open and close would be a coin toss against this ground truth.
+        count = min(1000, _poisson(rng, model.trades_per_s * self.activity))
+        offsets = sorted(rng.sample(range(1000), count))
         trades = []
         for index, offset in enumerate(offsets):
             ts_ms = second * 1000 + offset

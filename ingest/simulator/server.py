@@ -14,7 +14,7 @@ import http
 import itertools
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -27,9 +27,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ingest.protocol import Action, status_frame
+from ingest.simulator.clock import ClockMode, MarketClock, NotStepped
 from ingest.simulator.faults import FAULT_KINDS, FaultKind, PeriodicFault
 from ingest.simulator.market import DEFAULT_MARKET, Market
 from ingest.simulator.outbox import Outbox
+from ingest.simulator.pacing import Pacer, RecordedData
 from ingest.simulator.recording import RecordingWriter, read_recording
 from ingest.simulator.rest import RestError, RestTwin
 from ingest.simulator.tape import CHANNELS, Tape, TapeEvent
@@ -48,7 +50,7 @@ _UNKNOWN_EVENT = b'{"ev":"XZ","pair":"BTC-USD","zz":1}'
 # A row neither REST schema (bars, trades) accepts: values out of bounds, no time.
 _BAD_REST_ROW = {"price": "NaN", "size": -1.0, "o": None, "v": -1.0}
 _action_decoder = msgspec.json.Decoder(Action)
-_RecordedData = tuple[int, bytes, int]  # receive time (ns), the frame, how many events
+_ENDED_KEPT = 1000  # connections that ended, kept for /sim/stats
 
 
 class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +66,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_connections_per_key: int = 1
     kick: Literal["oldest", "newest"] = "newest"  # which connection max_connections closes
     speed: float = 1.0  # simulated seconds per wall second; 0 = flat-out
+    stepped: bool = False  # the clock moves only when told to (advance), then flat-out
     start_ms: int | None = None  # simulated start time; default: now
     # flat-out: seconds of tape encoded before the first subscriber; replay: seconds of the
     # recording read into memory before listening (so a benchmark measures only the sending)
@@ -73,6 +76,26 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     replay: Path | None = None  # serve this recording instead of the synthetic market
     journal: Path | None = None  # record every frame sent, per connection
     faults: tuple[PeriodicFault, ...] = ()
+
+    @property
+    def clock_mode(self) -> ClockMode:
+        return "stepped" if self.stepped else "flat" if self.speed == 0 else "real"
+
+
+class ConnectionStats(msgspec.Struct):
+    """What one connection was sent, for tests and scripts that check against it."""
+
+    id: int
+    topics: list[str]
+    frames_sent: int = 0
+    events_sent: int = 0
+    backlog: int = 0  # events and frames queued, not yet handed to the socket
+    subscribed_ms: int | None = None  # the market's time when it first subscribed
+    # Emission times (market ms) of the first and last data events queued for it.
+    first_ms: int | None = None
+    last_ms: int | None = None
+    kicked: str | None = None  # the status it was sent before the server closes it
+    open: bool = True
 
 
 class _Connection:
@@ -90,8 +113,7 @@ class _Connection:
         self.kick_frame: bytes | None = None
         self.duplicates_left = 0
         self.silenced = False  # reads nothing more: would never finish a closing handshake
-        self.frames_sent = 0
-        self.events_sent = 0
+        self.stats = ConnectionStats(number, [])
 
     def wants(self, event: TapeEvent) -> bool:
         return (event.channel, event.pair) in self.topics or (event.channel, "*") in self.topics
@@ -99,6 +121,7 @@ class _Connection:
     def kick(self, status: str, message: str, code: int = 1008) -> None:
         """Send ``status`` ahead of any waiting data, then close with ``code``."""
         self.kick_frame = status_frame(status, message)
+        self.stats.kicked = status
         self.outbox.add_frame(self.kick_frame, urgent=True)
         self.close_after = (code, status)
 
@@ -110,20 +133,24 @@ class Simulator:
             config.seed, {p: DEFAULT_MARKET[p] for p in config.pairs}, config.activity
         )
         self.tape = Tape(self.market, config.channels)
+        start_ms = config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
+        self.clock = MarketClock(start_ms, config.clock_mode)
+        self._pacer = Pacer(
+            self.clock, self.tape, self, speed=config.speed,
+            max_frame_events=config.max_frame_events, preload_s=config.preload_s,
+        )  # fmt: skip
         self._connections: dict[int, _Connection] = {}
+        self._ended: deque[ConnectionStats] = deque(maxlen=_ENDED_KEPT)
         self._numbers = itertools.count(1)
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
         self._rest_bad_rows = 0  # pages left to spoil
-        self._outage_until = 0.0  # monotonic time until which the feed refuses connections
+        self._outages = 0  # outages in force: the feed refuses connections (503)
         self._journal = RecordingWriter(config.journal) if config.journal else None
-        self._subscribed = asyncio.Event()
-        self._replay_frames: Iterator[_RecordedData] | None = None
-        self.sim_ms = (
-            config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
-        )
+        self.subscribed = asyncio.Event()
+        self._replay_frames: Iterator[RecordedData] | None = None
         self.events_published = 0
         self.events_sent = 0  # to every connection, ever
         self.frames_sent = 0
@@ -144,9 +171,20 @@ class Simulator:
             max_size=2**20,  # client messages are small
             write_limit=2**22,
         )
-        self._tasks.append(asyncio.create_task(self._produce(), name="produce"))
+        produce = self._pacer.run(self._replay_frames)
+        self._tasks.append(asyncio.create_task(produce, name="produce"))
         for fault in self.config.faults:
             self._tasks.append(asyncio.create_task(self._periodic(fault), name=fault.kind))
+
+    @property
+    def sim_ms(self) -> int:
+        """Where the market stands: everything emitted before it has been published."""
+        return self.clock.now_ms
+
+    async def play(self, seconds: float) -> None:
+        """A stepped simulator: publish the next ``seconds`` of market, as fast as its
+        subscribers take it, and return when all of it is queued for them."""
+        await self.clock.play(seconds)
 
     @property
     def port(self) -> int:
@@ -154,6 +192,7 @@ class Simulator:
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
     async def stop(self) -> None:
+        self.clock.stop()
         for task in self._tasks:
             task.cancel()
         for conn in self._connections.values():
@@ -182,6 +221,8 @@ class Simulator:
         finally:
             sender.cancel()
             del self._connections[conn.number]
+            conn.stats.open = False
+            self._ended.append(conn.stats)
 
     async def _authenticate(self, ws: ServerConnection) -> str | None:
         try:
@@ -219,8 +260,11 @@ class Simulator:
             for topic in (t.strip() for t in action.params.split(",")):
                 if topic:
                     conn.outbox.add_frame(self._change_subscription(conn, action.action, topic))
+            conn.stats.topics = sorted(".".join(topic) for topic in conn.topics)
             if action.action == "subscribe":
-                self._subscribed.set()
+                if conn.stats.subscribed_ms is None:
+                    conn.stats.subscribed_ms = self.sim_ms
+                self.subscribed.set()
                 self._enforce_connection_limit(conn.key)
 
     def _change_subscription(self, conn: _Connection, action: str, topic: str) -> bytes:
@@ -252,8 +296,8 @@ class Simulator:
                 frame, events = await conn.outbox.next_frame()
                 await conn.sending.wait()
                 await conn.ws.send(frame, text=True)
-                conn.frames_sent += 1
-                conn.events_sent += events
+                conn.stats.frames_sent += 1
+                conn.stats.events_sent += events
                 self.events_sent += events
                 self.frames_sent += 1
                 if self._journal is not None:
@@ -262,19 +306,33 @@ class Simulator:
                     await conn.ws.close(*conn.close_after)
                     return
 
-    # -- producing data --------------------------------------------------------------------
+    # -- publishing (the pacer's audience) -------------------------------------------------
 
-    def _publish(self, events: list[TapeEvent]) -> None:
+    def publish(self, events: list[TapeEvent]) -> None:
         self.events_published += len(events)
-        for conn in list(self._connections.values()):
-            if not conn.topics or conn.close_after is not None:
+        for conn in self._listening():
+            wanted = [event for event in events if conn.wants(event)]
+            if not wanted:
                 continue
-            wanted = [event.data for event in events if conn.wants(event)]
+            stats = conn.stats
+            stats.first_ms = wanted[0].emit_ms if stats.first_ms is None else stats.first_ms
+            stats.last_ms = wanted[-1].emit_ms
+            data = [event.data for event in wanted]
             if conn.duplicates_left:
-                wanted = self._with_duplicates(conn, wanted)
-            conn.outbox.add_events(wanted)
+                data = self._with_duplicates(conn, data)
+            conn.outbox.add_events(data)
             if conn.outbox.backlog > self.config.slow_consumer_backlog:
                 conn.kick("slow_consumer", "consumer is too slow: backlog exceeded")
+
+    def publish_frame(self, frame: bytes, events: int) -> None:
+        for conn in self._listening():
+            conn.outbox.add_frame(frame, events)
+
+    def largest_backlog(self) -> int:
+        return max((c.outbox.backlog for c in self._connections.values()), default=0)
+
+    def _listening(self) -> list[_Connection]:
+        return [c for c in self._connections.values() if c.topics and c.close_after is None]
 
     @staticmethod
     def _with_duplicates(conn: _Connection, wanted: list[bytes]) -> list[bytes]:
@@ -288,69 +346,6 @@ class Simulator:
                 conn.duplicates_left -= 1
         return out
 
-    async def _produce(self) -> None:
-        if self._replay_frames is not None:
-            await self._replay(self._replay_frames)
-        elif self.config.speed == 0:
-            await self._flat_out()
-        else:
-            await self._real_time()
-
-    async def _real_time(self) -> None:
-        """Emit each event when the simulated clock passes its emission time."""
-        speed = self.config.speed
-        wall0, sim0 = time.monotonic(), self.sim_ms
-        second = sim0 // 1000
-        while True:
-            due: list[TapeEvent] = []
-            for event in self.tape.second(second):
-                if event.emit_ms < sim0:
-                    continue
-                wait_s = (event.emit_ms - sim0) / 1000 / speed - (time.monotonic() - wall0)
-                if wait_s > 0.005:
-                    self._publish(due)
-                    due = []
-                    await asyncio.sleep(wait_s)
-                    self.sim_ms = event.emit_ms
-                due.append(event)
-            self._publish(due)
-            second += 1
-
-    async def _flat_out(self) -> None:
-        """As fast as the slowest subscriber takes it, from pre-encoded seconds where preloaded."""
-        second = self.sim_ms // 1000
-        preloaded = [self.tape.second(s) for s in range(second, second + self.config.preload_s)]
-        await self._subscribed.wait()
-        for events in itertools.chain(
-            preloaded, (self.tape.second(s) for s in itertools.count(second + len(preloaded)))
-        ):
-            await self._wait_for_room()
-            self._publish(events)
-            self.sim_ms = events[-1].emit_ms if events else self.sim_ms + 1000
-
-    async def _wait_for_room(self) -> None:
-        high_water = self.config.max_frame_events * 2
-        while any(c.outbox.backlog > high_water for c in self._connections.values()):
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0)  # let receivers and senders run between seconds
-
-    async def _replay(self, frames: Iterator[_RecordedData]) -> None:
-        """Frames of a recording, as recorded (data frames only), at ``speed`` (0: flat-out)."""
-        await self._subscribed.wait()
-        wall0 = time.monotonic()
-        first_ns: int | None = None
-        for ns, frame, events in frames:
-            first_ns = ns if first_ns is None else first_ns
-            if self.config.speed:
-                wait_s = (ns - first_ns) / 1e9 / self.config.speed - (time.monotonic() - wall0)
-                if wait_s > 0:
-                    await asyncio.sleep(wait_s)
-            else:
-                await self._wait_for_room()
-            for conn in list(self._connections.values()):
-                if conn.topics and conn.close_after is None:
-                    conn.outbox.add_frame(frame, events)
-
     # -- faults ----------------------------------------------------------------------------
 
     def inject(self, kind: FaultKind, *, seconds: float = 5.0, count: int = 1) -> int:
@@ -362,7 +357,8 @@ class Simulator:
             self._rest_bad_rows += count
             return 0
         if kind == "outage":
-            self._outage_until = time.monotonic() + seconds
+            self._outages += 1
+            self.clock.call_later(seconds, self._end_outage)
             kind = "drop"
         connections = list(self._connections.values())
         for conn in connections:
@@ -384,7 +380,7 @@ class Simulator:
             conn.silenced = True
         elif kind == "stall":
             conn.sending.clear()
-            asyncio.get_running_loop().call_later(seconds, conn.sending.set)
+            self.clock.call_later(seconds, conn.sending.set)
         elif kind in ("slow_consumer", "force_disconnect"):
             conn.kick(
                 kind,
@@ -397,9 +393,12 @@ class Simulator:
         elif kind == "duplicate":
             conn.duplicates_left += count
 
+    def _end_outage(self) -> None:
+        self._outages -= 1
+
     async def _periodic(self, fault: PeriodicFault) -> None:
         while True:
-            await asyncio.sleep(fault.every_s)
+            await self.clock.sleep(fault.every_s)
             log.info("fault %s on %d connections", fault.kind, self.inject(fault.kind))
 
     # -- HTTP: REST twin and control --------------------------------------------------------
@@ -407,7 +406,7 @@ class Simulator:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            if time.monotonic() < self._outage_until:
+            if self._outages:
                 return _json(503, {"error": "feed unavailable (simulated outage)"})
             return None if path in ("/", "/crypto") else _json(404, {"error": f"no feed at {path}"})
         if path.startswith("/sim/"):
@@ -445,6 +444,8 @@ class Simulator:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path == "/sim/stats":
             return _json(200, self.stats())
+        if url.path == "/sim/clock":
+            return self._step(query)
         if url.path == "/sim/fault":
             kind = query.get("kind", "")
             if kind not in FAULT_KINDS:
@@ -457,26 +458,43 @@ class Simulator:
             return _json(200, {"kind": kind, "connections": affected})
         return _json(404, {"error": f"no control endpoint {url.path}"})
 
+    def _step(self, query: dict[str, str]) -> Response:
+        """``/sim/clock?advance=SECONDS`` or ``?to=EPOCH_MS``: move a stepped clock on (the
+        answer comes at once; ``/sim/stats`` tells when ``sim_ms`` has got there)."""
+        try:
+            if "to" in query:
+                target_ms = self.clock.advance_to(int(query["to"]))
+            elif "advance" in query:
+                target_ms = self.clock.advance(float(query["advance"]))
+            else:
+                target_ms = self.clock.target_ms
+        except ValueError:
+            return _json(400, {"error": "advance (seconds) and to (epoch ms) must be numbers"})
+        except NotStepped as exc:
+            return _json(409, {"error": str(exc)})
+        return _json(200, {"sim_ms": self.sim_ms, "target_ms": target_ms})
+
+    def connection_stats(self, *, ended: bool = False) -> list[ConnectionStats]:
+        """The open connections, oldest first (and, with ``ended``, the last that closed
+        before them)."""
+        for conn in self._connections.values():
+            conn.stats.backlog = conn.outbox.backlog
+        live = [c.stats for c in self._connections.values()]
+        return [*self._ended, *live] if ended else live
+
     def stats(self) -> dict[str, object]:
-        connections = [
-            {
-                "id": c.number,
-                "topics": sorted(".".join(topic) for topic in c.topics),
-                "frames_sent": c.frames_sent,
-                "events_sent": c.events_sent,
-                "backlog": c.outbox.backlog,
-            }
-            for c in self._connections.values()
-        ]
         return {
+            "clock": self.clock.mode,
             "sim_ms": self.sim_ms,
+            "target_ms": self.clock.target_ms,
             "events_published": self.events_published,
             "events_sent": self.events_sent,
-            "connections": connections,
+            "connections": msgspec.to_builtins(self.connection_stats()),
+            "ended": msgspec.to_builtins(list(self._ended)),
         }
 
 
-def _recorded_data(path: Path) -> Iterator[_RecordedData]:
+def _recorded_data(path: Path) -> Iterator[RecordedData]:
     """The data frames of a recording (status frames belong to the recorded session)."""
     for recorded in read_recording(path):
         if '"ev":"status"' not in recorded.frame:
@@ -484,9 +502,9 @@ def _recorded_data(path: Path) -> Iterator[_RecordedData]:
             yield recorded.ns, frame, frame.count(b'"ev":')
 
 
-def _read_ahead(frames: Iterator[_RecordedData], seconds: int) -> list[_RecordedData]:
+def _read_ahead(frames: Iterator[RecordedData], seconds: int) -> list[RecordedData]:
     """The frames of the first ``seconds`` of the recording, by its own clock."""
-    ahead: list[_RecordedData] = []
+    ahead: list[RecordedData] = []
     for frame in frames:
         ahead.append(frame)
         if frame[0] - ahead[0][0] >= seconds * 1_000_000_000:

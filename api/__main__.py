@@ -8,7 +8,7 @@ from granian.constants import Interfaces
 from granian.server import Server
 
 from api.settings import ApiSettings
-from sql import SettingsError, load_environment
+from sql import SettingsError, load_environment, sqlite_missing_columns
 
 
 def main() -> int:
@@ -16,6 +16,16 @@ def main() -> int:
         settings = ApiSettings.from_env(load_environment())
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.store.store == "sqlite" and (
+        missing := sqlite_missing_columns(settings.store.database_path)
+    ):
+        print(
+            f"error: {settings.store.database_path} predates the columns {', '.join(missing)}"
+            " (event order within a second); `python -m sql apply` adds them, as the ingester"
+            " does at start-up, and leaves the seed's columns as they are",
+            file=sys.stderr,
+        )
         return 2
     Server(
         "api.asgi:app", address=settings.api_host, port=settings.api_port, interface=Interfaces.ASGI

@@ -43,12 +43,12 @@ _CANDLES = {
     "trades": """
         WITH t AS (
             SELECT ((timestamp + {local} - :shift) / :step) * :step + :shift AS bucket,
-                timestamp, id, price, size
+                ts_ms, id, price, size
             FROM trades_data WHERE symbol = :symbol AND timestamp >= :start AND timestamp < :end
         ), r AS (
             SELECT bucket, price, size,
-                row_number() OVER (PARTITION BY bucket ORDER BY timestamp, id) AS first_rn,
-                row_number() OVER (PARTITION BY bucket ORDER BY timestamp DESC, id DESC) AS last_rn
+                row_number() OVER (PARTITION BY bucket ORDER BY ts_ms, id) AS first_rn,
+                row_number() OVER (PARTITION BY bucket ORDER BY ts_ms DESC, id DESC) AS last_rn
             FROM t
         )
         SELECT bucket, max(CASE WHEN first_rn = 1 THEN price END), max(price), min(price),
@@ -81,13 +81,13 @@ _SYMBOLS = """
         SELECT (SELECT min(symbol) FROM trades_data WHERE symbol > s.symbol) FROM s
         WHERE s.symbol IS NOT NULL
     ) SELECT symbol FROM s WHERE symbol IS NOT NULL"""
+# Event order within a second is ts_ms's (the seed's timestamp is whole seconds), then id.
 _LATEST = (
-    "SELECT price, timestamp FROM trades_data WHERE symbol = ?"
-    " ORDER BY timestamp DESC, id DESC LIMIT 1"
+    "SELECT price, timestamp FROM trades_data WHERE symbol = ? ORDER BY ts_ms DESC, id DESC LIMIT 1"
 )
 _DAY_OPEN = (
-    "SELECT price FROM trades_data WHERE symbol = ? AND timestamp >= ?"
-    " ORDER BY timestamp, id LIMIT 1"
+    "SELECT price FROM trades_data WHERE symbol = ? AND ts_ms >= ? * 1000"
+    " ORDER BY ts_ms, id LIMIT 1"
 )
 _DAY_STATS = (
     "SELECT max(price), min(price), sum(size), sum(price * size) / sum(size)"
@@ -154,7 +154,7 @@ class SQLiteStore:
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
         rows = await self._rows(
             "SELECT timestamp, price, size, side, exchange_id, trade_id, conditions"
-            " FROM trades_data WHERE symbol = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
+            " FROM trades_data WHERE symbol = ? ORDER BY ts_ms DESC, id DESC LIMIT ?",
             (symbol, limit),
         )
         return [TradeOut(int(r[0]), _iso(int(r[0])), *r[1:]) for r in rows]
@@ -162,7 +162,7 @@ class SQLiteStore:
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
         rows = await self._rows(
             "SELECT timestamp, bid_price, bid_size, ask_price, ask_size, exchange_id FROM quotes"
-            " WHERE symbol = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
+            " WHERE symbol = ? ORDER BY ts_ms DESC, id DESC LIMIT ?",
             (symbol, limit),
         )
         return [QuoteOut(int(r[0]), _iso(int(r[0])), *r[1:]) for r in rows]

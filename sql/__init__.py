@@ -2,7 +2,7 @@
 settings that say which store to use. Neither ``ingest`` nor ``api`` imports the other."""
 
 from sql.errors import SettingsError, StoreError
-from sql.schema import apply_questdb_schema, apply_sqlite_schema
+from sql.schema import apply_questdb_schema, apply_sqlite_schema, sqlite_missing_columns
 from sql.settings import Secret, StoreSettings, load_environment, settings_from_env
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "apply_sqlite_schema",
     "load_environment",
     "settings_from_env",
+    "sqlite_missing_columns",
 ]

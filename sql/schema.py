@@ -6,6 +6,7 @@ from the first row, names the timestamp column ``timestamp`` and sets up no DEDU
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -14,12 +15,25 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["QUESTDB_TABLES", "apply_questdb_schema", "apply_sqlite_schema", "sqlite_tables_script"]
+__all__ = [
+    "QUESTDB_TABLES",
+    "SQLITE_ADDED_COLUMNS",
+    "apply_questdb_schema",
+    "apply_sqlite_schema",
+    "sqlite_missing_columns",
+    "sqlite_tables_script",
+]
 
 log = logging.getLogger(__name__)
 
 _DDL = resources.files("sql")
 QUESTDB_TABLES = ("trades", "quotes", "bars_1m", "quote_gaps", "trades_1m", "bars_1h")  # in order
+# Columns added beside the seed's, which stay as they are: (table, column, type, its value in
+# rows written before it existed). Only ever appended to; each arrives by ALTER TABLE.
+SQLITE_ADDED_COLUMNS = (
+    ("trades_data", "ts_ms", "INTEGER", "timestamp * 1000"),
+    ("quotes", "ts_ms", "INTEGER", "timestamp * 1000"),
+)
 
 
 def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
@@ -45,6 +59,8 @@ def apply_sqlite_schema(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(sqlite_tables_script())
         conn.executescript(_DDL.joinpath("sqlite", "quote_gaps.sql").read_text())
+        _add_sqlite_columns(conn)
+        conn.executescript(_DDL.joinpath("sqlite", "event_order.sql").read_text())
         for script in sorted(_DDL.joinpath("sqlite", "dedup").iterdir(), key=lambda p: p.name):
             index = f"{Path(script.name).stem}_dedup"
             if not _sqlite_index_exists(conn, index):
@@ -56,6 +72,37 @@ def apply_sqlite_schema(path: Path) -> None:
 def sqlite_tables_script() -> str:
     """The seed's tables and (symbol, timestamp) indexes, as the first version had them."""
     return _DDL.joinpath("sqlite", "tables.sql").read_text()
+
+
+def sqlite_missing_columns(path: Path) -> list[str]:
+    """``table.column`` of each added column a file (written by an older version, or by the
+    seed) does not have yet; empty for a file that does not exist."""
+    if not path.is_file():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return [
+            f"{table}.{column}"
+            for table, column, _, _ in SQLITE_ADDED_COLUMNS
+            if _sqlite_has_table(conn, table)
+            and column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        ]
+
+
+def _sqlite_has_table(conn: sqlite3.Connection, name: str) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(query, (name,)).fetchone() is not None
+
+
+def _add_sqlite_columns(conn: sqlite3.Connection) -> None:
+    """The columns a file written before them lacks, filled in for its rows (once)."""
+    for table, column, kind, value in SQLITE_ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:  # names from the declaration above, never from input
+            conn.executescript(
+                f"BEGIN;\nALTER TABLE {table} ADD COLUMN {column} {kind};\n"
+                f"UPDATE {table} SET {column} = {value};\nCOMMIT;"
+            )
+            log.info("SQLite: added %s.%s", table, column)
 
 
 def _sqlite_index_exists(conn: sqlite3.Connection, name: str) -> bool:

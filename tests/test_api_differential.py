@@ -236,3 +236,31 @@ def test_the_newest_candles_are_whole_where_trades_are_sparse(
         assert status == 200, body
         candles = [(c["timestamp"], c["open"], c["close"], c["volume"]) for c in body["data"]]
         assert candles == [(bucket_s, 100.0, 101.0, 3.0), (bucket_s + 600, 102.0, 102.0, 3.0)]
+
+
+def test_trades_sharing_a_second_keep_event_order_in_both_stores(
+    questdb_with_schema: ServerState, loaded: Path, apis: tuple[str, str]
+) -> None:
+    """Several trades a second, from exchanges whose latencies differ, arrive (and are
+    inserted) out of exchange-time order: open, close, the latest price and the newest trades
+    follow the event's millisecond, not the order they came in."""
+    symbol = f"D{uuid.uuid4().hex[:6].upper()}-USD"
+    minute_s = _MINUTE_S - 1800
+    # (second into the minute, ms within it, price): arrival order, not time order.
+    arrivals = [(0, 700, 101.0), (0, 200, 100.0), (30, 900, 103.0), (59, 800, 106.0),
+                (59, 100, 104.0), (59, 400, 105.0)]  # fmt: skip
+    trades = [
+        Trade(pair=symbol, price=price, size=1.0, ts_ms=(minute_s + s) * 1000 + ms,
+              exchange_id=1 + i % 3, trade_id=str(i), received_ms=(minute_s + 59) * 1000 + 999)
+        for i, (s, ms, price) in enumerate(arrivals)
+    ]  # fmt: skip
+    store_trades(trades, questdb_with_schema, loaded)
+    in_time = sorted(trades, key=lambda t: t.ts_ms)
+    for api in apis:
+        _, candles, _ = get(api, f"/api/market/ohlcv/{symbol}?interval=1m&source=trades")
+        assert [(c["open"], c["close"]) for c in candles["data"]] == [(100.0, 106.0)], api
+        _, prices, _ = get(api, f"/api/market/prices?symbols={symbol}")
+        assert [p["price"] for p in prices["prices"]] == [106.0], api
+        assert prices["prices"][0]["open"] == 100.0, api
+        _, newest, _ = get(api, f"/api/market/trades/{symbol}?limit=10")
+        assert [t["price"] for t in newest["data"]] == [t.price for t in reversed(in_time)], api

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from sql import apply_sqlite_schema
+from sql import apply_sqlite_schema, sqlite_missing_columns
+from sql.schema import SQLITE_ADDED_COLUMNS, sqlite_tables_script
 from tests.conftest import SHARED
+from tests.polling import scaled
 
 SEED_DOC = SHARED / "seed" / "LIVE_DATA_INTEGRATION.md"
 
@@ -58,12 +63,16 @@ def seed_database(path: Path, ddl: list[str]) -> None:
 def test_tables_match_the_seed_column_for_column(
     tmp_path: Path, seed_ddl: list[str], table: str
 ) -> None:
+    """The seed's columns exactly, in its order; ours only after them."""
     seed_db, ours = tmp_path / "seed.db", tmp_path / "ours.db"
     with sqlite3.connect(seed_db) as conn:
         for statement in seed_ddl:
             conn.execute(statement)
     apply_sqlite_schema(ours)
-    assert columns(ours, table) == columns(seed_db, table)
+    seed_columns = columns(seed_db, table)
+    assert columns(ours, table)[: len(seed_columns)] == seed_columns
+    added = [c[1] for c in columns(ours, table)[len(seed_columns) :]]
+    assert added == [column for t, column, _, _ in SQLITE_ADDED_COLUMNS if t == table]
 
 
 def test_a_seed_database_opens_keeps_its_rows_and_deduplicates_from_then_on(
@@ -73,8 +82,10 @@ def test_a_seed_database_opens_keeps_its_rows_and_deduplicates_from_then_on(
     db.parent.mkdir(parents=True)
     seed_database(db, seed_ddl)
 
+    assert sqlite_missing_columns(db) == ["trades_data.ts_ms", "quotes.ts_ms"]
     apply_sqlite_schema(db)
     apply_sqlite_schema(db)  # the second time is a no-op
+    assert sqlite_missing_columns(db) == []
 
     with sqlite3.connect(db) as conn:
         trades = conn.execute("SELECT trade_id FROM trades_data ORDER BY id").fetchall()
@@ -90,6 +101,30 @@ def test_a_seed_database_opens_keeps_its_rows_and_deduplicates_from_then_on(
             " exchange_id, trade_id) VALUES ('BTC-USD', 1761404875, 45972.96, 0.5, 'buy', 1, 't1')"
         )
         assert resent.rowcount == 0
+        # Rows written before ts_ms existed get their second's first millisecond.
+        times = conn.execute("SELECT timestamp, ts_ms FROM trades_data ORDER BY id").fetchall()
+        assert times == [
+            (1761404875, 1761404875000),
+            (1761404876, 1761404876000),
+            (1761404876, 1761404876000),
+        ]
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(trades_data)")}
-        assert {"trades_data_symbol_ts", "trades_data_dedup"} <= indexes
+        assert {"trades_data_symbol_ts", "trades_data_dedup", "trades_data_symbol_ts_ms"} <= indexes
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_api_refuses_a_file_without_the_event_order_column_and_says_how_to_add_it(
+    tmp_path: Path,
+) -> None:
+    """Served as it is, ties within a second would come out in insertion order: wrong."""
+    db = tmp_path / "seed.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(sqlite_tables_script())  # the seed's tables, nothing added
+    env = {**os.environ, "STORE": "sqlite", "DATABASE_PATH": str(db), "API_PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "api"], env=env, capture_output=True, text=True,
+        timeout=scaled(60), check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "trades_data.ts_ms" in done.stderr
+    assert "python -m sql apply" in done.stderr

@@ -1,6 +1,7 @@
 """The fallback profile: the seed's SQLite tables, one transaction a batch (WAL, executemany).
 
-The seed stores times in whole epoch seconds. Unique indexes (``sql/sqlite/dedup``) make a
+The seed stores times in whole epoch seconds; ``ts_ms`` beside them keeps the event's
+millisecond, which orders events within a second. Unique indexes (``sql/sqlite/dedup``) make a
 re-sent trade or quote a no-op and a re-sent bar an update, as DEDUP does in QuestDB.
 """
 
@@ -17,11 +18,11 @@ __all__ = ["SQLiteSink"]
 
 _TRADE = (
     "INSERT OR IGNORE INTO trades_data (symbol, timestamp, price, size, side, exchange_id,"
-    " trade_id, conditions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " trade_id, conditions, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _QUOTE = (
     "INSERT OR IGNORE INTO quotes (symbol, timestamp, bid_price, bid_size, ask_price, ask_size,"
-    " exchange_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " exchange_id, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _BAR = (
     "INSERT INTO market_data (symbol, timestamp, open, high, low, close, volume, vwap,"
@@ -50,12 +51,12 @@ class SQLiteSink:
                 self._conn.executemany(
                     _TRADE,
                     zip(t.symbol, _seconds(t.ts_ms), t.price, t.size, t.side, t.exchange_id,
-                        t.trade_id, t.conditions, strict=True),
+                        t.trade_id, t.conditions, t.ts_ms, strict=True),
                 )  # fmt: skip
                 self._conn.executemany(
                     _QUOTE,
                     zip(q.symbol, _seconds(q.ts_ms), q.bid_price, q.bid_size, q.ask_price,
-                        q.ask_size, q.exchange_id, strict=True),
+                        q.ask_size, q.exchange_id, q.ts_ms, strict=True),
                 )  # fmt: skip
                 self._conn.executemany(
                     _BAR,
@@ -68,8 +69,8 @@ class SQLiteSink:
             raise SinkUnavailable(str(exc)) from exc
 
     def newest_trade_ms(self) -> int | None:
-        (seconds,) = self._conn.execute("SELECT max(timestamp) FROM trades_data").fetchone()
-        return int(seconds) * 1000 if seconds is not None else None
+        (newest,) = self._conn.execute("SELECT max(ts_ms) FROM trades_data").fetchone()
+        return int(newest) if newest is not None else None
 
     def close(self) -> None:
         self._conn.close()

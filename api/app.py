@@ -7,12 +7,14 @@ body naming the parameter); the store's errors are mapped to HTTP in one place
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import enum
 import re
 import zoneinfo
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 import msgspec
@@ -35,6 +37,7 @@ from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse,
 from api.settings import ApiSettings
 from api.sqlite_store import SQLiteStore
 from api.store import Store, StoreUnavailable, Unsupported
+from api.view_metrics import ViewCollector
 
 __all__ = ["create_app"]
 
@@ -66,6 +69,7 @@ _PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
 Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.g. BTC-USD")]
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
 QUOTE_GAPS_SHOWN = 50
+VIEW_CHECK_S = 5.0
 Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"]
 
 
@@ -145,10 +149,13 @@ async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> Quotes
 @get("/health", responses={503: ResponseSpec(Health, description="The database is unreachable")})
 async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg]
     """Up, and whether the database answers (503 when it does not, for load balancers); the
-    newest windows in which quotes may be missing."""
+    newest windows in which quotes may be missing; each materialized view's state and whether
+    it answers now; how old a cached answer may be."""
+    store = _store(request)
     try:
-        newest = await _store(request).newest_trade()
-        quote_gaps = await _store(request).quote_gaps(QUOTE_GAPS_SHOWN)
+        newest = await store.newest_trade()
+        quote_gaps = await store.quote_gaps(QUOTE_GAPS_SHOWN)
+        views = await store.views()
     except (PoolTimeout, psycopg.Error, StoreUnavailable):
         return Response(Health("degraded", "unreachable", None, _now()), status_code=503)
     age = None
@@ -156,7 +163,8 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
         age = round(
             dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
         )
-    return Response(Health("ok", "reachable", age, _now(), quote_gaps))
+    cache_ms: int = request.app.state.response_cache_ms
+    return Response(Health("ok", "reachable", age, _now(), quote_gaps, views, cache_ms))
 
 
 class MetricsController(PrometheusController):
@@ -193,17 +201,28 @@ async def _open_store(settings: ApiSettings) -> Store:
     return QuestDBStore(pool)
 
 
+async def _watch_views(store: Store) -> None:
+    """Keep the views' metrics current when no request reads them."""
+    while True:
+        with contextlib.suppress(PoolTimeout, psycopg.Error, StoreUnavailable):
+            await store.views()
+        await asyncio.sleep(VIEW_CHECK_S)
+
+
 def create_app(settings: ApiSettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = app.state.store = await _open_store(settings)
-        pool_metrics = (
-            PoolCollector(store.pool) if isinstance(store, QuestDBStore) else nullcontext()
-        )
+        app.state.response_cache_ms = settings.api_cache_ms
+        watching = asyncio.create_task(_watch_views(store))
         try:
-            with pool_metrics:
+            with contextlib.ExitStack() as registered:
+                if isinstance(store, QuestDBStore):
+                    registered.enter_context(PoolCollector(store.pool))
+                    registered.enter_context(ViewCollector(store.guards.values()))
                 yield
         finally:
+            watching.cancel()
             await store.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)

@@ -5,14 +5,18 @@ from a whitelist (``INTERVALS``). QuestDB hands timestamps back naive: they are 
 
 What trades add up to (rolling-24h statistics, candles from trades) is read from the
 ``trades_1m`` materialized view, which QuestDB keeps up to date: a few thousand minute rows
-instead of every trade. Newest trades and quotes are looked for in the last hour first, then
-wider: without an index on symbol, a search bounded by time is what keeps it fast. The newest
-candles likewise (``newest_candles``): first from a bound with room for twice as many.
+instead of every trade; hourly candles from bars read ``bars_1h``. A view answers only while
+it is valid and holds every row of its base table (``api/views.py``); otherwise the base
+table answers, the same figures more slowly. Newest trades and quotes are looked for in the
+last hour first, then wider: without an index on symbol, a search bounded by time is what
+keeps it fast. The newest candles likewise (``newest_candles``): first from a bound with
+room for twice as many.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import msgspec
 import psycopg
@@ -29,6 +33,7 @@ from api.store import (
     newest_candles,
     rolling_day_start,
 )
+from api.views import VIEWS, ViewGuard, ViewHealth
 
 __all__ = ["INTERVALS", "QuestDBStore"]
 
@@ -54,6 +59,30 @@ _BARS_1H = sql.SQL(_TURNOVER_ROWS.format("bars_1h"))
 _BARS_1M = sql.SQL(
     "SELECT ts, first(open), max(high), min(low), last(close), sum(volume),"
     " sum(vwap * volume) / sum(volume), sum(trade_count) FROM bars_1m"
+)
+
+
+class _Rows(msgspec.Struct, frozen=True):
+    """What a candle query resamples: ``select``, or where it reads a view that may not be
+    trusted at the moment, ``instead`` (the same figures from the view's base table)."""
+
+    select: sql.SQL
+    view: str | None = None
+    instead: sql.SQL | None = None
+
+
+_FROM_RAW_TRADES = _Rows(_RAW_TRADES)
+_FROM_TRADES_1M = _Rows(_TRADES_1M, "trades_1m", _RAW_TRADES)
+_FROM_BARS_1M = _Rows(_BARS_1M)
+_FROM_BARS_1H = _Rows(_BARS_1H, "bars_1h", _BARS_1M)
+# The prices' rolling-24h figures: symbol, open, high, low, volume, vwap.
+_DAY_FROM_VIEW = sql.SQL(
+    "SELECT symbol, first(open), max(high), min(low), sum(volume),"
+    " sum(turnover) / sum(volume) FROM trades_1m {} {} ts >= %s GROUP BY symbol"
+)
+_DAY_FROM_TRADES = sql.SQL(
+    "SELECT symbol, first(price), max(price), min(price), sum(size),"
+    " sum(price * size) / sum(size) FROM trades {} {} ts >= %s GROUP BY symbol"
 )
 # Newest rows are searched for within these spans back from now, in turn, then in all rows.
 _RECENT = (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=30))
@@ -86,21 +115,22 @@ class _Sampling(msgspec.Struct, frozen=True):
 
 def _candle_rows(
     source: str, interval: str, tz: str, start: dt.datetime | None, end: dt.datetime | None
-) -> sql.Composable:
+) -> _Rows:
     """What to resample: rows coarser than a trade are exact only if no bucket and neither
-    end of the range falls inside one of them."""
+    end of the range falls inside one of them (a view's rows, if its guard lets them)."""
     bounds = [naive_utc(moment) for moment in (start, end) if moment is not None]
     on_minute = all(b.second == 0 and b.microsecond == 0 for b in bounds)
     if source == "trades":
-        return _TRADES_1M if on_minute else _RAW_TRADES
+        return _FROM_TRADES_1M if on_minute else _FROM_RAW_TRADES
     on_hour = on_minute and all(b.minute == 0 for b in bounds)
     # Hour rows are UTC hours: zones an odd number of minutes off UTC need minute rows.
-    return _BARS_1H if interval in HOURLY and tz == "UTC" and on_hour else _BARS_1M
+    return _FROM_BARS_1H if interval in HOURLY and tz == "UTC" and on_hour else _FROM_BARS_1M
 
 
 class QuestDBStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        self.guards = {spec.name: ViewGuard(spec) for spec in VIEWS}
 
     async def _rows(
         self, query: sql.Composable | str, params: tuple[object, ...]
@@ -108,6 +138,23 @@ class QuestDBStore:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(query, params)  # type: ignore[arg-type]
             return await cursor.fetchall()
+
+    async def _rows_from(
+        self,
+        view: str,
+        query: Callable[[bool], sql.Composed],
+        params: tuple[object, ...],
+    ) -> list[TupleRow]:
+        """``query(True)`` if ``view`` may answer now, else ``query(False)`` (its base table),
+        on one connection: the check and the read see the same database."""
+        async with self.pool.connection() as conn:
+            fresh = await self.guards[view].fresh(conn)
+            cursor = await conn.execute(query(fresh), params)
+            return await cursor.fetchall()
+
+    async def views(self) -> list[ViewHealth]:
+        async with self.pool.connection() as conn:
+            return [await guard.check(conn) for guard in self.guards.values()]
 
     async def prices(self, symbols: list[str] | None) -> list[Price]:
         where: sql.Composable = sql.SQL("")
@@ -123,11 +170,10 @@ class QuestDBStore:
             ).format(where),
             params,
         )
-        day = await self._rows(
-            sql.SQL(
-                "SELECT symbol, first(open), max(high), min(low), sum(volume),"
-                " sum(turnover) / sum(volume) FROM trades_1m {} {} ts >= %s GROUP BY symbol"
-            ).format(where, sql.SQL("AND") if symbols else sql.SQL("WHERE")),
+        joiner = sql.SQL("AND") if symbols else sql.SQL("WHERE")
+        day = await self._rows_from(
+            "trades_1m",
+            lambda fresh: (_DAY_FROM_VIEW if fresh else _DAY_FROM_TRADES).format(where, joiner),
             (*params, rolling_day_start()),
         )
         stats = {row[0]: row[1:] for row in day}
@@ -223,7 +269,7 @@ class QuestDBStore:
         self, how: _Sampling, limit: int, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[TupleRow]:
         """The newest ``limit`` candles between ``start`` and ``end``, newest first."""
-        select = _candle_rows(how.source, how.interval, how.tz, start, end)
+        rows = _candle_rows(how.source, how.interval, how.tz, start, end)
         conditions = [sql.SQL("symbol = %s")]
         params: list[object] = [how.symbol]
         if start is not None:
@@ -232,18 +278,28 @@ class QuestDBStore:
         if end is not None:
             conditions.append(sql.SQL("ts < %s"))
             params.append(naive_utc(end))
-        query = sql.SQL(
-            "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
-            " ORDER BY ts DESC LIMIT %s"
-        ).format(
-            select,
-            sql.SQL(" AND ").join(conditions),
-            sql.SQL(INTERVALS[how.interval]),
-            sql.SQL(_FILLS[how.fill]),
-            sql.Literal(how.tz),
-        )
+
+        def query(select: sql.SQL) -> sql.Composed:
+            return sql.SQL(
+                "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
+                " ORDER BY ts DESC LIMIT %s"
+            ).format(
+                select,
+                sql.SQL(" AND ").join(conditions),
+                sql.SQL(INTERVALS[how.interval]),
+                sql.SQL(_FILLS[how.fill]),
+                sql.Literal(how.tz),
+            )
+
         try:
-            return await self._rows(query, (*params, limit))
+            if rows.view is not None and rows.instead is not None:
+                instead = rows.instead
+                return await self._rows_from(
+                    rows.view,
+                    lambda fresh: query(rows.select if fresh else instead),
+                    (*params, limit),
+                )
+            return await self._rows(query(rows.select), (*params, limit))
         except psycopg.DatabaseError as exc:
             if "invalid timezone" not in str(exc):
                 raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from api.views import ViewHealth
+
 __all__ = [
     "Candle",
     "Health",
@@ -63,6 +65,12 @@ class Health(msgspec.Struct, frozen=True):
     newest_trade_age_s: float | None
     timestamp: str
     quote_gaps: list[QuoteGap] = []  # the newest ones, newest first
+    # Tables derived from stored rows (QuestDB's materialized views): while one is invalid or
+    # behind its base table, queries read the base table instead (serving: false).
+    views: list[ViewHealth] = []
+    # Identical market requests within this many ms share one response (0: every request
+    # reads the store): the most an answer can trail the store.
+    response_cache_ms: int = 0
 
 
 class OhlcvResponse(msgspec.Struct, frozen=True):

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
+from api.views import ViewHealth
 
 __all__ = [
     "HOURLY",
@@ -105,6 +106,9 @@ class Store(Protocol):
     async def newest_trade(self) -> dt.datetime | None: ...
 
     async def quote_gaps(self, limit: int) -> list[QuoteGap]: ...
+
+    async def views(self) -> list[ViewHealth]:
+        """Each table derived from stored rows, and whether it answers now."""
 
     async def candles(
         self,

@@ -64,6 +64,11 @@ class IngestMetrics:
             "tickpipe_ingest_backfill_requests", "REST requests, by HTTP status", ["status"],
             registry=r,
         )  # fmt: skip
+        self.view_refreshes = Counter(
+            "tickpipe_ingest_view_refreshes",
+            "Full refreshes asked for materialized views QuestDB had invalidated",
+            ["view"], registry=r,
+        )  # fmt: skip
         self.started = time.monotonic()
         self.last_frame = 0.0
         self._last_report = (self.started, 0.0)

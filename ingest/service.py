@@ -18,6 +18,8 @@ import signal
 import time
 from pathlib import Path
 
+import psycopg
+
 from ingest.backfill import BackfillFailed, Gap, VendorRest, fill_gap
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
@@ -30,6 +32,7 @@ from ingest.simulator.recording import RecordingWriter
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
 from ingest.spool import Spool
 from ingest.writer import BatchWriter
+from sql.views import RefreshedView, ViewKeeper
 
 __all__ = ["Ingester", "make_sink"]
 
@@ -98,6 +101,8 @@ class Ingester:
             asyncio.create_task(self._flush_on_time(), name="flush"),
             asyncio.create_task(self._report(), name="statistics"),
         ]
+        if self.settings.store.store == "questdb":
+            helpers.append(asyncio.create_task(self._keep_views(), name="views"))
         stopping = asyncio.create_task(self._stopping.wait())
         try:
             await asyncio.wait({feed, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -248,6 +253,25 @@ class Ingester:
         elif not self.feed.wanted.is_set() and self.spool.bytes < limit // 2:
             log.info("spool half drained: back to the feed")
             self.feed.resume()
+
+    async def _keep_views(self) -> None:
+        """Materialized views QuestDB invalidated are refreshed in full: we own the schema,
+        and the API, which never writes, reads the base tables meanwhile."""
+        keeper = ViewKeeper()
+
+        def repair() -> list[RefreshedView]:
+            with psycopg.connect(
+                self.settings.store.questdb_pg, autocommit=True, connect_timeout=5
+            ) as conn:
+                return keeper.repair(conn)
+
+        while True:
+            try:
+                for refreshed in await asyncio.to_thread(repair):
+                    self.metrics.view_refreshes.labels(refreshed.view).inc()
+            except psycopg.Error as exc:  # the store is down: the writer copes with that
+                log.debug("views not checked: %s", exc)
+            await asyncio.sleep(self.settings.ingest_view_check_s)
 
     async def _report(self) -> None:
         while True:

@@ -59,6 +59,9 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Trades are fetched this much beyond each end of a gap: the feed's events arrive in the
     # vendor's receive order, up to the exchanges' latency away from exchange-time order.
     ingest_backfill_overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    # How often the materialized views are checked, and any QuestDB invalidated (TRUNCATE,
+    # DROP PARTITION, UPDATE...) refreshed in full.
+    ingest_view_check_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     # Prometheus /metrics (0: any free port) and the statistics log line.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101

@@ -14,6 +14,9 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
+
+from sql.views import ViewKeeper
 
 __all__ = [
     "QUESTDB_TABLES",
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _DDL = resources.files("sql")
 QUESTDB_TABLES = ("trades", "quotes", "bars_1m", "quote_gaps", "trades_1m", "bars_1h")  # in order
+# Columns added to a view's definition after views were first created: (view, column).
+QUESTDB_VIEW_COLUMNS_ADDED = (("bars_1h", "bar_count"),)
 # Columns added beside the seed's, which stay as they are: (table, column, type, its value in
 # rows written before it existed). Only ever appended to; each arrives by ALTER TABLE.
 SQLITE_ADDED_COLUMNS = (
@@ -43,9 +48,27 @@ def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
     (``docker compose`` starts both at once).
     """
     with _connect_with_retry(dsn, wait_s) as conn:
+        _drop_outdated_views(conn)
         for table in QUESTDB_TABLES:
             conn.execute(_DDL.joinpath("questdb", f"{table}.sql").read_text())
+        ViewKeeper().repair(conn)
     log.info("QuestDB schema applied: %s", ", ".join(QUESTDB_TABLES))
+
+
+def _drop_outdated_views(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """A view created before a column was added to its definition is dropped, to be created
+    again (and filled from its base table): a view cannot be altered. Nothing is lost."""
+    views = {str(row[0]) for row in conn.execute("SELECT view_name FROM materialized_views()")}
+    for view, column in QUESTDB_VIEW_COLUMNS_ADDED:
+        if view not in views:
+            continue
+        # table_columns() takes only a constant: the view's name from the declaration above.
+        query = sql.SQL('SELECT 1 FROM table_columns({}) WHERE "column" = %s').format(
+            sql.Literal(view)
+        )
+        if conn.execute(query, (column,)).fetchone() is None:
+            conn.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(sql.Identifier(view)))
+            log.info("QuestDB: %s lacked %s: created again from its base table", view, column)
 
 
 def apply_sqlite_schema(path: Path) -> None:

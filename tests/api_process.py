@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from tests.polling import wait_for
+from tests.polling import scaled, wait_for
 
 __all__ = ["SERVER_PIDS", "free_port", "serve_api"]
 
@@ -55,17 +55,17 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
         del SERVER_PIDS[base]
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=10)
+            server.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:  # requests still running (a slow store): no waiting
             os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+            server.wait(timeout=scaled(10))
 
 
 def _answers(base: str) -> bool:
     """Any HTTP answer means it listens; /schema touches no database, so a slow store or a
     dead one does not make a listening server look absent."""
     try:
-        urllib.request.urlopen(base + "/schema/openapi.json", timeout=10).close()
+        urllib.request.urlopen(base + "/schema/openapi.json", timeout=scaled(10)).close()
     except urllib.error.HTTPError:
         return True
     except OSError:
@@ -76,7 +76,7 @@ def _answers(base: str) -> bool:
 def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
     """Status, JSON body and headers (lower-case names) of a GET, error statuses included."""
     try:
-        with urllib.request.urlopen(base + path, timeout=10) as response:
+        with urllib.request.urlopen(base + path, timeout=scaled(10)) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
             return response.status, json.loads(response.read()), headers
     except urllib.error.HTTPError as error:

@@ -1,0 +1,112 @@
+"""QuestDB's materialized views, trusted only while they hold what their base table holds.
+
+A view is a copy of its base table, resampled, that QuestDB keeps up to date a moment after
+each commit. It can be wrong for longer: TRUNCATE, UPDATE, DROP PARTITION or a dropped column
+on the base table invalidate it, and it then keeps its old rows (and takes no new ones) until
+``REFRESH MATERIALIZED VIEW ... FULL``. Between a commit and its refresh it lags.
+
+So before a query reads a view, ``ViewGuard.fresh`` checks two things: QuestDB calls the view
+valid, and the view covers every row of its base table (the base's row count, which QuestDB
+answers from its metadata, equals the row count the view has folded in). Neither check alone
+is enough: QuestDB's own bookkeeping of refreshed transactions (``materialized_views()``,
+``tables()``, ``wal_tables()``) trails what queries already see by a few commits, so a view it
+calls caught up can still miss the newest rows. When either check fails, the store answers
+from the base table instead: slower, never wrong. A view found covering N base rows is not
+summed again until the base's count changes.
+
+The window that remains: between the check and the query a new commit may land, so an answer
+is exact as of a moment a few milliseconds before it was given, like any read of a table that
+is being written. An UPDATE that changes no row count is noticed when QuestDB marks the view
+invalid (within milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import msgspec
+from psycopg import AsyncConnection, sql
+
+__all__ = ["VIEWS", "ViewGuard", "ViewHealth", "ViewSpec"]
+
+
+class ViewSpec(msgspec.Struct, frozen=True):
+    name: str
+    base: str
+    # The view's column that adds up to the base rows folded into it.
+    base_rows: str
+
+
+VIEWS = (
+    ViewSpec("trades_1m", "trades", "trade_count"),
+    ViewSpec("bars_1h", "bars_1m", "bar_count"),
+)
+
+
+class ViewHealth(msgspec.Struct, frozen=True):
+    """One view as /health shows it."""
+
+    view: str
+    base_table: str
+    status: str  # QuestDB's view_status: valid, invalid, refreshing
+    invalidation_reason: str | None
+    last_refresh: str | None  # ISO-8601, UTC: when QuestDB last finished refreshing it
+    rows_behind: int  # base rows not (yet) in the view; negative: rows the base lost
+    serving: bool  # whether queries read it now (else its base table)
+
+
+_STATE = (
+    "SELECT v.view_status, v.invalidation_reason, v.last_refresh_finish_timestamp, b.n"
+    " FROM materialized_views() v CROSS JOIN (SELECT count() n FROM {}) b"
+    " WHERE v.view_name = %s"
+)
+
+
+class ViewGuard:
+    """Whether one view may answer, checked against its base table on every use."""
+
+    def __init__(self, spec: ViewSpec) -> None:
+        self.spec = spec
+        self._state = sql.SQL(_STATE).format(sql.Identifier(spec.base))
+        self._covered = sql.SQL("SELECT sum({}) FROM {}").format(
+            sql.Identifier(spec.base_rows), sql.Identifier(spec.name)
+        )
+        self._verified_rows: int | None = None  # base rows the view was last found to cover
+        self._lock = asyncio.Lock()  # one sum at a time: concurrent requests share it
+        self.last = ViewHealth(spec.name, spec.base, "unknown", None, None, 0, False)
+        self.fallbacks = 0  # answers read from the base table instead
+
+    async def fresh(self, conn: AsyncConnection[tuple[object, ...]]) -> bool:
+        """The view is valid and holds every row of its base table (as of this moment)."""
+        health = await self.check(conn)
+        if not health.serving:
+            self.fallbacks += 1
+        return health.serving
+
+    async def check(self, conn: AsyncConnection[tuple[object, ...]]) -> ViewHealth:
+        cursor = await conn.execute(self._state, (self.spec.name,))
+        row = await cursor.fetchone()
+        if row is None:  # a database without the view (its schema not applied yet)
+            self.last = ViewHealth(self.spec.name, self.spec.base, "missing", None, None, 0, False)
+            return self.last
+        status, reason, refreshed, base_rows = row
+        base_rows = int(base_rows or 0)  # type: ignore[call-overload]
+        if base_rows == self._verified_rows and status == "valid":
+            behind = 0
+        else:
+            async with self._lock:
+                cursor = await conn.execute(self._covered)
+                covered = await cursor.fetchone()
+            behind = base_rows - int((covered or (0,))[0] or 0)  # type: ignore[call-overload]
+            self._verified_rows = base_rows if behind == 0 else None
+        serving = status == "valid" and behind == 0
+        self.last = ViewHealth(
+            self.spec.name, self.spec.base, str(status), reason if reason else None,  # type: ignore[arg-type]
+            _iso(refreshed), behind, serving,
+        )  # fmt: skip
+        return self.last
+
+
+def _iso(moment: object) -> str | None:
+    return moment.isoformat(timespec="milliseconds") if isinstance(moment, dt.datetime) else None

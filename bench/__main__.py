@@ -36,7 +36,7 @@ FULL = Plan(
     trades=(1_000_000, 10_000_000), query_seconds=5, concurrencies=(1, 32),
 )  # fmt: skip
 QUICK = Plan(
-    tape_seconds=20, activity=50, ingest_seconds=2, rate=20_000, settle_s=15,
+    tape_seconds=20, activity=50, ingest_seconds=2, rate=20_000, settle_s=8,
     trades=(20_000,), query_seconds=1, concurrencies=(1, 8),
     endpoints=("prices", "ohlcv 1h over 30 days"),
 )  # fmt: skip

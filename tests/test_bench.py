@@ -13,6 +13,7 @@ import pytest
 from bench.__main__ import Plan
 from bench.ingest import IngestSuite
 from bench.query import QuerySuite
+from tests.polling import scaled
 
 
 class Report(msgspec.Struct, forbid_unknown_fields=True):
@@ -26,7 +27,7 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
 def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True, text=True, timeout=scaled(400),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)

@@ -274,7 +274,7 @@ def test_health_and_metrics(api: str, market: dict[str, Any]) -> None:
     assert status == 200
     assert (body["status"], body["database"]) == ("ok", "reachable")
     assert body["newest_trade_age_s"] is not None
-    with urllib.request.urlopen(api + "/metrics", timeout=10) as response:
+    with urllib.request.urlopen(api + "/metrics", timeout=scaled(10)) as response:
         exposition = response.read().decode()
     assert "tickpipe_api_requests_total" in exposition
     assert 'path="/api/market/' in exposition  # per route, not per symbol (group_path)

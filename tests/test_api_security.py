@@ -11,6 +11,7 @@ import pytest
 
 from sql.questdb_local import ServerState
 from tests.api_process import serve_api
+from tests.polling import scaled
 
 TOKEN = "s3cret-token-for-tests"
 ORIGIN = "https://app.example"
@@ -29,7 +30,7 @@ def call(
 ) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(base + path, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=scaled(10)) as response:
             return (
                 response.status,
                 {k.lower(): v for k, v in response.headers.items()},

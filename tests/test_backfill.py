@@ -30,6 +30,7 @@ from tests.ingestion import (
     wait_for_views,
     window_for,
 )
+from tests.polling import scaled
 from tests.simulation import KEY, config, listeners, running, until
 
 MINUTE_MS = 60_000
@@ -209,7 +210,7 @@ def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path)
                 sys.executable, "-m", "ingest", "backfill", "--from", "2025-11-24T16:00:00",
                 "--to", "2025-11-24T16:04:00", env=env, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
-            _, err = await asyncio.wait_for(process.communicate(), 60)
+            _, err = await asyncio.wait_for(process.communicate(), scaled(60))
             assert process.returncode is not None
             return process.returncode, err, sim
 

@@ -32,6 +32,7 @@ from tests.ingestion import (
     watching_memory,
     window_for,
 )
+from tests.polling import scaled
 from tests.simulation import KEY, config, listeners, play_until, running, until
 
 MINUTE_MS = 60_000
@@ -45,7 +46,9 @@ pytestmark = pytest.mark.slow
 
 def metric(port: int, name: str) -> float:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=scaled(2)
+        ) as response:
             text = response.read().decode()
     except OSError:
         return 0.0
@@ -154,7 +157,7 @@ async def watched_ingesters(
     finally:
         watcher.cancel()
     processes[-1].send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(processes[-1].wait(), 30) == 0
+    assert await asyncio.wait_for(processes[-1].wait(), scaled(30)) == 0
     peaks.assert_within(IngestSettings.from_env(env))
     assert peaks.rss_mib < RSS_CEILING_MIB
 

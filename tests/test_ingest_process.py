@@ -21,6 +21,7 @@ from tests.ingestion import (
     watching_memory,
     window_for,
 )
+from tests.polling import scaled
 from tests.simulation import KEY, config, listeners, play_until, running, until
 
 
@@ -56,7 +57,7 @@ def test_sigterm_mid_stream_stores_every_received_event_and_exits_0(
             )  # fmt: skip
             await until(lambda: sim.events_sent > 3000)
             process.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(process.communicate(), 30)
+            _, stderr = await asyncio.wait_for(process.communicate(), scaled(30))
             assert process.returncode is not None
             return process.returncode, stderr
 
@@ -77,7 +78,7 @@ def test_auth_failed_exits_non_zero_naming_the_cause_never_the_key(tmp_path: Pat
                 sys.executable, "-m", "ingest", env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
-            out, err = await asyncio.wait_for(process.communicate(), 30)
+            out, err = await asyncio.wait_for(process.communicate(), scaled(30))
             return process.returncode, out, err
 
     code, out, err = asyncio.run(scenario())

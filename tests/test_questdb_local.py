@@ -16,7 +16,7 @@ from sql.errors import JarChecksumError, JavaNotFoundError
 from sql.questdb_local import QUESTDB_VERSION, cache_dir, ensure_jar, find_java, start
 from sql.questdb_local.jar import jar_java_release, sha256_of
 from tests.conftest import TEST_JAVA_OPTIONS, free_port_config
-from tests.polling import wait_for
+from tests.polling import scaled, wait_for
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -24,7 +24,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         [sys.executable, "-m", "sql.questdb_local", *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=scaled(180),
         env=env,
         check=False,
     )

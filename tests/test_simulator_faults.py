@@ -94,7 +94,7 @@ def test_ping_silence_leaves_pings_unanswered() -> None:
     async def scenario() -> None:
         async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*") as ws:
             pong = await ws.ping()
-            await asyncio.wait_for(pong, 5)
+            await asyncio.wait_for(pong, scaled(5))
             await inject(sim, "ping_silence")
             pong = await ws.ping()
             with pytest.raises(TimeoutError):

@@ -15,6 +15,7 @@ from massive.websocket.models import CryptoQuote, CryptoTrade, CurrencyAgg
 
 from ingest.simulator import Market
 from ingest.simulator.recording import read_recording
+from tests.polling import scaled
 from tests.simulation import KEY, START_MS, config, running
 
 TOPICS = ["XT.BTC-USD", "XQ.BTC-USD", "XA.BTC-USD"]
@@ -54,7 +55,7 @@ def test_the_websocket_client_receives_exactly_what_the_simulator_sent(tmp_path:
                 if any(isinstance(m, CurrencyAgg) for m in received):
                     await ws_client.close()
 
-            await asyncio.wait_for(ws_client.connect(handle), timeout=60)
+            await asyncio.wait_for(ws_client.connect(handle), timeout=scaled(60))
 
     asyncio.run(scenario())
     sent = [
@@ -97,7 +98,7 @@ def test_the_websocket_client_raises_auth_error_for_a_wrong_key() -> None:
                 raise AssertionError("no data for a wrong key")
 
             with pytest.raises(AuthError):
-                await asyncio.wait_for(ws_client.connect(handle), timeout=10)
+                await asyncio.wait_for(ws_client.connect(handle), timeout=scaled(10))
 
     asyncio.run(scenario())
 
@@ -127,7 +128,7 @@ def test_the_rest_client_reads_bars_and_pages_trades_equal_to_the_market() -> No
 
     began = time.monotonic()
     bars, trades = asyncio.run(scenario())
-    assert time.monotonic() - began < 60
+    assert time.monotonic() - began < scaled(60)
     market = Market(seed=7)
     expected_bars = [
         market.minute_bar("BTC-USD", t // 1000) for t in range(start_ms, end_ms, 60_000)

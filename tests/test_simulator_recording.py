@@ -20,6 +20,7 @@ from ingest.simulator.recorder import record
 from ingest.simulator.recording import read_recording
 from ingest.simulator.tape import Tape
 from sql.settings import Secret
+from tests.polling import scaled
 from tests.simulation import KEY, START_MS, client, config, frame, http_get, running
 
 
@@ -41,7 +42,7 @@ def test_record_then_replay_frame_for_frame(tmp_path: Path, speed: float) -> Non
         async with running(config(replay=recording, speed=speed)) as replay:
             async with client(replay, subscribe="XT.*") as ws:
                 replayed: list[str | bytes] = []
-                async with asyncio.timeout(30):
+                async with asyncio.timeout(scaled(30)):
                     while len(replayed) < len(expected):
                         replayed.append(await ws.recv())
         return replayed
@@ -60,7 +61,7 @@ def test_periodic_faults_fire_on_their_own() -> None:
             running(config(speed=30, faults=(fault,))) as sim,
             client(sim, subscribe="XT.*") as ws,
         ):
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(scaled(5)):
                 async for _ in ws:
                     pass
             assert ws.close_code == 1000
@@ -100,7 +101,7 @@ def test_the_simulator_runs_as_a_process_and_the_recorder_as_another(tmp_path: P
             [sys.executable, "-m", "ingest.simulator", "record", "--url", url,
              "--subscribe", "XT.*", "--frames", "20", "--seconds", "30", "--out", str(out)],
             env={**os.environ, "POLYGON_API_KEY": KEY},
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True, text=True, timeout=scaled(60), check=False,
         )  # fmt: skip
         assert recorder.returncode == 0, recorder.stderr
         assert KEY not in recorder.stdout + recorder.stderr
@@ -118,7 +119,7 @@ def test_the_simulator_runs_as_a_process_and_the_recorder_as_another(tmp_path: P
         assert body["events_published"] > 0
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
+        assert server.wait(timeout=scaled(10)) == 0
 
 
 def test_subscribed_status_frames_are_lists(tmp_path: Path) -> None:

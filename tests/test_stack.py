@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.api_process import free_port, get
-from tests.polling import wait_for
+from tests.polling import scaled, wait_for
 
 
 def _stack(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
@@ -55,7 +55,7 @@ def _ours(tmp_path: Path) -> list[int]:
 
 def _stop_and_check(process: subprocess.Popen[str], tmp_path: Path) -> str:
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    output, _ = process.communicate(timeout=scaled(60))
     assert process.returncode == 0, output
     assert "stopped" in output
     wait_for(lambda: _ours(tmp_path), until=lambda pids: not pids, what="no stray process")

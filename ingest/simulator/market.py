@@ -8,14 +8,18 @@ hour form a Brownian bridge between two anchors.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import TypeVar
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from ingest.protocol import MinuteAgg, Quote, SecondAgg, Trade
 
@@ -26,6 +30,8 @@ AggT = TypeVar("AggT", MinuteAgg, SecondAgg)
 ORIGIN_S = 1_704_067_200  # 2024-01-01T00:00:00Z: where every pair's walk starts
 _HOUR = 3600
 _REVERSION_PER_HOUR = 5e-4
+_PHI = 1 - _REVERSION_PER_HOUR
+_SHOCK_BLOCK = 1024  # hours of price shocks drawn from one generator
 
 
 class PairModel(msgspec.Struct, frozen=True):
@@ -64,7 +70,7 @@ class Market:
         self.seed = seed
         self.pairs = dict(pairs)
         self.activity = activity
-        self._anchors: dict[str, dict[int, float]] = {pair: {0: 0.0} for pair in self.pairs}
+        self._block_ends: dict[tuple[str, int], list[float]] = defaultdict(list)
         # Per-instance caches: the feed, the bars and the REST twin ask for the same seconds.
         self.trades = lru_cache(maxsize=8192)(self._trades)
         self._hour_path = lru_cache(maxsize=256)(self._bridge)
@@ -75,18 +81,35 @@ class Market:
         return random.Random("/".join(map(str, (self.seed, *key))))  # noqa: S311
 
     def _anchor(self, pair: str, hour: int) -> float:
-        """Log price change from ``ORIGIN_S`` to the start of ``hour`` (hours since origin)."""
-        anchors = self._anchors[pair]
-        if hour not in anchors:
-            step = 1 if hour > 0 else -1
-            sigma = self.pairs[pair].daily_vol / math.sqrt(24)
-            last = max(anchors) if step > 0 else min(anchors)
-            for h in range(last + step, hour + step, step):
-                # Mean-reverting (Ornstein-Uhlenbeck) across hours: a random walk at the scale
-                # of days that keeps prices within about 25% of the pair's level for years.
-                previous = anchors[h - step] * (1 - _REVERSION_PER_HOUR)
-                anchors[h] = previous + self.rng(pair, "hour", h).gauss(0.0, sigma)
-        return anchors[hour]
+        """Log price change from ``ORIGIN_S`` to the start of ``hour`` (hours since origin).
+
+        Mean-reverting (Ornstein-Uhlenbeck) across hours, walking away from the origin in
+        both directions: a random walk at the scale of days that keeps prices within about
+        25% of the pair's level for years. The hours are drawn a block at a time with numpy
+        (one generator a block, the recurrence as a cumulative sum), so a market years from
+        the origin is reached in milliseconds rather than seconds."""
+        if hour == 0:
+            return 0.0
+        side = 1 if hour > 0 else -1
+        block, within = divmod(abs(hour) - 1, _SHOCK_BLOCK)
+        return float(self._anchor_block(pair, side, block)[within])
+
+    def _anchor_block(self, pair: str, side: int, block: int) -> npt.NDArray[np.float64]:
+        """The anchors of hours ``side * (block * B + 1 .. (block + 1) * B)``, B a block."""
+        ends = self._block_ends[(pair, side)]  # anchor at the end of each block so far
+        while len(ends) < block:
+            ends.append(float(self._walk(pair, side, len(ends), ends[-1] if ends else 0.0)[-1]))
+        return self._walk(pair, side, block, ends[block - 1] if block else 0.0)
+
+    def _walk(self, pair: str, side: int, block: int, start: float) -> npt.NDArray[np.float64]:
+        sigma = self.pairs[pair].daily_vol / math.sqrt(24)
+        key = f"{self.seed}/{pair}/hours/{side}/{block}".encode()
+        generator = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8]))
+        shocks = generator.normal(0.0, sigma, _SHOCK_BLOCK)
+        # a[k] = phi * a[k-1] + shock[k]  ==  phi**k * (start + sum(phi**-j * shock[j], j<=k))
+        powers = _PHI ** np.arange(1, _SHOCK_BLOCK + 1)
+        walked: npt.NDArray[np.float64] = powers * (start + np.cumsum(shocks / powers))
+        return walked
 
     def _bridge(self, pair: str, hour: int) -> tuple[float, ...]:
         """Log prices at each second of ``hour`` (3601 points, both anchors included)."""

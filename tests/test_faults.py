@@ -29,6 +29,7 @@ from tests.ingestion import (
     HeldInMemory,
     backfilled_events,
     ingest_settings,
+    quiesce,
     watching_memory,
     window_for,
 )
@@ -89,22 +90,27 @@ def stored_trades(pg_dsn: str, pair: str, start_ms: int, end_ms: int) -> list[tu
 
 
 def assert_every_trade_of_the_market_stored_once(pg_dsn: str, sim: Simulator) -> None:
-    """From the first whole minute after the first connection (a second of margin: the feed
-    is in receive order) to the last whole minute whose trades had all been sent, the stored
-    trades are the market's, each once."""
-    with psycopg.connect(pg_dsn, autocommit=True) as pg:
-        row = pg.execute(
-            "SELECT cast(min(ts) AS long) / 1000, cast(max(ts) AS long) / 1000 FROM trades"
-        ).fetchone()
-    assert row is not None
-    first_ms = -(-(int(row[0]) + 1000) // MINUTE_MS) * MINUTE_MS
-    last_sent = int(row[1]) - 1000
-    end_ms = last_sent - last_sent % MINUTE_MS
+    """From the first whole minute after the first connection subscribed to the last whole
+    minute whose trades had all been sent (a trade is emitted within a second of its time),
+    the stored trades are the market's, each once. Both ends come from the simulator: what
+    it sent, not what was stored, which would hide a loss at either end."""
+    first_ms = min(c.subscribed_ms for c in sim.connection_stats(ended=True) if c.subscribed_ms)
+    first_ms = -(-first_ms // MINUTE_MS) * MINUTE_MS
+    end_ms = (sim.sim_ms - 1000) // MINUTE_MS * MINUTE_MS
     assert end_ms - first_ms >= 3 * MINUTE_MS
     for pair in PAIRS:
         stored = stored_trades(pg_dsn, pair, first_ms, end_ms)
         assert len(stored) == len(set(stored)), "a trade was stored twice"
         assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
+
+
+async def delivered(sim: Simulator, metrics_port: int) -> None:
+    """Until the ingester process has received every frame sent to its connection."""
+    await until(lambda: sim.largest_backlog() == 0)
+    await until(
+        lambda: [c.frames_sent for c in sim.connection_stats()]
+        == [metric(metrics_port, "tickpipe_ingest_frames_total")]
+    )
 
 
 def market_trades(
@@ -195,6 +201,7 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
                         lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
                     )
                 await sim.play(60)
+                await delivered(sim, metrics_port)
             return sim
 
     try:
@@ -239,6 +246,7 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
                 await until(lambda: not list(spool.glob("*.batch")), 60)
                 await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
                 await sim.play(180)  # three more market minutes from the feed
+                await delivered(sim, metrics_port)
             return sim
 
     try:
@@ -291,6 +299,7 @@ def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
                 await until(lambda: backfilled_events(ingester) > 0 and not ingester.backfills, 120)
                 await until(lambda: len(ingester.spool) == 0, 120)
                 await sim.play(60)
+                await quiesce(sim, ingester)
             ingester.stop()
             await task
             held.assert_within(ingester.settings)

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import psycopg
 
+from api.views import VIEWS
 from bench.report import save, throwaway_questdb
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
@@ -79,9 +81,11 @@ def endpoints(now_s: int) -> dict[str, str]:
     }
 
 
-def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed: int) -> None:
+def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed: int) -> int:
     """Seeded random-walk trades, evenly over DAYS up to now, and their exact minute bars (as
-    the vendor sends them), written by the ingester's own sinks into both stores."""
+    the vendor sends them), written by the ingester's own sinks into both stores; how many
+    bars."""
+    written_bars = 0
     rng = random.Random(seed)  # noqa: S311 (benchmark data, not secrets)
     first_s = now_s - DAYS * 86400
     step_ms = DAYS * 86400 * 1000 / trades
@@ -124,9 +128,33 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
         batch.bars.extend(bars, chunk[-1].ts_ms)
         questdb.write(batch)
         sqlite.write(batch)
+        written_bars += len(bars)
         done = min(trades, chunk_start + CHUNK)
         print(f"\rloading: {done:,}/{trades:,} trades", end="", file=sys.stderr)
     print(file=sys.stderr)
+    return written_bars
+
+
+def until_visible(pg_dsn: str, expected: dict[str, int], limit_s: float = 1800.0) -> None:
+    """Until QuestDB shows every row written (its WAL applied: spreading a year of rows over
+    365 partitions takes seconds) and its views hold them all, with progress."""
+    deadline = time.monotonic() + limit_s
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+
+        def figure(query: str) -> int:
+            row = pg.execute(query).fetchone()
+            return int(row[0] or 0) if row else 0
+
+        while True:
+            counts = {t: figure(f"SELECT count() FROM {t}") for t in expected}  # noqa: S608 (ours)
+            folded = {v.name: figure(f"SELECT sum({v.base_rows}) FROM {v.name}") for v in VIEWS}  # noqa: S608
+            print(f"\rapplying: {counts} of {expected}, views {folded}", end="", file=sys.stderr)
+            if counts == expected and all(folded[v.name] == expected[v.base] for v in VIEWS):
+                print(file=sys.stderr)
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"QuestDB did not show the rows within {limit_s:.0f}s")
+            time.sleep(0.5)
 
 
 def with_wrk(
@@ -253,10 +281,10 @@ def measure_stores(
         with throwaway_questdb(scratch / "questdb") as server:
             db = scratch / "trading.db"
             questdb, sqlite = QuestDBSink(server.ilp_conf, server.pg_dsn), SQLiteSink(db)
-            load(questdb, sqlite, trades, now_s, seed)
+            bars = load(questdb, sqlite, trades, now_s, seed)
             questdb.close()
             sqlite.close()
-            time.sleep(5)  # let QuestDB apply the last WAL transactions and refresh its views
+            until_visible(server.pg_dsn, {"trades": trades, "quotes": trades, "bars_1m": bars})
             for concurrency in concurrencies:
                 rows += measure("questdb", server.pg_dsn, {}, now_s, seconds, concurrency, only)
                 sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}

@@ -108,8 +108,10 @@ async def delivered(sim: Simulator, metrics_port: int) -> None:
     """Until the ingester process has received every frame sent to its connection."""
     await until(lambda: sim.largest_backlog() == 0)
     await until(
-        lambda: [c.frames_sent for c in sim.connection_stats()]
-        == [metric(metrics_port, "tickpipe_ingest_frames_total")]
+        lambda: (
+            [c.frames_sent for c in sim.connection_stats()]
+            == [metric(metrics_port, "tickpipe_ingest_frames_total")]
+        )
     )
 
 

@@ -183,3 +183,28 @@ def test_an_unknown_fault_is_a_400() -> None:
             assert "drop" in body["error"]
 
     asyncio.run(scenario())
+
+
+def test_a_stepped_clock_moves_only_when_told_over_the_control_endpoint() -> None:
+    """What a process test (or a script) does: step the market, see it get there."""
+
+    async def scenario() -> None:
+        async with running(config(stepped=True)) as sim, client(sim, subscribe="XT.*") as ws:
+            status, before = await http_get(sim.port, "/sim/stats")
+            assert (status, before["clock"], before["events_sent"]) == (200, "stepped", 0)
+            status, body = await http_get(sim.port, "/sim/clock?advance=30")
+            assert status == 200
+            assert body["target_ms"] == before["sim_ms"] + 30_000
+            received = await events(ws, 10)
+            async with asyncio.timeout(scaled(30)):
+                while (await http_get(sim.port, "/sim/stats"))[1]["sim_ms"] < body["target_ms"]:
+                    pass
+            assert all(before["sim_ms"] - 1000 <= e["t"] < body["target_ms"] for e in received)
+            status, _ = await http_get(sim.port, "/sim/clock?advance=soon")
+            assert status == 400
+        async with running(config(speed=1)) as live:
+            status, refused = await http_get(live.port, "/sim/clock?advance=30")
+            assert status == 409
+            assert "stepped" in refused["error"]
+
+    asyncio.run(scenario())

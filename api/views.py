@@ -26,6 +26,7 @@ import asyncio
 import datetime as dt
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection, sql
 
 __all__ = ["VIEWS", "ViewGuard", "ViewHealth", "ViewSpec"]
@@ -49,7 +50,9 @@ class ViewHealth(msgspec.Struct, frozen=True):
 
     view: str
     base_table: str
-    status: str  # QuestDB's view_status: valid, invalid, refreshing
+    # QuestDB's view_status (valid, invalid, refreshing), or missing / outdated where the
+    # store's schema predates this version's (no ingester of it has started yet)
+    status: str
     invalidation_reason: str | None
     last_refresh: str | None  # ISO-8601, UTC: when QuestDB last finished refreshing it
     rows_behind: int  # base rows not (yet) in the view; negative: rows the base lost
@@ -85,6 +88,18 @@ class ViewGuard:
         return health.serving
 
     async def check(self, conn: AsyncConnection[tuple[object, ...]]) -> ViewHealth:
+        try:
+            return await self._check(conn)
+        except psycopg.OperationalError:
+            raise  # the database is gone: a 503, decided elsewhere
+        except psycopg.DatabaseError as exc:  # a store no writer of this version has opened
+            self.last = ViewHealth(
+                self.spec.name, self.spec.base, "outdated", str(exc).splitlines()[0], None, 0,
+                False,
+            )  # fmt: skip
+            return self.last
+
+    async def _check(self, conn: AsyncConnection[tuple[object, ...]]) -> ViewHealth:
         cursor = await conn.execute(self._state, (self.spec.name,))
         row = await cursor.fetchone()
         if row is None:  # a database without the view (its schema not applied yet)

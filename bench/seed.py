@@ -21,7 +21,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from sql.schema import sqlite_tables_script
+from sql.sqlite_schema import sqlite_tables_script
 
 _SIDES = {1: "sell", 2: "buy"}
 

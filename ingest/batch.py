@@ -19,12 +19,14 @@ import msgspec
 
 from ingest.memo import Memo
 from ingest.protocol import MinuteAgg, Quote, Trade
+from sql.tables import BARS_1M, QUOTE_GAPS, QUOTES, TRADES, Table
 
 __all__ = [
     "BarColumns",
     "Batch",
     "QuoteColumns",
     "QuoteGapColumns",
+    "TableColumns",
     "TradeColumns",
     "normalise_pair",
 ]
@@ -49,21 +51,22 @@ def _symbols(pairs: Sequence[str]) -> list[str]:
     return [_symbol_of[p] for p in pairs]
 
 
-class _Columns(msgspec.Struct, array_like=True):
-    """One table's rows as lists of equal length, ``symbol`` first."""
+class TableColumns(msgspec.Struct, array_like=True):
+    """One table's rows as lists of equal length, ``symbol`` first; each field holds the
+    column of the table's declaration that names it as its ``batch_field``."""
 
     symbol: list[str] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.symbol)
 
-    def absorb(self, other: _Columns) -> None:
+    def absorb(self, other: TableColumns) -> None:
         """Append ``other``'s rows (a table's columns of the same kind) after these."""
         for name in self.__struct_fields__:
             getattr(self, name).extend(getattr(other, name))
 
 
-class TradeColumns(_Columns, array_like=True):
+class TradeColumns(TableColumns, array_like=True):
     ts_ms: list[int] = msgspec.field(default_factory=list)
     price: list[float] = msgspec.field(default_factory=list)
     size: list[float] = msgspec.field(default_factory=list)
@@ -87,7 +90,7 @@ class TradeColumns(_Columns, array_like=True):
         self.ingested_ms += [ingested_ms] * len(trades)
 
 
-class QuoteColumns(_Columns, array_like=True):
+class QuoteColumns(TableColumns, array_like=True):
     ts_ms: list[int] = msgspec.field(default_factory=list)
     bid_price: list[float] = msgspec.field(default_factory=list)
     bid_size: list[float] = msgspec.field(default_factory=list)
@@ -109,7 +112,7 @@ class QuoteColumns(_Columns, array_like=True):
         self.ingested_ms += [ingested_ms] * len(quotes)
 
 
-class BarColumns(_Columns, array_like=True):
+class BarColumns(TableColumns, array_like=True):
     start_ms: list[int] = msgspec.field(default_factory=list)
     end_ms: list[int] = msgspec.field(default_factory=list)
     open: list[float] = msgspec.field(default_factory=list)
@@ -140,7 +143,7 @@ class BarColumns(_Columns, array_like=True):
         self.ingested_ms += [ingested_ms] * len(bars)
 
 
-class QuoteGapColumns(_Columns, array_like=True):
+class QuoteGapColumns(TableColumns, array_like=True):
     """Windows in which quotes may be missing (quotes have no history to fetch again)."""
 
     start_ms: list[int] = msgspec.field(default_factory=list)
@@ -165,6 +168,16 @@ class Batch(msgspec.Struct, array_like=True):
 
     def __len__(self) -> int:
         return len(self.trades) + len(self.quotes) + len(self.bars) + len(self.quote_gaps)
+
+    def tables(self) -> list[tuple[Table, TableColumns]]:
+        """Each table's declaration and the rows for it (``sql/tables.py`` names the field
+        of these columns that holds each of its columns)."""
+        return [
+            (TRADES, self.trades),
+            (QUOTES, self.quotes),
+            (BARS_1M, self.bars),
+            (QUOTE_GAPS, self.quote_gaps),
+        ]
 
     @classmethod
     def joined(cls, batches: Sequence[Batch]) -> Batch:

@@ -2,8 +2,9 @@
 settings that say which store to use. Neither ``ingest`` nor ``api`` imports the other."""
 
 from sql.errors import SettingsError, StoreError
-from sql.schema import apply_questdb_schema, apply_sqlite_schema, sqlite_missing_columns
+from sql.questdb_schema import apply_questdb_schema
 from sql.settings import Secret, StoreSettings, load_environment, settings_from_env
+from sql.sqlite_schema import apply_sqlite_schema, sqlite_missing_columns
 
 __all__ = [
     "Secret",

@@ -9,8 +9,9 @@ import sys
 import psycopg
 
 from sql.errors import StoreError
-from sql.schema import apply_questdb_schema, apply_sqlite_schema
+from sql.questdb_schema import apply_questdb_schema
 from sql.settings import StoreSettings, load_environment
+from sql.sqlite_schema import apply_sqlite_schema
 
 
 def main(argv: list[str] | None = None) -> int:

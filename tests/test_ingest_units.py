@@ -126,3 +126,10 @@ def test_backoff_grows_with_jitter_to_its_ceiling_and_resets() -> None:
     assert len(set(delays)) == len(delays)
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+def test_each_tables_columns_in_a_batch_are_those_its_declaration_names() -> None:
+    """The spool, both sinks and the DDL derive from sql/tables.py: a column added there and
+    not here (or the other way) fails here, not in the store."""
+    for table, rows in Batch().tables():
+        assert set(type(rows).__struct_fields__) == {c.batch_field for c in table.columns}

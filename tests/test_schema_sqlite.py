@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sql import apply_sqlite_schema, sqlite_missing_columns
-from sql.schema import SQLITE_ADDED_COLUMNS, sqlite_tables_script
+from sql.sqlite_schema import sqlite_tables_script
+from sql.tables import TABLES
 from tests.conftest import SHARED
 from tests.polling import scaled
 
@@ -71,8 +72,9 @@ def test_tables_match_the_seed_column_for_column(
     apply_sqlite_schema(ours)
     seed_columns = columns(seed_db, table)
     assert columns(ours, table)[: len(seed_columns)] == seed_columns
-    added = [c[1] for c in columns(ours, table)[len(seed_columns) :]]
-    assert added == [column for t, column, _, _ in SQLITE_ADDED_COLUMNS if t == table]
+    declared = next(t for t in TABLES if t.sqlite == table)
+    added = {c[1] for c in columns(ours, table)[len(seed_columns) :]}
+    assert added == {c.sqlite for c in declared.sqlite_columns} - {c[1] for c in seed_columns}
 
 
 def test_a_seed_database_opens_keeps_its_rows_and_deduplicates_from_then_on(

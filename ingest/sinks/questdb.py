@@ -10,8 +10,8 @@ Auto-flush is off: the writer decides when to flush.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from questdb import QuestDBError, Sender
 from ingest.batch import Batch
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
+from sql.tables import Column, Table
 
 if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
     from questdb._client import Buffer
@@ -30,12 +31,6 @@ __all__ = ["QuestDBSink"]
 # One ILP request carries at most this many rows: a request body must stay under the client's
 # max_buf_size (100 MiB by default; a trade row is about 200 bytes).
 ROWS_PER_REQUEST = 100_000
-_SYMBOLS = {
-    "trades": ["symbol", "side"],
-    "quotes": ["symbol"],
-    "bars_1m": ["symbol"],
-    "quote_gaps": ["symbol"],
-}
 
 
 def _text(values: list[str]) -> pd.Series:
@@ -54,38 +49,24 @@ def _times(ms: list[int]) -> np.ndarray:
     return np.array(ms, dtype="datetime64[ms]")
 
 
-def _frames(batch: Batch) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Each table's rows as a DataFrame, ``ts`` the designated timestamp."""
-    if t := batch.trades:
-        yield "trades", pd.DataFrame({
-            "symbol": _text(t.symbol), "side": _text(t.side), "price": _floats(t.price),
-            "size": _floats(t.size), "exchange_id": _ints(t.exchange_id),
-            "trade_id": _text(t.trade_id), "conditions": _text(t.conditions),
-            "received_ts": _times(t.received_ms), "ingested_ts": _times(t.ingested_ms),
-            "ts": _times(t.ts_ms),
-        })  # fmt: skip
-    if q := batch.quotes:
-        yield "quotes", pd.DataFrame({
-            "symbol": _text(q.symbol), "bid_price": _floats(q.bid_price),
-            "bid_size": _floats(q.bid_size), "ask_price": _floats(q.ask_price),
-            "ask_size": _floats(q.ask_size), "exchange_id": _ints(q.exchange_id),
-            "received_ts": _times(q.received_ms), "ingested_ts": _times(q.ingested_ms),
-            "ts": _times(q.ts_ms),
-        })  # fmt: skip
-    if b := batch.bars:
-        yield "bars_1m", pd.DataFrame({
-            "symbol": _text(b.symbol), "open": _floats(b.open), "high": _floats(b.high),
-            "low": _floats(b.low), "close": _floats(b.close), "volume": _floats(b.volume),
-            "vwap": _floats(b.vwap), "avg_trade_size": _floats(b.avg_trade_size),
-            "trade_count": pd.array(b.trade_count, dtype="Int64"),  # None: not sent
-            "end_ts": _times(b.end_ms), "ingested_ts": _times(b.ingested_ms),
-            "ts": _times(b.start_ms),
-        })  # fmt: skip
-    if g := batch.quote_gaps:
-        yield "quote_gaps", pd.DataFrame({
-            "symbol": _text(g.symbol), "end_ts": _times(g.end_ms),
-            "ingested_ts": _times(g.ingested_ms), "ts": _times(g.start_ms),
-        })  # fmt: skip
+_AS: dict[str, Callable[[list[Any]], Any]] = {
+    "symbol": _text, "varchar": _text, "double": _floats, "int": _ints, "timestamp": _times,
+}  # fmt: skip
+
+
+def _values(column: Column, values: list[Any]) -> Any:
+    if column.nullable and column.kind == "int":
+        return pd.array(values, dtype="Int64")  # None: not sent
+    return _AS[column.kind](values)
+
+
+def _frames(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
+    """Each table's rows as a DataFrame, its columns as its declaration names them."""
+    for table, rows in batch.tables():
+        if rows:
+            yield table, pd.DataFrame({
+                c.name: _values(c, getattr(rows, c.batch_field)) for c in table.columns
+            })  # fmt: skip
 
 
 class QuestDBSink:
@@ -106,7 +87,9 @@ class QuestDBSink:
                 if rows + len(part) > ROWS_PER_REQUEST:
                     self._flush(buffer)
                     rows = 0
-                buffer.dataframe(part, table_name=table, symbols=_SYMBOLS[table], at="ts")
+                buffer.dataframe(
+                    part, table_name=table.name, symbols=table.symbols, at=table.timestamp.name
+                )
                 rows += len(part)
         if rows:
             self._flush(buffer)

@@ -1,41 +1,51 @@
 """The fallback profile: the seed's SQLite tables, one transaction a batch (WAL, executemany).
 
-The seed stores times in whole epoch seconds; ``ts_ms`` beside them keeps the event's
-millisecond, which orders events within a second. Unique indexes (``sql/sqlite/dedup``) make a
-re-sent trade or quote a no-op and a re-sent bar an update, as DEDUP does in QuestDB.
+Each table's INSERT comes from its declaration (``sql/tables.py``): the seed's columns, the
+event time in whole seconds as the seed kept it, and ``ts_ms`` beside them with its
+millisecond, which orders events within a second. Unique indexes (``sql/sqlite/dedup``)
+make a re-sent trade or quote a no-op and a re-sent bar an update, as DEDUP does in QuestDB.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.batch import Batch
+from ingest.batch import Batch, TableColumns
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_sqlite_schema
+from sql.tables import TABLES, Table
 
 __all__ = ["SQLiteSink"]
 
-_TRADE = (
-    "INSERT OR IGNORE INTO trades_data (symbol, timestamp, price, size, side, exchange_id,"
-    " trade_id, conditions, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_QUOTE = (
-    "INSERT OR IGNORE INTO quotes (symbol, timestamp, bid_price, bid_size, ask_price, ask_size,"
-    " exchange_id, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_BAR = (
-    "INSERT INTO market_data (symbol, timestamp, open, high, low, close, volume, vwap,"
-    " trade_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timestamp) DO UPDATE"
-    " SET open = excluded.open, high = excluded.high, low = excluded.low,"
-    " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
-    " trade_count = coalesce(excluded.trade_count, market_data.trade_count)"
-)
-_QUOTE_GAP = "INSERT OR REPLACE INTO quote_gaps (symbol, start_ms, end_ms) VALUES (?, ?, ?)"
+
+def _insert(table: Table) -> str:
+    """The table's INSERT, its conflict rule that of its unique index."""
+    names = [str(c.sqlite) for c in table.sqlite_columns]
+    if table.sqlite_seconds:
+        names.append(table.sqlite_seconds)
+    verb = {"ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE", "update": "INSERT"}
+    statement = (
+        f"{verb[table.sqlite_conflict]} INTO {table.sqlite} ({', '.join(names)})"
+        f" VALUES ({', '.join('?' * len(names))})"
+    )
+    if table.sqlite_conflict == "update":  # keep a stored value the new row lacks
+        kept = [n for n in names if n not in table.sqlite_keys]
+        statement += f" ON CONFLICT ({', '.join(table.sqlite_keys)}) DO UPDATE SET " + ", ".join(
+            f"{n} = coalesce(excluded.{n}, {table.sqlite}.{n})" for n in kept
+        )
+    return statement
 
 
-def _seconds(ms: list[int]) -> list[int]:
-    return [m // 1000 for m in ms]
+_INSERTS = {table.name: _insert(table) for table in TABLES if table.sqlite}
+
+
+def _rows(table: Table, rows: TableColumns) -> Iterator[tuple[object, ...]]:
+    values = [getattr(rows, c.batch_field) for c in table.sqlite_columns]
+    if table.sqlite_seconds:
+        values.append([ms // 1000 for ms in getattr(rows, table.timestamp.batch_field)])
+    return zip(*values, strict=True)
 
 
 class SQLiteSink:
@@ -45,26 +55,11 @@ class SQLiteSink:
         self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast
 
     def write(self, batch: Batch) -> None:
-        t, q, b = batch.trades, batch.quotes, batch.bars
         try:
             with self._conn:
-                self._conn.executemany(
-                    _TRADE,
-                    zip(t.symbol, _seconds(t.ts_ms), t.price, t.size, t.side, t.exchange_id,
-                        t.trade_id, t.conditions, t.ts_ms, strict=True),
-                )  # fmt: skip
-                self._conn.executemany(
-                    _QUOTE,
-                    zip(q.symbol, _seconds(q.ts_ms), q.bid_price, q.bid_size, q.ask_price,
-                        q.ask_size, q.exchange_id, q.ts_ms, strict=True),
-                )  # fmt: skip
-                self._conn.executemany(
-                    _BAR,
-                    zip(b.symbol, _seconds(b.start_ms), b.open, b.high, b.low, b.close,
-                        b.volume, b.vwap, b.trade_count, strict=True),
-                )  # fmt: skip
-                g = batch.quote_gaps
-                self._conn.executemany(_QUOTE_GAP, zip(g.symbol, g.start_ms, g.end_ms, strict=True))
+                for table, rows in batch.tables():
+                    if rows:
+                        self._conn.executemany(_INSERTS[table.name], _rows(table, rows))
         except sqlite3.OperationalError as exc:  # locked, disk full: retry later from the spool
             raise SinkUnavailable(str(exc)) from exc
 

@@ -1,8 +1,9 @@
-"""The Litestar app: the seed's four market routes, /health and /metrics, over QuestDB.
+"""The Litestar app: the seed's four market routes, /health and /metrics, over the store the
+settings name (``api/store.py`` opens it; the app knows no concrete store).
 
 Input rules live in the handlers' signatures (Litestar validates them and answers 400 with a
-body naming the parameter); the store's errors are mapped to HTTP in one place
-(``_store_unavailable``): an unreachable database is a 503 with Retry-After, never a 500.
+body naming the parameter); the API's errors are mapped to HTTP in one place
+(``exception_handlers`` below): an unreachable database is a 503 with Retry-After, never a 500.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 import msgspec
-import psycopg
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotFoundException, ValidationException
@@ -27,17 +27,15 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from prometheus_client import REGISTRY
 
 from api.auth import BearerTokenAuth
-from api.pool_metrics import PoolCollector
-from api.questdb_store import QuestDBStore
+from api.errors import StoreUnavailable, Unsupported
+from api.queries import CandleQuery, Interval
 from api.response_cache import ResponseCache
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.settings import ApiSettings
-from api.sqlite_store import SQLiteStore
-from api.store import Store, StoreUnavailable, Unsupported
-from api.view_metrics import ViewCollector
+from api.store import Store, open_store
 
 __all__ = ["create_app"]
 
@@ -70,7 +68,6 @@ Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
 QUOTE_GAPS_SHOWN = 50
 VIEW_CHECK_S = 5.0
-Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"]
 
 
 def _now() -> str:
@@ -122,9 +119,11 @@ async def ohlcv(
 ) -> OhlcvResponse:
     if start is not None and end is not None and start >= end:
         raise ValidationException("start: must be before end", extra={"parameter": "start"})
-    candles = await _store(request).candles(
-        symbol, interval, limit, source, start, end, fill, tz.value
-    )
+    query = CandleQuery(
+        symbol=symbol, interval=interval, limit=limit, source=source, start=start, end=end,
+        fill=fill, tz=tz.value,
+    )  # fmt: skip
+    candles = await _store(request).candles(query)
     if not candles:
         raise NotFoundException(f"no {source} for {symbol} in that range")
     return OhlcvResponse(symbol, interval, candles, len(candles), _now())
@@ -156,7 +155,7 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
         newest = await store.newest_trade()
         quote_gaps = await store.quote_gaps(QUOTE_GAPS_SHOWN)
         views = await store.views()
-    except (PoolTimeout, psycopg.Error, StoreUnavailable):
+    except StoreUnavailable:
         return Response(Health("degraded", "unreachable", None, _now()), status_code=503)
     age = None
     if newest is not None:
@@ -186,25 +185,10 @@ def _unsupported(request: Request, exc: Unsupported) -> Response[dict[str, objec
     return Response(body, status_code=400)
 
 
-async def _open_store(settings: ApiSettings) -> Store:
-    if settings.store.store == "sqlite":
-        return SQLiteStore(settings.store.database_path)
-    pool = AsyncConnectionPool(
-        settings.store.questdb_pg,
-        min_size=1,
-        max_size=16,  # QuestDB allows 64 PG connections by default
-        kwargs={"autocommit": True, "prepare_threshold": None},
-        timeout=5,  # a query waits at most this long for a connection, then 503
-        open=False,
-    )
-    await pool.open(wait=False)
-    return QuestDBStore(pool)
-
-
 async def _watch_views(store: Store) -> None:
     """Keep the views' metrics current when no request reads them."""
     while True:
-        with contextlib.suppress(PoolTimeout, psycopg.Error, StoreUnavailable):
+        with contextlib.suppress(StoreUnavailable):
             await store.views()
         await asyncio.sleep(VIEW_CHECK_S)
 
@@ -212,14 +196,14 @@ async def _watch_views(store: Store) -> None:
 def create_app(settings: ApiSettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        store = app.state.store = await _open_store(settings)
+        store = app.state.store = await open_store(settings.store)
         app.state.response_cache_ms = settings.api_cache_ms
         watching = asyncio.create_task(_watch_views(store))
         try:
             with contextlib.ExitStack() as registered:
-                if isinstance(store, QuestDBStore):
-                    registered.enter_context(PoolCollector(store.pool))
-                    registered.enter_context(ViewCollector(store.guards.values()))
+                for collector in store.collectors():
+                    REGISTRY.register(collector)  # the registry Litestar's /metrics exposes
+                    registered.callback(REGISTRY.unregister, collector)
                 yield
         finally:
             watching.cancel()
@@ -247,10 +231,5 @@ def create_app(settings: ApiSettings) -> Litestar:
         else None,
         openapi_config=openapi,
         lifespan=[lifespan],
-        exception_handlers={
-            PoolTimeout: _store_unavailable,
-            psycopg.OperationalError: _store_unavailable,
-            StoreUnavailable: _store_unavailable,
-            Unsupported: _unsupported,
-        },
+        exception_handlers={StoreUnavailable: _store_unavailable, Unsupported: _unsupported},
     )

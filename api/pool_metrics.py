@@ -7,8 +7,8 @@ timeout for a connection); these gauges show it coming.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
@@ -17,7 +17,7 @@ __all__ = ["PoolCollector"]
 
 
 class PoolCollector(Collector):
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -41,10 +41,3 @@ class PoolCollector(Collector):
             "Queries waiting for a free connection",
             value=stats.get("requests_waiting", 0),
         )
-
-    def __enter__(self) -> PoolCollector:
-        REGISTRY.register(self)  # the registry Litestar's /metrics exposes
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        REGISTRY.unregister(self)

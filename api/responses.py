@@ -25,11 +25,11 @@ class Price(msgspec.Struct, frozen=True):
     symbol: str
     price: float
     timestamp: str  # ISO-8601, UTC, of the latest trade
-    open: float | None  # rolling 24 hours
-    high: float | None
-    low: float | None
-    volume: float | None
-    vwap: float | None
+    open: float | None = None  # rolling 24 hours (None: no trade in them)
+    high: float | None = None
+    low: float | None = None
+    volume: float | None = None
+    vwap: float | None = None
 
 
 class PricesResponse(msgspec.Struct, frozen=True):

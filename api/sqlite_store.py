@@ -1,6 +1,7 @@
 """The fallback profile: the same answers from the seed's SQLite tables (times in seconds).
 
-Read-only connections, one per query on a worker thread (sqlite3 is synchronous). Buckets are
+Read-only connections, one per query on a worker thread (sqlite3 is synchronous); rows are
+read by column name into the response Structs, never by position. Buckets are
 computed in SQL, on the wall clock of the requested time zone (its offsets over the span, as
 a CASE); ``fill`` is applied in Python over the whole range before ``limit``, as QuestDB's
 FILL does before its LIMIT.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import itertools
 import sqlite3
 import zoneinfo
 from collections.abc import Iterator
@@ -19,24 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client.registry import Collector
 
-from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
-from api.store import (
+from api.errors import StoreUnavailable
+from api.queries import (
     SECONDS,
-    StoreUnavailable,
+    CandleQuery,
     iso_ms,
+    iso_of_epoch,
     naive_utc,
     newest_candles,
     rolling_day_start,
 )
+from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
+from api.sqlite_calendar import filled, in_utc, local_offset_sql
 from api.views import ViewHealth
+from sql.tables import QUOTES, TRADES, Table
 
 __all__ = ["SQLiteStore"]
 
 # Each a lookup on the (symbol, timestamp) index.
 _SPAN = (
-    "SELECT (SELECT min(timestamp) FROM {table} WHERE symbol = ?),"
-    " (SELECT max(timestamp) FROM {table} WHERE symbol = ?) + 1"
+    "SELECT (SELECT min(timestamp) FROM {table} WHERE symbol = ?) first,"
+    " (SELECT max(timestamp) FROM {table} WHERE symbol = ?) + 1 last"
 )
 _MONDAY = 4 * 86400  # the epoch was a Thursday; calendar weeks start on Monday 1970-01-05
 
@@ -52,9 +57,9 @@ _CANDLES = {
                 row_number() OVER (PARTITION BY bucket ORDER BY ts_ms DESC, id DESC) AS last_rn
             FROM t
         )
-        SELECT bucket, max(CASE WHEN first_rn = 1 THEN price END), max(price), min(price),
-            max(CASE WHEN last_rn = 1 THEN price END), sum(size), sum(price * size) / sum(size),
-            count(*)
+        SELECT bucket, max(CASE WHEN first_rn = 1 THEN price END) open, max(price) high,
+            min(price) low, max(CASE WHEN last_rn = 1 THEN price END) close, sum(size) volume,
+            sum(price * size) / sum(size) vwap, count(*) trades
         FROM r GROUP BY bucket ORDER BY bucket""",
     "bars": """
         WITH t AS (
@@ -67,9 +72,9 @@ _CANDLES = {
                 row_number() OVER (PARTITION BY bucket ORDER BY timestamp DESC, id DESC) AS last_rn
             FROM t
         )
-        SELECT bucket, max(CASE WHEN first_rn = 1 THEN open END), max(high), min(low),
-            max(CASE WHEN last_rn = 1 THEN close END), sum(volume),
-            sum(vwap * volume) / sum(volume), sum(trade_count)
+        SELECT bucket, max(CASE WHEN first_rn = 1 THEN open END) open, max(high) high,
+            min(low) low, max(CASE WHEN last_rn = 1 THEN close END) close, sum(volume) volume,
+            sum(vwap * volume) / sum(volume) vwap, sum(trade_count) trades
         FROM r GROUP BY bucket ORDER BY bucket""",
 }
 
@@ -87,13 +92,35 @@ _LATEST = (
     "SELECT price, timestamp FROM trades_data WHERE symbol = ? ORDER BY ts_ms DESC, id DESC LIMIT 1"
 )
 _DAY_OPEN = (
-    "SELECT price FROM trades_data WHERE symbol = ? AND ts_ms >= ? * 1000"
+    "SELECT price open FROM trades_data WHERE symbol = ? AND ts_ms >= ? * 1000"
     " ORDER BY ts_ms, id LIMIT 1"
 )
 _DAY_STATS = (
-    "SELECT max(price), min(price), sum(size), sum(price * size) / sum(size)"
-    " FROM trades_data WHERE symbol = ? AND timestamp >= ?"
+    "SELECT max(price) high, min(price) low, sum(size) volume,"
+    " sum(price * size) / sum(size) vwap FROM trades_data WHERE symbol = ? AND timestamp >= ?"
 )
+
+
+Row = dict[str, Any]
+
+
+def _newest(table: Table, out: type[msgspec.Struct]) -> str:
+    """The newest rows of one symbol: the columns of ``table`` the response Struct ``out``
+    holds, by name, and the seed's whole-second time (``out.timestamp``)."""
+    columns = {c.sqlite for c in table.sqlite_columns}
+    wanted = [f for f in out.__struct_fields__ if f in columns]
+    return (
+        f"SELECT {table.sqlite_seconds}, {', '.join(wanted)} FROM {table.sqlite}"  # noqa: S608
+        f" WHERE symbol = ? ORDER BY {table.timestamp.sqlite} DESC, id DESC LIMIT ?"
+    )
+
+
+_NEWEST_TRADES = _newest(TRADES, TradeOut)
+_NEWEST_QUOTES = _newest(QUOTES, QuoteOut)
+
+
+def _timed(row: Row, out: type[msgspec.Struct]) -> Any:
+    return msgspec.convert({**row, "time": iso_of_epoch(row["timestamp"])}, out)
 
 
 def _epoch(moment: dt.datetime) -> int:
@@ -102,10 +129,6 @@ def _epoch(moment: dt.datetime) -> int:
 
 def _iso_ms(epoch_ms: int) -> str:
     return iso_ms(dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).replace(tzinfo=None))
-
-
-def _iso(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None).isoformat()
 
 
 class SQLiteStore:
@@ -118,20 +141,20 @@ class SQLiteStore:
             with contextlib.closing(
                 sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
             ) as conn:
+                conn.row_factory = sqlite3.Row  # by name
                 yield conn
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def _query(
-        self, query: str, params: dict[str, object] | tuple[object, ...]
-    ) -> list[tuple[Any, ...]]:
+    def _query(self, query: str, params: dict[str, object] | tuple[object, ...]) -> list[Row]:
         with self._connect() as conn:
-            return conn.execute(query, params).fetchall()
+            return [dict(row) for row in conn.execute(query, params)]
 
-    async def _rows(
-        self, query: str, params: dict[str, object] | tuple[object, ...]
-    ) -> list[tuple[Any, ...]]:
+    async def _rows(self, query: str, params: dict[str, object] | tuple[object, ...]) -> list[Row]:
         return await asyncio.to_thread(self._query, query, params)
+
+    def collectors(self) -> list[Collector]:
+        return []  # nothing beyond the routes' own metrics
 
     async def prices(self, symbols: list[str] | None) -> list[Price]:
         return await asyncio.to_thread(self._prices, symbols)
@@ -142,35 +165,28 @@ class SQLiteStore:
         since = _epoch(rolling_day_start())
         prices = []
         with self._connect() as conn:
-            for symbol in symbols or [row[0] for row in conn.execute(_SYMBOLS)]:
+            for symbol in symbols or [row["symbol"] for row in conn.execute(_SYMBOLS)]:
                 latest = conn.execute(_LATEST, (symbol,)).fetchone()
                 if latest is None:
                     continue
                 opening = conn.execute(_DAY_OPEN, (symbol, since)).fetchone()
-                stats = conn.execute(_DAY_STATS, (symbol, since)).fetchone()
-                day = (opening[0], *stats) if opening else (None,) * 5
-                prices.append(Price(symbol, float(latest[0]), _iso(int(latest[1])), *day))
+                day = dict(conn.execute(_DAY_STATS, (symbol, since)).fetchone()) if opening else {}
+                row = {**day, **(dict(opening) if opening else {}), **dict(latest)}
+                row |= {"symbol": symbol, "timestamp": iso_of_epoch(row["timestamp"])}
+                prices.append(msgspec.convert(row, Price))
         return sorted(prices, key=lambda p: p.symbol)
 
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
-        rows = await self._rows(
-            "SELECT timestamp, price, size, side, exchange_id, trade_id, conditions"
-            " FROM trades_data WHERE symbol = ? ORDER BY ts_ms DESC, id DESC LIMIT ?",
-            (symbol, limit),
-        )
-        return [TradeOut(int(r[0]), _iso(int(r[0])), *r[1:]) for r in rows]
+        rows = await self._rows(_NEWEST_TRADES, (symbol, limit))
+        return [_timed(row, TradeOut) for row in rows]
 
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
-        rows = await self._rows(
-            "SELECT timestamp, bid_price, bid_size, ask_price, ask_size, exchange_id FROM quotes"
-            " WHERE symbol = ? ORDER BY ts_ms DESC, id DESC LIMIT ?",
-            (symbol, limit),
-        )
-        return [QuoteOut(int(r[0]), _iso(int(r[0])), *r[1:]) for r in rows]
+        rows = await self._rows(_NEWEST_QUOTES, (symbol, limit))
+        return [_timed(row, QuoteOut) for row in rows]
 
     async def newest_trade(self) -> dt.datetime | None:
-        rows = await self._rows("SELECT max(timestamp) FROM trades_data", ())
-        value = rows[0][0] if rows else None
+        rows = await self._rows("SELECT max(timestamp) newest FROM trades_data", ())
+        value = rows[0]["newest"] if rows else None
         return (
             dt.datetime.fromtimestamp(int(value), dt.UTC).replace(tzinfo=None)
             if value is not None
@@ -190,114 +206,43 @@ class SQLiteStore:
                 "SELECT symbol, start_ms, end_ms FROM quote_gaps ORDER BY start_ms DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [QuoteGap(symbol, _iso_ms(start), _iso_ms(end)) for symbol, start, end in rows]
+        return [
+            QuoteGap(row["symbol"], _iso_ms(row["start_ms"]), _iso_ms(row["end_ms"]))
+            for row in rows
+        ]
 
-    async def candles(
-        self,
-        symbol: str,
-        interval: str,
-        limit: int,
-        source: str,
-        start: dt.datetime | None,
-        end: dt.datetime | None,
-        fill: str = "none",
-        tz: str = "UTC",
-    ) -> list[Candle]:
-        step = SECONDS[interval]
-        table = "trades_data" if source == "trades" else "market_data"
-        zone = zoneinfo.ZoneInfo(tz)
+    async def candles(self, query: CandleQuery) -> list[Candle]:
+        step = SECONDS[query.interval]
+        table = "trades_data" if query.source == "trades" else "market_data"
+        zone = zoneinfo.ZoneInfo(query.tz)
 
         async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
-            first, last = (
-                _epoch(since) if since else None,
-                _epoch(end) if end else None,
-            )
-            if tz != "UTC" and (first is None or last is None):
-                span = await self._rows(_SPAN.format(table=table), (symbol, symbol))
-                first = span[0][0] if first is None else first
-                last = span[0][1] if last is None else last
-            local = _local_offset_sql(zone, first, last) if tz != "UTC" else "0"
+            first = _epoch(since) if since else None
+            last = _epoch(query.end) if query.end else None
+            if query.tz != "UTC" and (first is None or last is None):
+                span = (await self._rows(_SPAN.format(table=table), (query.symbol,) * 2))[0]
+                first = span["first"] if first is None else first
+                last = span["last"] if last is None else last
+            local = local_offset_sql(zone, first, last) if query.tz != "UTC" else "0"
             params = {
-                "symbol": symbol,
+                "symbol": query.symbol,
                 "step": step,
-                "shift": _MONDAY if interval == "1w" else 0,
+                "shift": _MONDAY if query.interval == "1w" else 0,
                 "start": first if first is not None else -(2**62),
                 "end": last if last is not None else 2**62,
             }
             # Buckets are local wall-clock times (as epoch seconds) until filled, then UTC.
-            rows = await self._rows(_CANDLES[source].format(local=local), params)
+            rows = await self._rows(_CANDLES[query.source].format(local=local), params)
             candles = [
-                Candle(int(r[0]), "", r[1], r[2], r[3], r[4], r[5], r[6],
-                       None if r[7] is None else int(r[7]))
-                for r in rows
-            ]  # fmt: skip
-            return [_in_utc(c, zone) for c in _filled(candles, step, fill)[-count:]]
+                msgspec.convert({**row, "timestamp": row["bucket"], "time": ""}, Candle)
+                for row in rows
+            ]
+            return [in_utc(c, zone) for c in filled(candles, step, query.fill)[-count:]]
 
-        return await newest_candles(sample, interval, limit, start, end, fill)
+        return await newest_candles(sample, query)
 
     async def views(self) -> list[ViewHealth]:
         return []  # every answer is computed from the seed's tables themselves
 
     async def close(self) -> None:
         return None
-
-
-def _local_offset_sql(zone: zoneinfo.ZoneInfo, first: int | None, last: int | None) -> str:
-    """Seconds from UTC to the zone's wall clock, as SQL over ``timestamp``: a CASE over the
-    zone's offset changes between ``first`` and ``last`` (only integers go into the text)."""
-    if first is None or last is None:
-        return "0"  # no rows: nothing to bucket
-    changes = [(first, _offset(zone, first))]
-    probe = first
-    while probe < last:  # every 6 hours; bisect to the second where the offset changed
-        after = min(probe + 6 * 3600, last)
-        if _offset(zone, after) != changes[-1][1]:
-            low, high = probe, after
-            while high - low > 1:
-                middle = (low + high) // 2
-                if _offset(zone, middle) == changes[-1][1]:
-                    low = middle
-                else:
-                    high = middle
-            changes.append((high, _offset(zone, high)))
-        probe = after
-    if len(changes) == 1:
-        return str(changes[0][1])
-    cases = " ".join(
-        f"WHEN timestamp < {at} THEN {offset}"
-        for (_, offset), (at, _) in itertools.pairwise(changes)
-    )
-    return f"(CASE {cases} ELSE {changes[-1][1]} END)"
-
-
-def _offset(zone: zoneinfo.ZoneInfo, epoch: int) -> int:
-    offset = dt.datetime.fromtimestamp(epoch, zone).utcoffset()
-    return int(offset.total_seconds()) if offset else 0
-
-
-def _in_utc(candle: Candle, zone: zoneinfo.ZoneInfo) -> Candle:
-    """A candle whose bucket is a local wall-clock time, with its UTC start (as QuestDB's
-    ALIGN TO CALENDAR TIME ZONE labels it)."""
-    wall = dt.datetime.fromtimestamp(candle.timestamp, dt.UTC).replace(tzinfo=zone)
-    epoch = int(wall.timestamp())
-    return msgspec.structs.replace(candle, timestamp=epoch, time=_iso(epoch))
-
-
-def _filled(candles: list[Candle], step: int, fill: str) -> list[Candle]:
-    """Buckets between the first and the last with no trades, as QuestDB's FILL gives them."""
-    if fill == "none" or not candles:
-        return candles
-    by_start = {c.timestamp: c for c in candles}
-    out: list[Candle] = []
-    for bucket in range(candles[0].timestamp, candles[-1].timestamp + 1, step):
-        candle = by_start.get(bucket)
-        if candle is None:
-            last = out[-1]
-            if fill == "prev":
-                candle = Candle(
-                    bucket, "", last.open, last.high, last.low, last.close, 0.0, None, 0
-                )
-            else:
-                candle = Candle(bucket, "", None, None, None, None, None, None, None)
-        out.append(candle)
-    return out

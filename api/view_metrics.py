@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,10 +43,3 @@ class ViewCollector(Collector):
             behind.add_metric(name, float(last.rows_behind))
             fallbacks.add_metric(name, float(guard.fallbacks))
         yield from (valid, serving, behind, fallbacks)
-
-    def __enter__(self) -> ViewCollector:
-        REGISTRY.register(self)  # the registry Litestar's /metrics exposes
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        REGISTRY.unregister(self)

@@ -28,6 +28,7 @@ import datetime as dt
 import msgspec
 import psycopg
 from psycopg import AsyncConnection, sql
+from psycopg.rows import DictRow
 
 __all__ = ["VIEWS", "ViewGuard", "ViewHealth", "ViewSpec"]
 
@@ -60,7 +61,8 @@ class ViewHealth(msgspec.Struct, frozen=True):
 
 
 _STATE = (
-    "SELECT v.view_status, v.invalidation_reason, v.last_refresh_finish_timestamp, b.n"
+    "SELECT v.view_status status, v.invalidation_reason reason,"
+    " v.last_refresh_finish_timestamp refreshed, b.n base_rows"
     " FROM materialized_views() v CROSS JOIN (SELECT count() n FROM {}) b"
     " WHERE v.view_name = %s"
 )
@@ -72,7 +74,7 @@ class ViewGuard:
     def __init__(self, spec: ViewSpec) -> None:
         self.spec = spec
         self._state = sql.SQL(_STATE).format(sql.Identifier(spec.base))
-        self._covered = sql.SQL("SELECT sum({}) FROM {}").format(
+        self._covered = sql.SQL("SELECT sum({}) covered FROM {}").format(
             sql.Identifier(spec.base_rows), sql.Identifier(spec.name)
         )
         self._verified_rows: int | None = None  # base rows the view was last found to cover
@@ -80,14 +82,14 @@ class ViewGuard:
         self.last = ViewHealth(spec.name, spec.base, "unknown", None, None, 0, False)
         self.fallbacks = 0  # answers read from the base table instead
 
-    async def fresh(self, conn: AsyncConnection[tuple[object, ...]]) -> bool:
+    async def fresh(self, conn: AsyncConnection[DictRow]) -> bool:
         """The view is valid and holds every row of its base table (as of this moment)."""
         health = await self.check(conn)
         if not health.serving:
             self.fallbacks += 1
         return health.serving
 
-    async def check(self, conn: AsyncConnection[tuple[object, ...]]) -> ViewHealth:
+    async def check(self, conn: AsyncConnection[DictRow]) -> ViewHealth:
         try:
             return await self._check(conn)
         except psycopg.OperationalError:
@@ -99,26 +101,26 @@ class ViewGuard:
             )  # fmt: skip
             return self.last
 
-    async def _check(self, conn: AsyncConnection[tuple[object, ...]]) -> ViewHealth:
+    async def _check(self, conn: AsyncConnection[DictRow]) -> ViewHealth:
         cursor = await conn.execute(self._state, (self.spec.name,))
         row = await cursor.fetchone()
         if row is None:  # a database without the view (its schema not applied yet)
             self.last = ViewHealth(self.spec.name, self.spec.base, "missing", None, None, 0, False)
             return self.last
-        status, reason, refreshed, base_rows = row
-        base_rows = int(base_rows or 0)  # type: ignore[call-overload]
+        status, reason = str(row["status"]), row["reason"]
+        base_rows = int(row["base_rows"] or 0)
         if base_rows == self._verified_rows and status == "valid":
             behind = 0
         else:
             async with self._lock:
                 cursor = await conn.execute(self._covered)
                 covered = await cursor.fetchone()
-            behind = base_rows - int((covered or (0,))[0] or 0)  # type: ignore[call-overload]
+            behind = base_rows - int((covered or {}).get("covered") or 0)
             self._verified_rows = base_rows if behind == 0 else None
         serving = status == "valid" and behind == 0
         self.last = ViewHealth(
-            self.spec.name, self.spec.base, str(status), reason if reason else None,  # type: ignore[arg-type]
-            _iso(refreshed), behind, serving,
+            self.spec.name, self.spec.base, status, str(reason) if reason else None,
+            _iso(row["refreshed"]), behind, serving,
         )  # fmt: skip
         return self.last
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
-import re
 import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +35,7 @@ from api.response_cache import ResponseCache
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.settings import ApiSettings
 from api.store import Store, open_store
+from sql.markets import CRYPTO
 
 __all__ = ["create_app"]
 
@@ -62,9 +62,9 @@ _ERRORS_OR_NONE = {
     404: ResponseSpec(ErrorBody, description="A well-formed pair with no data"),
     503: _UNAVAILABLE,
 }
-_PAIRS = re.compile(r"^ *[A-Z0-9]{1,15}-[A-Z0-9]{1,15}( *, *[A-Z0-9]{1,15}-[A-Z0-9]{1,15})* *$")
-_PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
-Symbol = Annotated[str, Parameter(pattern=_PAIR.pattern, description="A pair, e.g. BTC-USD")]
+Symbol = Annotated[
+    str, Parameter(pattern=CRYPTO.pair_regex, description=f"A pair, e.g. {CRYPTO.example}")
+]
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
 QUOTE_GAPS_SHOWN = 50
 VIEW_CHECK_S = 5.0
@@ -85,7 +85,7 @@ async def prices(
     symbols: Annotated[
         str | None,
         Parameter(
-            pattern=_PAIRS.pattern,
+            pattern=CRYPTO.pairs_regex,
             description="Comma-separated pairs, e.g. BTC-USD,ETH-USD; every pair if absent",
         ),
     ] = None,

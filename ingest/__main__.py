@@ -29,6 +29,7 @@ from ingest.service import Ingester, make_sink, run_until_signalled
 from ingest.settings import IngestSettings
 from ingest.sinks import SinkUnavailable
 from sql import SettingsError, load_environment
+from sql.markets import CRYPTO, SymbolError
 
 
 def _moment(text: str) -> int:
@@ -107,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument(
         "--to", dest="to_ms", type=_moment, required=True, metavar="TIME", help="ISO-8601, excluded"
     )
-    fill.add_argument("--pairs", nargs="+", help="default: PAIRS")
+    fill.add_argument(
+        "--pairs",
+        nargs="+",
+        metavar="PAIR",
+        help="as PAIRS takes them: BTC-USD,ETH-USD (default: PAIRS)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -133,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 def _backfill_command(
     settings: IngestSettings, from_ms: int, to_ms: int, pairs: list[str] | None
 ) -> int:
-    wanted = pairs or [pair for pair in settings.pairs if pair != "*"]
+    try:
+        named = CRYPTO.pairs(pairs or [])
+    except SymbolError as exc:
+        print(f"error: --pairs: {exc}", file=sys.stderr)
+        return 2
+    wanted = list(named) or [pair for pair in settings.pairs if pair != "*"]
     if from_ms >= to_ms or not wanted:
         print("error: --from must be before --to, and PAIRS or --pairs name pairs", file=sys.stderr)
         return 2

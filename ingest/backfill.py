@@ -31,6 +31,7 @@ import httpx
 import msgspec
 
 from ingest.protocol import UNDECODABLE, Amount, ExchangeId, MinuteAgg, Price, Trade, TradeId
+from sql.markets import CRYPTO
 from sql.settings import Secret
 
 __all__ = ["BackfillFailed", "BackfillRefused", "Filled", "Gap", "VendorRest", "fill_gap"]
@@ -189,11 +190,6 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def ticker_of(pair: str) -> str:
-    """``BTC-USD`` -> ``X:BTCUSD``, the REST API's crypto ticker."""
-    return "X:" + pair.replace("-", "")
-
-
 async def fill_gap(
     rest: VendorRest,
     pairs: Sequence[str],
@@ -213,10 +209,10 @@ async def fill_gap(
     past = gap.to_ms + 1  # the window's end, excluded
     ended = past - past % MINUTE_MS  # minutes starting before this have ended
     for pair in pairs:
-        ticker, filled = ticker_of(pair), Filled()
+        ticker, filled = CRYPTO.ticker(pair), Filled()
         if bars and ended > first_minute:
             filled.fetching = "bars"
-            path = f"/v2/aggs/ticker/{ticker}/range/1/minute/{first_minute}/{ended - 1}"
+            path = CRYPTO.bars_path.format(ticker=ticker, from_ms=first_minute, to_ms=ended - 1)
             query = {"limit": rest.page_limit, "sort": "asc", "adjusted": "true"}
             async for bar_page in rest.pages(path, query, _Bar):
                 deliver([], [_minute_agg(pair, bar) for bar in bar_page if bar.t < ended])
@@ -232,7 +228,8 @@ async def fill_gap(
                 "order": "asc",
                 "limit": rest.page_limit,
             }
-            async for trade_page in rest.pages(f"/v3/trades/{ticker}", query, _Trade):
+            trades_path = CRYPTO.trades_path.format(ticker=ticker)
+            async for trade_page in rest.pages(trades_path, query, _Trade):
                 fetched = [_trade(pair, trade) for trade in trade_page]
                 deliver(fetched, [])
                 filled.trades += len(fetched)

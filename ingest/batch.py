@@ -19,6 +19,7 @@ import msgspec
 
 from ingest.memo import Memo
 from ingest.protocol import MinuteAgg, Quote, Trade
+from sql.markets import CRYPTO
 from sql.tables import BARS_1M, QUOTE_GAPS, QUOTES, TRADES, Table
 
 __all__ = [
@@ -28,21 +29,12 @@ __all__ = [
     "QuoteGapColumns",
     "TableColumns",
     "TradeColumns",
-    "normalise_pair",
 ]
 
 _SIDES: dict[tuple[int, ...], str] = {(1,): "sell", (2,): "buy"}
 
 
-def normalise_pair(pair: str) -> str:
-    """``BTC-USD`` stays; ``X:BTCUSD`` becomes ``BTC-USD`` (quote currency: three letters)."""
-    if pair.startswith("X:"):
-        symbol = pair[2:]
-        return f"{symbol[:-3]}-{symbol[-3:]}"
-    return pair
-
-
-_symbol_of = Memo(normalise_pair)
+_symbol_of = Memo(CRYPTO.pair)  # X:BTCUSD (some frames send REST tickers) -> BTC-USD
 # The conditions list as text, as the seed stored it: (1, 2) -> "[1,2]".
 _conditions_text: Memo[str] = Memo(lambda c: "[" + ",".join(map(str, c)) + "]")
 

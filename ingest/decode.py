@@ -20,10 +20,11 @@ from ingest.protocol import (
     Trade,
     frame_decoder,
 )
+from sql.markets import CRYPTO
 
 __all__ = ["DecodedFrame", "decode_frame"]
 
-_KNOWN = frozenset({"XT", "XQ", "XA", "XAS", "status"})
+_KNOWN = frozenset({*CRYPTO.channels, "status"})
 # Whether a pair has the feed's shape, checked once per distinct pair (a pattern in the
 # Structs would run a regex on every event, nearly doubling the cost of decoding).
 _pair_ok: Memo[bool] = Memo(lambda pair: PAIR_SHAPE.fullmatch(pair) is not None)

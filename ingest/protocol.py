@@ -12,11 +12,12 @@ or UUID) but some frames carry a number; conditions ``[1]`` mean sell side, ``[2
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta, field
+
+from sql.markets import CRYPTO
 
 __all__ = [
     "PAIR_SHAPE",
@@ -42,7 +43,7 @@ __all__ = [
 # malformed, never stored (a 10^30 timestamp or an exchange id past INT would make the store
 # refuse the whole batch it came in, again at every retry).
 Pair = Annotated[str, Meta(max_length=32)]  # and of PAIR_SHAPE, checked by the decoder
-PAIR_SHAPE = re.compile(r"[A-Z0-9]{1,15}-[A-Z0-9]{1,15}|X:[A-Z0-9]{2,29}")
+PAIR_SHAPE = CRYPTO.feed_symbol
 Price = Annotated[float, Meta(ge=0, lt=1e15)]  # also keeps out 1e400, which decodes as inf
 Amount = Annotated[float, Meta(ge=0, lt=1e15)]
 Millis = Annotated[int, Meta(ge=0, lt=4_102_444_800_000)]  # epoch ms before the year 2100

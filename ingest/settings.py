@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sql.markets import CRYPTO
 from sql.settings import Secret, StoreSettings, settings_from_env
 
 __all__ = ["DEFAULT_PAIRS", "IngestSettings"]
@@ -17,8 +18,8 @@ DEFAULT_PAIRS = ("BTC-USD", "ETH-USD", "SOL-USD", "MATIC-USD", "AVAX-USD")
 _VENDOR_HOSTS = {"socket.massive.com": "api.massive.com", "socket.polygon.io": "api.polygon.io"}
 
 # A WebSocket pair as the feed names it ("BTC-USD"), or "*" for every pair.
-Pair = Annotated[str, msgspec.Meta(pattern=r"^(\*|[A-Z0-9]{1,15}-[A-Z0-9]{1,15})$")]
-Channel = Annotated[str, msgspec.Meta(pattern=r"^(XT|XQ|XA|XAS)$")]
+Pair = Annotated[str, msgspec.Meta(pattern=rf"^(\*|{CRYPTO.pair_pattern})$")]
+Channel = Annotated[str, msgspec.Meta(pattern=f"^({'|'.join(CRYPTO.channels)})$")]
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):

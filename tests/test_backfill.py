@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -203,12 +204,13 @@ def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path)
         async with running(config(speed=1.0)) as sim:
             env = {**os.environ, "STORE": "sqlite", "DATABASE_PATH": str(db),
                    "POLYGON_API_KEY": KEY, "POLYGON_WS_URL": f"ws://127.0.0.1:{sim.port}/crypto",
-                   "PAIRS": "BTC-USD,SOL-USD",
+                   "PAIRS": "ETH-USD",  # --pairs wins
                    "INGEST_DEAD_LETTER": str(tmp_path / "dead.jsonl")}  # fmt: skip
             sim.inject("rest_bad_row", count=3)
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ingest", "backfill", "--from", "2025-11-24T16:00:00",
-                "--to", "2025-11-24T16:04:00", env=env, stderr=asyncio.subprocess.PIPE,
+                "--to", "2025-11-24T16:04:00", "--pairs", "BTC-USD,SOL-USD", env=env,
+                stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             _, err = await asyncio.wait_for(process.communicate(), scaled(60))
             assert process.returncode is not None
@@ -233,3 +235,20 @@ def test_backfill_command_fills_a_window_into_the_sqlite_profile(tmp_path: Path)
                 "SELECT timestamp FROM market_data WHERE symbol = ? ORDER BY timestamp", (pair,)
             ).fetchall()
             assert [b[0] * 1000 for b in bars] == list(range(from_ms, to_ms, MINUTE_MS))
+
+
+@pytest.mark.parametrize("pairs", [["BTC-USD,eth-usd"], ["BTC-USD", "X:ETHUSD"], ["BTC-USD;ETH"]])
+def test_backfill_command_refuses_what_is_not_a_pair_naming_the_option(
+    tmp_path: Path, pairs: list[str]
+) -> None:
+    env = {**os.environ, "STORE": "sqlite", "DATABASE_PATH": str(tmp_path / "t.db"),
+           "POLYGON_API_KEY": KEY}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "backfill", "--from", "2025-11-24T16:00",
+         "--to", "2025-11-24T16:04", "--pairs", *pairs],
+        env=env, capture_output=True, text=True, timeout=scaled(60), check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--pairs" in done.stderr
+    assert "BTC-USD" in done.stderr  # the example of what a pair looks like
+    assert not (tmp_path / "t.db").exists()  # nothing was started

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.batch import Batch, normalise_pair
+from ingest.batch import Batch
 from ingest.decode import decode_frame
 from ingest.feed import Backoff
 from ingest.protocol import Quote, Trade
 from ingest.spool import Spool
+from sql.markets import CRYPTO
 
 TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":1700000000123,"x":1,"i":"42","c":[2],"r":1700000000150}'  # noqa: E501
 
@@ -79,7 +80,7 @@ def test_rows_are_normalised() -> None:
     assert twice.bars.trade_count == [100, 100]
     assert len(twice) == 6
     assert len(batch) == 3  # the parts are left as they were
-    assert normalise_pair("X:MATICUSD") == "MATIC-USD"
+    assert CRYPTO.pair("X:MATICUSD") == "MATIC-USD"
 
 
 def test_the_spool_keeps_order_and_sets_torn_batches_aside(tmp_path: Path) -> None:

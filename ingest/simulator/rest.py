@@ -21,6 +21,7 @@ import msgspec
 
 from ingest.protocol import MinuteAgg, Trade
 from ingest.simulator.market import Market, aggregate
+from sql.markets import CRYPTO
 
 __all__ = ["RestError", "RestTwin", "pair_of_ticker"]
 
@@ -47,11 +48,11 @@ class _Cursor(msgspec.Struct, frozen=True):
 
 
 def pair_of_ticker(ticker: str) -> str:
-    """``X:BTCUSD`` -> ``BTC-USD`` (quote currencies are three letters on this feed)."""
-    if not ticker.startswith("X:") or len(ticker) < 6:
-        raise RestError(400, f"unknown ticker {ticker!r}: crypto tickers look like X:BTCUSD")
-    symbol = ticker[2:]
-    return f"{symbol[:-3]}-{symbol[-3:]}"
+    """``X:BTCUSD`` -> ``BTC-USD``, by the market's rules."""
+    example = CRYPTO.ticker(CRYPTO.example)
+    if not ticker.startswith(CRYPTO.ticker_prefix) or len(ticker) <= len(example) - 3:
+        raise RestError(400, f"unknown ticker {ticker!r}: crypto tickers look like {example}")
+    return CRYPTO.pair(ticker)
 
 
 class RestTwin:

@@ -14,10 +14,11 @@ import msgspec
 
 from ingest.protocol import MinuteAgg, Quote, SecondAgg, Trade
 from ingest.simulator.market import Market
+from sql.markets import CRYPTO
 
 __all__ = ["CHANNELS", "Tape", "TapeEvent"]
 
-CHANNELS = ("XT", "XQ", "XA", "XAS")
+CHANNELS = CRYPTO.channels
 _encode = msgspec.json.Encoder().encode
 
 

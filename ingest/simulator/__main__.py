@@ -17,11 +17,12 @@ from pathlib import Path
 
 import uvloop
 
+from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.faults import parse_periodic_fault
 from ingest.simulator.generate import generate
 from ingest.simulator.market import DEFAULT_MARKET, Market
 from ingest.simulator.recorder import record
-from ingest.simulator.server import Simulator, SimulatorConfig
+from ingest.simulator.server import Simulator
 from ingest.simulator.tape import CHANNELS, Tape
 from sql.settings import Secret
 

@@ -6,11 +6,21 @@ scripts) or every N seconds (``--fault KIND:SECONDS``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import msgspec
 
-__all__ = ["FAULT_KINDS", "FaultKind", "PeriodicFault", "parse_periodic_fault"]
+from ingest.simulator.clock import MarketClock
+from ingest.simulator.connection import Connection
+
+__all__ = [
+    "CONNECTION_FAULTS",
+    "FAULT_KINDS",
+    "FaultKind",
+    "PeriodicFault",
+    "parse_periodic_fault",
+]
 
 FaultKind = Literal[
     "drop",  # the TCP connection vanishes: no close frame
@@ -48,3 +58,44 @@ def parse_periodic_fault(text: str) -> PeriodicFault:
     if seconds <= 0:
         raise ValueError(f"{text!r}: the period must be positive")
     return msgspec.convert({"kind": kind, "every_s": seconds}, PeriodicFault)
+
+
+class FaultOptions(msgspec.Struct, frozen=True):
+    seconds: float  # how long a stall lasts (market seconds on a stepped clock)
+    count: int  # how many trades a duplicate fault repeats
+    clock: MarketClock
+
+
+_MALFORMED_FRAME = b'[{"ev":"XT","pair":"BTC-USD","p":6400'
+_UNKNOWN_EVENT = b'{"ev":"XZ","pair":"BTC-USD","zz":1}'
+
+
+def _silence(conn: Connection, options: FaultOptions) -> None:
+    conn.ws.transport.pause_reading()
+    conn.sending.clear()
+    conn.silenced = True
+
+
+def _stall(conn: Connection, options: FaultOptions) -> None:
+    conn.sending.clear()
+    options.clock.call_later(options.seconds, conn.sending.set)
+
+
+def _duplicate(conn: Connection, options: FaultOptions) -> None:
+    conn.duplicates_left += options.count
+
+
+# What each fault does to one connection. The others (outage, rest_*) act on the simulator
+# as a whole: server.py applies them.
+CONNECTION_FAULTS: dict[str, Callable[[Connection, FaultOptions], None]] = {
+    "drop": lambda conn, _: conn.ws.transport.abort(),
+    "maintenance": lambda conn, _: conn.close_soon(1001, "maintenance"),
+    "close_normal": lambda conn, _: conn.close_soon(1000, "maintenance"),
+    "ping_silence": _silence,
+    "stall": _stall,
+    "slow_consumer": lambda conn, _: conn.kick("slow_consumer", "consumer is too slow"),
+    "force_disconnect": lambda conn, _: conn.kick("force_disconnect", "disconnected by server"),
+    "malformed": lambda conn, _: conn.outbox.add_frame(_MALFORMED_FRAME),
+    "unknown_event": lambda conn, _: conn.outbox.add_events([_UNKNOWN_EVENT]),
+    "duplicate": _duplicate,
+}

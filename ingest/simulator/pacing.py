@@ -12,12 +12,14 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 from ingest.simulator.clock import MarketClock
+from ingest.simulator.recording import read_recording
 from ingest.simulator.tape import Tape, TapeEvent
 
-__all__ = ["Audience", "Pacer", "RecordedData"]
+__all__ = ["Audience", "Pacer", "RecordedData", "read_ahead", "recorded_data"]
 
 RecordedData = tuple[int, bytes, int]  # receive time (ns), the frame, how many events
 
@@ -127,3 +129,21 @@ class Pacer:
             else:
                 await self._wait_for_room()
             self.audience.publish_frame(frame, events)
+
+
+def recorded_data(path: Path) -> Iterator[RecordedData]:
+    """The data frames of a recording (status frames belong to the recorded session)."""
+    for recorded in read_recording(path):
+        if '"ev":"status"' not in recorded.frame:
+            frame = recorded.frame.encode()
+            yield recorded.ns, frame, frame.count(b'"ev":')
+
+
+def read_ahead(frames: Iterator[RecordedData], seconds: int) -> list[RecordedData]:
+    """The frames of the first ``seconds`` of the recording, by its own clock."""
+    ahead: list[RecordedData] = []
+    for frame in frames:
+        ahead.append(frame)
+        if frame[0] - ahead[0][0] >= seconds * 1_000_000_000:
+            break
+    return ahead

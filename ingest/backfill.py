@@ -25,12 +25,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
 import httpx
 import msgspec
 
-from ingest.protocol import UNDECODABLE, Amount, ExchangeId, MinuteAgg, Price, Trade, TradeId
+from ingest.protocol import UNDECODABLE, MinuteAgg, Trade
+from ingest.rest_schema import RestBar, RestPage, RestTrade
 from sql.markets import CRYPTO
 from sql.settings import Secret
 
@@ -65,34 +66,7 @@ class Filled(msgspec.Struct):
     fetching: str = ""  # "bars", then "trades"
 
 
-# The REST API's rows, held to the same bounds as the feed's events (ingest/protocol.py).
-class _Bar(msgspec.Struct, frozen=True):
-    t: Annotated[int, msgspec.Meta(ge=0, lt=4_102_444_800_000)]
-    o: Price
-    h: Price
-    l: Price  # noqa: E741 (the vendor's field name)
-    c: Price
-    v: Amount
-    vw: Price = 0.0
-    n: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
-
-
-class _Trade(msgspec.Struct, frozen=True):
-    participant_timestamp: Annotated[int, msgspec.Meta(ge=0, lt=4_102_444_800 * 10**9)]  # ns
-    price: Price
-    size: Amount
-    exchange: ExchangeId = 0
-    id: TradeId = ""
-    conditions: Annotated[tuple[int, ...], msgspec.Meta(max_length=32)] = ()
-
-
-Row = TypeVar("Row", _Bar, _Trade)
-
-
-class _Page(msgspec.Struct, frozen=True):
-    results: list[msgspec.Raw] = msgspec.field(default_factory=list)
-    next_url: str | None = None
-    error: str | None = None
+Row = TypeVar("Row", RestBar, RestTrade)
 
 
 class VendorRest:
@@ -140,7 +114,7 @@ class VendorRest:
             yield rows
             url, query = page.next_url, None  # next_url carries the query (or a cursor)
 
-    async def _get(self, url: str, params: dict[str, str] | None) -> _Page:
+    async def _get(self, url: str, params: dict[str, str] | None) -> RestPage:
         for attempt in range(_MAX_ATTEMPTS):
             await self._pace()
             try:
@@ -152,7 +126,7 @@ class VendorRest:
                 self._on_request(response.status_code)
                 if response.status_code == 200:
                     try:
-                        return msgspec.json.decode(response.content, type=_Page)
+                        return msgspec.json.decode(response.content, type=RestPage)
                     except UNDECODABLE as exc:
                         raise BackfillFailed(f"unexpected REST answer: {exc}") from None
                 if response.status_code in (401, 403):
@@ -178,7 +152,7 @@ class VendorRest:
 
 def _error(response: httpx.Response) -> str:
     try:
-        return msgspec.json.decode(response.content, type=_Page).error or "no reason given"
+        return msgspec.json.decode(response.content, type=RestPage).error or "no reason given"
     except UNDECODABLE:
         return response.text[:200]
 
@@ -214,7 +188,7 @@ async def fill_gap(
             filled.fetching = "bars"
             path = CRYPTO.bars_path.format(ticker=ticker, from_ms=first_minute, to_ms=ended - 1)
             query = {"limit": rest.page_limit, "sort": "asc", "adjusted": "true"}
-            async for bar_page in rest.pages(path, query, _Bar):
+            async for bar_page in rest.pages(path, query, RestBar):
                 deliver([], [_minute_agg(pair, bar) for bar in bar_page if bar.t < ended])
                 filled.bars += len(bar_page)
                 if bar_page:
@@ -229,7 +203,7 @@ async def fill_gap(
                 "limit": rest.page_limit,
             }
             trades_path = CRYPTO.trades_path.format(ticker=ticker)
-            async for trade_page in rest.pages(trades_path, query, _Trade):
+            async for trade_page in rest.pages(trades_path, query, RestTrade):
                 fetched = [_trade(pair, trade) for trade in trade_page]
                 deliver(fetched, [])
                 filled.trades += len(fetched)
@@ -240,7 +214,7 @@ async def fill_gap(
     return total
 
 
-def _minute_agg(pair: str, bar: _Bar) -> MinuteAgg:
+def _minute_agg(pair: str, bar: RestBar) -> MinuteAgg:
     return MinuteAgg(
         pair=pair, open=bar.o, high=bar.h, low=bar.l, close=bar.c, volume=bar.v, vwap=bar.vw,
         avg_trade_size=bar.v / bar.n if bar.n else 0.0,
@@ -248,7 +222,7 @@ def _minute_agg(pair: str, bar: _Bar) -> MinuteAgg:
     )  # fmt: skip
 
 
-def _trade(pair: str, trade: _Trade) -> Trade:
+def _trade(pair: str, trade: RestTrade) -> Trade:
     ts_ms = trade.participant_timestamp // 1_000_000
     return Trade(
         pair=pair, price=trade.price, size=trade.size, ts_ms=ts_ms, exchange_id=trade.exchange,

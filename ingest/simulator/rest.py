@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import msgspec
 
 from ingest.protocol import MinuteAgg, Trade
+from ingest.rest_schema import RestBar, RestTrade
 from ingest.simulator.market import Market, aggregate
 from sql.markets import CRYPTO
 
@@ -94,7 +95,7 @@ class RestTwin:
         limit = _limit(query, default=5000)
         descending = query.get("sort", "asc") == "desc"
         windows = range(first_ms - first_ms % span_ms, last_ms + 1, span_ms)
-        results: list[dict[str, object]] = []
+        results: list[RestBar] = []
         next_start: int | None = None
         for window in reversed(windows) if descending else windows:
             if len(results) == limit:
@@ -104,8 +105,8 @@ class RestTwin:
             bar = aggregate(MinuteAgg, pair, window, window + span_ms, trades)
             if bar is not None:
                 results.append(
-                    {"v": bar.volume, "vw": bar.vwap, "o": bar.open, "c": bar.close,
-                     "h": bar.high, "l": bar.low, "t": window, "n": len(trades)}
+                    RestBar(t=window, o=bar.open, h=bar.high, l=bar.low, c=bar.close,
+                            v=bar.volume, vw=bar.vwap, n=len(trades))
                 )  # fmt: skip
         body: dict[str, object] = {
             "ticker": ticker,
@@ -146,7 +147,7 @@ class RestTwin:
             gte = max(gte, lt - 7 * 86_400 * 10**9)  # look back a week at most, as served
             cursor = _Cursor(ticker, gte, lt, order, _limit(query, default=1000), None)
         pair = self._known_pair(cursor.ticker)
-        results: list[dict[str, object]] = []
+        results: list[RestTrade] = []
         last: tuple[int, int] | None = None
         more = False
         for position, trade in self._trades_in(pair, cursor):
@@ -154,9 +155,9 @@ class RestTwin:
                 more = True
                 break
             results.append(
-                {"conditions": list(trade.conditions), "exchange": trade.exchange_id,
-                 "id": str(trade.trade_id), "participant_timestamp": trade.ts_ms * 1_000_000,
-                 "price": trade.price, "size": trade.size}
+                RestTrade(participant_timestamp=trade.ts_ms * 1_000_000, price=trade.price,
+                          size=trade.size, exchange=trade.exchange_id, id=str(trade.trade_id),
+                          conditions=trade.conditions)
             )  # fmt: skip
             last = position
         body: dict[str, object] = {

@@ -32,7 +32,7 @@ import msgspec
 import psycopg
 
 from bench.report import save, throwaway_questdb
-from ingest.simulator.recording import read_recording
+from ingest.recording import read_recording
 from sql.questdb_local import cache_dir
 
 POLL_S = 0.1

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,11 +29,11 @@ from pathlib import Path
 
 import msgspec
 
+from api.process import SERVER_PIDS, rss_mib, serve_api
 from bench.charts import memory_chart
 from bench.ingest import questdb_probe, replaying, tape_for
 from bench.query import with_wrk
 from bench.report import RESULTS, save, throwaway_questdb
-from tests.api_process import SERVER_PIDS, serve_api
 
 PATHS = (
     "/api/market/prices",
@@ -92,18 +91,6 @@ class LoadRun(msgspec.Struct, frozen=True):
     events_per_s: int
     ingester_rss: Memory
     api_rss: Memory
-
-
-def rss_mib(pid: int) -> float | None:
-    """Resident memory of a process and its children (granian's workers are children)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return None
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
-    own = int(found[1]) / 1024 if found else 0.0
-    return round(own + sum(rss_mib(int(child)) or 0.0 for child in children), 1)
 
 
 def measure(seconds: float, clients: int, speed: float) -> LoadRun:

@@ -28,13 +28,13 @@ import httpx
 import msgspec
 import psycopg
 
+from api.process import serve_api
 from api.views import VIEWS
 from bench.report import save, throwaway_questdb
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator.market import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
-from tests.api_process import serve_api
 
 PAIRS = {
     "BTC-USD": 64000.0,

@@ -11,6 +11,7 @@ refuses the API key.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import logging
 import sys
@@ -18,16 +19,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 import uvloop
 
 from ingest.backfill import BackfillFailed, BackfillRefused, Filled, Gap, VendorRest, fill_gap
-from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.errors import AuthFailed
 from ingest.protocol import MinuteAgg, Trade
 from ingest.service import Ingester, make_sink, run_until_signalled
 from ingest.settings import IngestSettings
-from ingest.sinks import SinkUnavailable
+from ingest.spool import Spool
+from ingest.writer import BatchWriter
 from sql import SettingsError, load_environment
 from sql.markets import CRYPTO, SymbolError
 
@@ -43,25 +45,24 @@ def _moment(text: str) -> int:
 
 async def backfill(
     settings: IngestSettings, gap: Gap, pairs: Sequence[str], rejected: DeadLetters
-) -> Filled:
-    """The window into the store, a batch at a time, with a progress line per pair; rows the
-    REST API sent that no schema accepts go to ``rejected``."""
+) -> tuple[Filled, bool]:
+    """The window into the store, through the service's writer and spool, with a progress
+    line per pair; rows the REST API sent that no schema accepts go to ``rejected``. Whether
+    the store took every row (if not, they wait in the spool for the next run)."""
     assert settings.polygon_api_key is not None
-    sink = make_sink(settings)
+    # A spool of its own: a running service owns INGEST_SPOOL_DIR itself.
+    spool = Spool(settings.ingest_spool_dir / "backfill")
+    writer = BatchWriter(
+        await asyncio.to_thread(make_sink, settings), spool,
+        max_queued_rows=settings.ingest_queued_rows,
+    )  # fmt: skip
     rest = VendorRest(
         settings.rest_url, settings.polygon_api_key, settings.ingest_backfill_requests_per_s,
         on_rejected=rejected.add,
     )  # fmt: skip
-    batch = Batch()
 
     def deliver(trades: list[Trade], bars: list[MinuteAgg]) -> None:
-        nonlocal batch
-        now_ms = time.time_ns() // 1_000_000
-        batch.trades.extend(trades, now_ms)
-        batch.bars.extend(bars, now_ms)
-        if len(batch) >= settings.ingest_batch_rows:
-            sink.write(batch)
-            batch = Batch()
+        writer.add_fetched(trades, bars, settings.ingest_batch_rows)
 
     shown: list[str] = []  # the pairs with a line so far
 
@@ -80,12 +81,11 @@ async def backfill(
 
     try:
         filled = await fill_gap(rest, pairs, gap, deliver, progress=progress)
-        sink.write(batch)
     finally:
         print(file=sys.stderr)
         await rest.close()
-        sink.close()
-    return filled
+        stored = await asyncio.to_thread(writer.close)
+    return filled, stored
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,16 +151,23 @@ def _backfill_command(
     logging.getLogger().setLevel(logging.WARNING)  # the progress lines say what happens
     rejected = DeadLetters(settings.ingest_dead_letter)
     try:
-        filled = uvloop.run(backfill(settings, Gap(from_ms, to_ms - 1), wanted, rejected))
+        filled, stored = uvloop.run(backfill(settings, Gap(from_ms, to_ms - 1), wanted, rejected))
     except BackfillRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (BackfillFailed, SinkUnavailable) as exc:
+    except (BackfillFailed, psycopg.OperationalError) as exc:  # the REST API, or the store
         print(f"error: {exc} (run it again: nothing is stored twice)", file=sys.stderr)
         return 1
     finally:
         rejected.close()
     print(f"backfilled {filled.trades:,} trades and {filled.bars:,} bars", file=sys.stderr)
+    if not stored:
+        print(
+            f"the store did not take them all: they wait in {settings.ingest_spool_dir}/backfill"
+            " (run the command again to write them)",
+            file=sys.stderr,
+        )
+        return 1
     if rejected.count:
         print(f"{rejected.count:,} unusable rows set aside in {rejected.path}", file=sys.stderr)
     return 0

@@ -27,8 +27,8 @@ from ingest.decode import decode_frame
 from ingest.feed import SESSION_START, Feed, FrameBuffer
 from ingest.metrics import IngestMetrics
 from ingest.protocol import MinuteAgg, Trade
+from ingest.recording import RecordingWriter
 from ingest.settings import IngestSettings
-from ingest.simulator.recording import RecordingWriter
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
 from ingest.spool import Spool
 from ingest.writer import BatchWriter
@@ -216,15 +216,9 @@ class Ingester:
     def _deliver(self, trades: list[Trade], bars: list[MinuteAgg]) -> None:
         """Backfilled events join the rows on their way to the store."""
         assert self.writer is not None
-        pending, now_ms = self.writer.pending, time.time_ns() // 1_000_000
-        if trades:
-            pending.trades.extend(trades, now_ms)
-            self.metrics.backfilled.labels("trade").inc(len(trades))
-        if bars:
-            pending.bars.extend(bars, now_ms)
-            self.metrics.backfilled.labels("bar").inc(len(bars))
-        if len(pending) >= self.settings.ingest_batch_rows:
-            self.writer.hand_over()
+        self.writer.add_fetched(trades, bars, self.settings.ingest_batch_rows)
+        self.metrics.backfilled.labels("trade").inc(len(trades))
+        self.metrics.backfilled.labels("bar").inc(len(bars))
 
     async def _flush_on_time(self) -> None:
         """The ILP client checks its flush interval only when a row arrives: we drive it."""

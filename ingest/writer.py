@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ingest.batch import Batch
+from ingest.protocol import MinuteAgg, Trade
 from ingest.sinks.base import Sink, SinkUnavailable
 from ingest.spool import Spool
 
@@ -53,6 +54,15 @@ class BatchWriter:
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
+
+    def add_fetched(self, trades: list[Trade], bars: list[MinuteAgg], batch_rows: int) -> None:
+        """Trades and bars fetched over REST join the rows on their way to the store (the
+        feed's own events are added column by column on the hot path instead)."""
+        now_ms = time.time_ns() // 1_000_000
+        self.pending.trades.extend(trades, now_ms)
+        self.pending.bars.extend(bars, now_ms)
+        if len(self.pending) >= batch_rows:
+            self.hand_over()
 
     def hand_over(self) -> None:
         """Pass the pending rows on as a batch (called from the event loop; never waits on

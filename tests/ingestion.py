@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 import psycopg
 
+from ingest.recording import read_recording
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
-from ingest.simulator.recording import read_recording
 from sql import Secret, StoreSettings
 from tests.polling import wait_for
 from tests.simulation import KEY, START_MS, until

@@ -15,12 +15,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from api.process import get, serve_api
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
-from tests.api_process import get, serve_api
 from tests.ingestion import wait_for_views
 from tests.polling import wait_for
 

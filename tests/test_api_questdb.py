@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from questdb import Sender, TimestampMicros, TimestampNanos
 
+from api.process import free_port, get, serve_api
 from sql.questdb_local import ServerState
-from tests.api_process import free_port, get, serve_api
 from tests.ingestion import wait_for_views
 from tests.polling import scaled, wait_for
 

@@ -10,8 +10,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
+from api.process import serve_api
 from sql.questdb_local import ServerState
-from tests.api_process import serve_api
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 
+from api.process import serve_api
 from sql.questdb_local import ServerState
-from tests.api_process import serve_api
 from tests.polling import scaled
 
 TOKEN = "s3cret-token-for-tests"

@@ -16,13 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from api.process import get, serve_api
 from ingest.backfill import BackfillRefused, Gap, VendorRest, fill_gap
 from ingest.protocol import MinuteAgg, Trade
 from ingest.service import Ingester
 from ingest.simulator import Simulator
 from sql import Secret, StoreSettings
 from sql.questdb_local import cache_dir, start, stop
-from tests.api_process import get, serve_api
 from tests.conftest import free_port_config
 from tests.ingestion import (
     backfilled_events,

@@ -17,13 +17,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.load import rss_mib
+from api.process import free_port, rss_mib
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
 from sql import StoreSettings
 from sql.questdb_local import cache_dir, start, stop
-from tests.api_process import free_port
 from tests.conftest import free_port_config
 from tests.ingestion import (
     HeldInMemory,

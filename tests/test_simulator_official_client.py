@@ -13,8 +13,8 @@ from massive import RESTClient, WebSocketClient
 from massive.exceptions import AuthError
 from massive.websocket.models import CryptoQuote, CryptoTrade, CurrencyAgg
 
+from ingest.recording import read_recording
 from ingest.simulator import Market
-from ingest.simulator.recording import read_recording
 from tests.polling import scaled
 from tests.simulation import KEY, START_MS, config, running
 

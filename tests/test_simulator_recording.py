@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from ingest.recording import read_recording
 from ingest.simulator import Market
 from ingest.simulator.faults import PeriodicFault, parse_periodic_fault
 from ingest.simulator.generate import generate
 from ingest.simulator.recorder import record
-from ingest.simulator.recording import read_recording
 from ingest.simulator.tape import Tape
 from sql.settings import Secret
 from tests.polling import scaled

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_process import free_port, get
+from api.process import free_port, get
 from tests.polling import scaled, wait_for
 
 

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from questdb import Sender, TimestampNanos
 
+from api.process import get, serve_api
 from sql import apply_questdb_schema, apply_sqlite_schema
 from sql.questdb_local import cache_dir, start, stop
 from sql.tables import TABLES
-from tests.api_process import get, serve_api
 from tests.conftest import free_port_config
 from tests.ingestion import wait_for_views
 from tests.polling import wait_for

@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from questdb import Sender, TimestampNanos
 
+from api.process import get, serve_api
 from ingest.protocol import Trade
 from ingest.service import Ingester
 from ingest.simulator import Simulator
 from sql import StoreSettings, apply_questdb_schema
 from sql.questdb_local import ServerState, cache_dir, start, stop
-from tests.api_process import get, serve_api
 from tests.conftest import free_port_config
 from tests.ingestion import ingest_settings
 from tests.polling import scaled

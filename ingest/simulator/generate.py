@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from ingest.simulator.recording import RecordingWriter
+from ingest.recording import RecordingWriter
 from ingest.simulator.tape import Tape, TapeEvent
 
 __all__ = ["generate"]

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from ingest.recording import read_recording
 from ingest.simulator.clock import MarketClock
-from ingest.simulator.recording import read_recording
 from ingest.simulator.tape import Tape, TapeEvent
 
 __all__ = ["Audience", "Pacer", "RecordedData", "read_ahead", "recorded_data"]

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from ingest.protocol import Action
-from ingest.simulator.recording import RecordingWriter
+from ingest.recording import RecordingWriter
 from sql.settings import Secret
 
 __all__ = ["record"]

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ingest.protocol import status_frame
+from ingest.recording import RecordingWriter
 from ingest.simulator.clock import MarketClock
 from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.connection import (
@@ -37,7 +38,6 @@ from ingest.simulator.faults import CONNECTION_FAULTS, FaultKind, FaultOptions, 
 from ingest.simulator.http import HttpSide
 from ingest.simulator.market import DEFAULT_MARKET, Market
 from ingest.simulator.pacing import Pacer, RecordedData, read_ahead, recorded_data
-from ingest.simulator.recording import RecordingWriter
 from ingest.simulator.tape import Tape, TapeEvent
 
 __all__ = ["Simulator"]

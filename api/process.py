@@ -1,21 +1,24 @@
-"""The API as its own process (granian on a free loopback port), for tests and benchmarks."""
+"""The API as a child process (granian on a free loopback port), as the benchmarks and the
+tests run it, and the small helpers both use around such processes: a free port, a JSON GET,
+a process tree's resident memory."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from tests.polling import scaled, wait_for
-
-__all__ = ["SERVER_PIDS", "free_port", "serve_api"]
+__all__ = ["SERVER_PIDS", "free_port", "get", "rss_mib", "serve_api"]
 
 
 def free_port() -> int:
@@ -28,9 +31,12 @@ def free_port() -> int:
 SERVER_PIDS: dict[str, int] = {}
 
 
+START_TIMEOUT_S = 60.0  # for a server to answer once started (a slow machine: seconds)
+
+
 def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
-    """``python -m api`` on a free loopback port; ``store_env`` picks another store (or sets
-    any API_* variable)."""
+    """``python -m api`` on a free loopback port, until it answers; ``store_env`` picks
+    another store (or sets any API_* variable). A generator: iterate once to use it."""
     port = free_port()
     env = {
         **os.environ,
@@ -49,23 +55,27 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     SERVER_PIDS[base] = server.pid
     try:
-        wait_for(lambda: _answers(base), until=bool, what="the API to listen")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(base):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer on {base} (exit {server.poll()})")
+            time.sleep(0.05)
         yield base
     finally:
         del SERVER_PIDS[base]
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=scaled(10))
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:  # requests still running (a slow store): no waiting
             os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=scaled(10))
+            server.wait(timeout=30)
 
 
 def _answers(base: str) -> bool:
     """Any HTTP answer means it listens; /schema touches no database, so a slow store or a
     dead one does not make a listening server look absent."""
     try:
-        urllib.request.urlopen(base + "/schema/openapi.json", timeout=scaled(10)).close()
+        urllib.request.urlopen(base + "/schema/openapi.json", timeout=30).close()  # noqa: S310
     except urllib.error.HTTPError:
         return True
     except OSError:
@@ -73,12 +83,25 @@ def _answers(base: str) -> bool:
     return True
 
 
-def get(base: str, path: str) -> tuple[int, Any, dict[str, str]]:
+def get(base: str, path: str, timeout_s: float = 30.0) -> tuple[int, Any, dict[str, str]]:
     """Status, JSON body and headers (lower-case names) of a GET, error statuses included."""
     try:
-        with urllib.request.urlopen(base + path, timeout=scaled(10)) as response:
+        with urllib.request.urlopen(base + path, timeout=timeout_s) as response:  # noqa: S310
             headers = {k.lower(): v for k, v in response.headers.items()}
             return response.status, json.loads(response.read()), headers
     except urllib.error.HTTPError as error:
         headers = {k.lower(): v for k, v in error.headers.items()}
         return error.code, json.loads(error.read()), headers
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of a process and its children (granian's workers are children), from
+    /proc; None where it is gone (or not Linux)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    own = int(found[1]) / 1024 if found else 0.0
+    return round(own + sum(rss_mib(int(child)) or 0.0 for child in children), 1)

@@ -30,8 +30,10 @@ from typing import TypeVar
 import httpx
 import msgspec
 
+from ingest.errors import IngestError
 from ingest.protocol import UNDECODABLE, MinuteAgg, Trade
 from ingest.rest_schema import RestBar, RestPage, RestTrade
+from sql.backoff import Backoff
 from sql.markets import CRYPTO
 from sql.settings import Secret
 
@@ -44,8 +46,13 @@ PAGE_LIMIT = 50_000  # the most either endpoint returns per page
 _MAX_ATTEMPTS = 8
 
 
-class BackfillFailed(Exception):
-    """The REST API kept failing (or answered something unexpected)."""
+class BackfillFailed(IngestError):
+    """The REST API kept failing (or answered something unexpected); ``status`` is its last
+    HTTP status, None for a transport error."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class BackfillRefused(BackfillFailed):
@@ -115,13 +122,17 @@ class VendorRest:
             url, query = page.next_url, None  # next_url carries the query (or a cursor)
 
     async def _get(self, url: str, params: dict[str, str] | None) -> RestPage:
-        for attempt in range(_MAX_ATTEMPTS):
+        """One page: the one place that decides, for the vendor's REST API, what is retried
+        (429, 5xx, transport errors) and what is given up on."""
+        backoff = Backoff(0.5, 30.0)
+        status: int | None = None
+        for _ in range(_MAX_ATTEMPTS):
             await self._pace()
             try:
                 response = await self._client.get(url, params=params)
             except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}"
-                delay_s = min(30.0, 0.5 * 2**attempt)
+                reason, status = f"{type(exc).__name__}", None
+                delay_s = backoff.next_delay()
             else:
                 self._on_request(response.status_code)
                 if response.status_code == 200:
@@ -129,17 +140,18 @@ class VendorRest:
                         return msgspec.json.decode(response.content, type=RestPage)
                     except UNDECODABLE as exc:
                         raise BackfillFailed(f"unexpected REST answer: {exc}") from None
-                if response.status_code in (401, 403):
+                status = response.status_code
+                if status in (401, 403):
                     raise BackfillRefused(
-                        f"REST API refused the key ({response.status_code}: {_error(response)})"
+                        f"REST API refused the key ({status}: {_error(response)})", status
                     )
-                if response.status_code != 429 and response.status_code < 500:
-                    raise BackfillFailed(f"REST API: {response.status_code}: {_error(response)}")
-                reason = str(response.status_code)
-                delay_s = _retry_after(response) or min(30.0, 0.5 * 2**attempt)
+                if status != 429 and status < 500:
+                    raise BackfillFailed(f"REST API: {status}: {_error(response)}", status)
+                reason = str(status)
+                delay_s = _retry_after(response) or backoff.next_delay()
             log.warning("backfill: %s; retrying in %.1fs", reason, delay_s)
             await asyncio.sleep(delay_s)
-        raise BackfillFailed(f"REST API still failing after {_MAX_ATTEMPTS} attempts")
+        raise BackfillFailed(f"REST API still failing after {_MAX_ATTEMPTS} attempts", status)
 
     async def _pace(self) -> None:
         now = time.monotonic()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,8 +24,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from ingest.errors import AuthFailed
 from ingest.protocol import UNDECODABLE, Action, Status
 from ingest.settings import IngestSettings
+from sql.backoff import Backoff
 
-__all__ = ["SESSION_START", "Backoff", "Feed", "FrameBuffer"]
+__all__ = ["SESSION_START", "Feed", "FrameBuffer"]
 
 log = logging.getLogger(__name__)
 _statuses = msgspec.json.Decoder(list[Status])
@@ -35,22 +35,6 @@ _STATUS_FRAME_MAX = 1024  # statuses come in small frames of their own
 # Put in the frame stream when a connection has subscribed: everything before it came on an
 # earlier connection, so the pipeline knows where the feed may have missed events.
 SESSION_START = b""
-
-
-class Backoff:
-    """Exponential delays with jitter: half fixed, half random, so reconnecting clients spread."""
-
-    def __init__(self, minimum_s: float, maximum_s: float) -> None:
-        self.minimum_s, self.maximum_s = minimum_s, maximum_s
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum_s, self.minimum_s * float(2**self.attempt))
-        self.attempt += 1
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not secrecy)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class FrameBuffer:

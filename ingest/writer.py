@@ -22,6 +22,7 @@ from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Trade
 from ingest.sinks.base import Sink, SinkUnavailable
 from ingest.spool import Spool
+from sql.backoff import Backoff
 
 __all__ = ["BatchWriter"]
 
@@ -47,7 +48,7 @@ class BatchWriter:
         self._changed = threading.Condition()  # guards _queued, the spool's order, _stopping
         self._stopping = False
         self._on_written = on_written
-        self._retry_s = retry_s
+        self._backoff = Backoff(retry_s, 30.0)  # while the store refuses the spooled batches
         self._thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
         self._thread.start()
 
@@ -104,11 +105,13 @@ class BatchWriter:
                 else:
                     return  # stopping, and everything is stored
             if batch is None:  # the spool first: it holds the oldest batches
-                if not self._drain():
+                if self._drain():
+                    self._backoff.reset()
+                else:
                     if self._stopping:
                         self._spool_queued()
                         return  # the rest stays in the spool for the next start
-                    time.sleep(self._retry_s)
+                    time.sleep(self._backoff.next_delay())
             elif not self._write(batch):
                 with self._changed:
                     self.spool.push_front(batch)  # older than anything spooled meanwhile

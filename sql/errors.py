@@ -4,6 +4,7 @@ The tree::
 
     StoreError                   base of everything below
     ├── SettingsError            an environment variable is malformed (carries its name)
+    ├── SymbolError              not a pair of the market (sql/markets.py; carries it)
     └── LocalQuestDBError        the local QuestDB server could not be fetched, launched or stopped
         ├── JarChecksumError     a jar is not the pinned build (carries both digests)
         ├── JavaNotFoundError    no Java runtime is new enough (carries what was tried)

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 
 import msgspec
 
+from sql.errors import StoreError
+
 __all__ = ["CRYPTO", "Market", "SymbolError"]
 
 
-class SymbolError(ValueError):
+class SymbolError(StoreError, ValueError):
     """A symbol no rule of the market accepts; carries it."""
 
     def __init__(self, symbol: str, market: Market) -> None:

@@ -18,6 +18,7 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
+from sql.backoff import Backoff
 from sql.tables import TABLES, Table
 from sql.views import ViewKeeper
 
@@ -76,11 +77,11 @@ def _drop_outdated_views(conn: Conn) -> None:
 
 
 def _connect_with_retry(dsn: str, wait_s: float) -> Conn:
-    deadline = time.monotonic() + wait_s
+    deadline, backoff = time.monotonic() + wait_s, Backoff(0.25, 2.0)
     while True:
         try:
             return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError:
             if time.monotonic() >= deadline:
                 raise
-            time.sleep(0.5)
+            time.sleep(backoff.next_delay())

@@ -8,9 +8,9 @@ import pytest
 
 from ingest.batch import Batch
 from ingest.decode import decode_frame
-from ingest.feed import Backoff
 from ingest.protocol import Quote, Trade
 from ingest.spool import Spool
+from sql.backoff import Backoff
 from sql.markets import CRYPTO
 
 TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":1700000000123,"x":1,"i":"42","c":[2],"r":1700000000150}'  # noqa: E501

@@ -18,13 +18,19 @@ import asyncio
 from collections.abc import Callable
 from typing import Literal
 
+from ingest.errors import IngestError
+
 __all__ = ["ClockMode", "MarketClock", "NotStepped"]
 
 ClockMode = Literal["real", "flat", "stepped"]
 
 
-class NotStepped(Exception):
+class NotStepped(IngestError):
     """``advance`` on a clock that moves by itself."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(f"the clock is {mode!r}; only a stepped clock is advanced")
+        self.mode = mode
 
 
 class MarketClock:
@@ -43,7 +49,7 @@ class MarketClock:
 
     def advance_to(self, target_ms: int) -> int:
         if self.mode != "stepped":
-            raise NotStepped(f"the clock is {self.mode!r}; only a stepped clock is advanced")
+            raise NotStepped(self.mode)
         self.target_ms = max(self.target_ms, target_ms)
         self._notify()
         return self.target_ms

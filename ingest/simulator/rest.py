@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgspec
 
+from ingest.errors import IngestError
 from ingest.protocol import MinuteAgg, Trade
 from ingest.rest_schema import RestBar, RestTrade
 from ingest.simulator.market import Market, aggregate
@@ -30,7 +31,7 @@ _SPAN_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_
 _MAX_LIMIT = 50_000
 
 
-class RestError(Exception):
+class RestError(IngestError):
     """A request the vendor would refuse: carries the HTTP status and the vendor's body."""
 
     def __init__(self, status: int, error: str, status_word: str = "ERROR") -> None:

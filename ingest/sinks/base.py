@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from ingest.batch import Batch
+from ingest.errors import IngestError
 
 __all__ = ["Sink", "SinkUnavailable"]
 
 
-class SinkUnavailable(Exception):
+class SinkUnavailable(IngestError):
     """The store did not take a batch; the batch is intact and may be retried or spooled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Sink(Protocol):

@@ -15,7 +15,7 @@ import enum
 import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from litestar import Litestar, Request, Response, get
@@ -38,6 +38,8 @@ from api.store import Store, open_store
 from sql.markets import CRYPTO
 
 __all__ = ["create_app"]
+
+T = TypeVar("T")
 
 # Calendar zones as an enum, so the OpenAPI schema lists exactly what is accepted. Two entries
 # of the tz database name no place (the host's own zone, a placeholder) and QuestDB refuses them.
@@ -63,7 +65,7 @@ _ERRORS_OR_NONE = {
     503: _UNAVAILABLE,
 }
 Symbol = Annotated[
-    str, Parameter(pattern=CRYPTO.pair_regex, description=f"A pair, e.g. {CRYPTO.example}")
+    str, Parameter(pattern=CRYPTO.regex(), description=f"A pair, e.g. {CRYPTO.example}")
 ]
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
 QUOTE_GAPS_SHOWN = 50
@@ -72,6 +74,13 @@ VIEW_CHECK_S = 5.0
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _found(rows: list[T], what: str) -> list[T]:
+    """``rows``, or a 404 saying there are no ``what`` (a well-formed pair without data)."""
+    if not rows:
+        raise NotFoundException(f"no {what}")
+    return rows
 
 
 def _store(request: Request) -> Store:  # type: ignore[type-arg]
@@ -85,7 +94,7 @@ async def prices(
     symbols: Annotated[
         str | None,
         Parameter(
-            pattern=CRYPTO.pairs_regex,
+            pattern=CRYPTO.regex(many=True),
             description="Comma-separated pairs, e.g. BTC-USD,ETH-USD; every pair if absent",
         ),
     ] = None,
@@ -123,25 +132,19 @@ async def ohlcv(
         symbol=symbol, interval=interval, limit=limit, source=source, start=start, end=end,
         fill=fill, tz=tz.value,
     )  # fmt: skip
-    candles = await _store(request).candles(query)
-    if not candles:
-        raise NotFoundException(f"no {source} for {symbol} in that range")
+    candles = _found(await _store(request).candles(query), f"{source} for {symbol} in that range")
     return OhlcvResponse(symbol, interval, candles, len(candles), _now())
 
 
 @get("/api/market/trades/{symbol:str}", responses=_ERRORS_OR_NONE)
 async def trades(request: Request, symbol: Symbol, limit: Limit = 100) -> TradesResponse:  # type: ignore[type-arg]
-    rows = await _store(request).trades(symbol, limit)
-    if not rows:
-        raise NotFoundException(f"no trades for {symbol}")
+    rows = _found(await _store(request).trades(symbol, limit), f"trades for {symbol}")
     return TradesResponse(symbol, rows, len(rows), _now())
 
 
 @get("/api/market/quotes/{symbol:str}", responses=_ERRORS_OR_NONE)
 async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> QuotesResponse:  # type: ignore[type-arg]
-    rows = await _store(request).quotes(symbol, limit)
-    if not rows:
-        raise NotFoundException(f"no quotes for {symbol}")
+    rows = _found(await _store(request).quotes(symbol, limit), f"quotes for {symbol}")
     return QuotesResponse(symbol, rows, len(rows), _now())
 
 

@@ -18,7 +18,6 @@ wrk (Debian's ``wrk`` package) and a minute or more.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -31,9 +30,9 @@ import msgspec
 
 from api.process import SERVER_PIDS, rss_mib, serve_api
 from bench.charts import memory_chart
-from bench.ingest import questdb_probe, replaying, tape_for
-from bench.query import with_wrk
-from bench.report import RESULTS, save, throwaway_questdb
+from bench.http_load import with_wrk
+from bench.replay import questdb_probe, replaying, tape_for
+from bench.report import RESULTS, command_line, save, throwaway_questdb
 
 PATHS = (
     "/api/market/prices",
@@ -163,9 +162,7 @@ class _Watch:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--speed", type=float, default=0.0, help="tape speed, 0: flat-out")

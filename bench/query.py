@@ -12,25 +12,21 @@ share; the ratio between stores, measured in the same run, is the point.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
-import re
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import msgspec
 import psycopg
 
 from api.process import serve_api
 from api.views import VIEWS
-from bench.report import save, throwaway_questdb
+from bench.http_load import with_httpx, with_wrk
+from bench.report import command_line, save, throwaway_questdb
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator.market import aggregate
@@ -157,68 +153,6 @@ def until_visible(pg_dsn: str, expected: dict[str, int], limit_s: float = 1800.0
             time.sleep(0.5)
 
 
-def with_wrk(
-    wrk: str, url: str, seconds: float, concurrency: int, script: Path | None = None
-) -> tuple[int, int, list[float]]:
-    """(requests, errors, [p50, p99, max] in ms) from wrk: a C client, so the load generator
-    takes little of the 2 cores the server and the database share. ``script``: a wrk Lua
-    script (e.g. one that spreads the requests over several paths)."""
-    options = ["-s", str(script)] if script else []
-    out = subprocess.run(
-        [wrk, f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-         "--timeout", "10s", "--latency", *options, url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    requests = int(_found(r"(\d+) requests in", out))
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    status = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = sum(int(n) for n in (socket.groups() if socket else ())) + int(
-        status[1] if status else 0
-    )
-    # p50, p99 (the distribution's lines), max (the third figure of the latency line)
-    figures = (r"(?m)^\s+50%\s+(\S+)", r"(?m)^\s+99%\s+(\S+)", r"Latency\s+\S+\s+\S+\s+(\S+)")
-    return requests, errors, [_ms(_found(pattern, out)) for pattern in figures]
-
-
-def _found(pattern: str, text: str) -> str:
-    match = re.search(pattern, text)
-    if match is None:
-        raise ValueError(f"wrk said something unexpected (no {pattern!r}):\n{text}")
-    return match[1]
-
-
-def _ms(figure: str) -> float:
-    """wrk's '812.00us', '12.34ms', '1.20s' in milliseconds."""
-    number, unit = _found(r"^([\d.]+)(us|ms|s|m)$", figure), figure.lstrip("0123456789.")
-    return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit], 3)
-
-
-async def with_httpx(url: str, seconds: float, concurrency: int) -> tuple[int, int, list[float]]:
-    """The same figures from a Python client, where wrk is not installed (it competes with
-    the server for the CPU, so absolute figures are pessimistic)."""
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                began = time.perf_counter()
-                try:
-                    response = await client.get(url)
-                    errors += response.status_code >= 300
-                except httpx.TimeoutException:  # a store that cannot keep up: an error, timed
-                    errors += 1
-                latencies.append(time.perf_counter() - began)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    ordered = sorted(latencies)
-    percentiles = [statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))], ordered[-1]]
-    return len(ordered), errors, [round(p * 1000, 3) for p in percentiles]
-
-
 def measure(
     store: str,
     pg_dsn: str,
@@ -300,9 +234,7 @@ def measure_stores(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--trades", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="load per endpoint and store")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib.metadata
 import os
@@ -121,3 +122,17 @@ def markdown(report: dict[str, object]) -> str:
         lines += ["", "SQLite p99 over QuestDB p99: "
                   + "; ".join(f"{k} {_cell(v)}x" for k, v in ratios.items())]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def command_line(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser, its module docstring as the help."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def tape_options(parser: argparse.ArgumentParser, *, tape_seconds: int, seconds: float) -> None:
+    """The options of the benchmarks that replay a generated tape."""
+    parser.add_argument("--tape-seconds", type=int, default=tape_seconds, help="simulated seconds")
+    parser.add_argument("--activity", type=float, default=200.0, help="market activity scale")
+    parser.add_argument("--seconds", type=float, default=seconds, help="each run's length")

@@ -16,14 +16,44 @@ import json
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
 
+from sql.markets import CRYPTO
 from sql.sqlite_schema import sqlite_tables_script
 
 _SIDES = {1: "sell", 2: "buy"}
+Values = Callable[[dict[str, Any], str], tuple[object, ...]]
+
+
+def _side(conditions: list[int]) -> str:
+    return _SIDES.get(conditions[0], "unknown") if len(conditions) == 1 else "unknown"
+
+
+# Per event type: the seed's table, its columns, and the values of an event (and its symbol).
+_TABLES: dict[str, tuple[str, tuple[str, ...], Values]] = {
+    "XT": ("trades_data",
+           ("symbol", "timestamp", "price", "size", "side", "exchange_id", "trade_id",
+            "conditions"),
+           lambda e, symbol: (symbol, e["t"] // 1000, e["p"], e["s"], _side(e.get("c") or []),
+                              e.get("x"), str(e.get("i", "")), json.dumps(e.get("c") or []))),
+    "XQ": ("quotes",
+           ("symbol", "timestamp", "bid_price", "bid_size", "ask_price", "ask_size",
+            "exchange_id"),
+           lambda e, symbol: (symbol, e["t"] // 1000, e["bp"], e["bs"], e["ap"], e["as"],
+                              e.get("x"))),
+    "XA": ("market_data",
+           ("symbol", "timestamp", "open", "high", "low", "close", "volume", "vwap"),
+           lambda e, symbol: (symbol, e["s"] // 1000, e["o"], e["h"], e["l"], e["c"], e["v"],
+                              e.get("vw"))),
+}  # fmt: skip
+_INSERTS = {
+    kind: f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608 (our names)
+    for kind, (table, columns, _) in _TABLES.items()
+}
 
 
 class SeedAdapter:
@@ -34,37 +64,12 @@ class SeedAdapter:
         self.conn.executescript(sqlite_tables_script())
 
     def insert(self, event: dict[str, Any]) -> None:
-        kind, symbol = event.get("ev"), _symbol(str(event.get("pair", "")))
-        if kind == "XT":
-            conditions = event.get("c") or []
-            self.conn.execute(
-                "INSERT INTO trades_data (symbol, timestamp, price, size, side, exchange_id,"
-                " trade_id, conditions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (symbol, event["t"] // 1000, event["p"], event["s"],
-                 _SIDES.get(conditions[0], "unknown") if len(conditions) == 1 else "unknown",
-                 event.get("x"), str(event.get("i", "")), json.dumps(conditions)),
-            )  # fmt: skip
-        elif kind == "XQ":
-            self.conn.execute(
-                "INSERT INTO quotes (symbol, timestamp, bid_price, bid_size, ask_price, ask_size,"
-                " exchange_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (symbol, event["t"] // 1000, event["bp"], event["bs"], event["ap"], event["as"],
-                 event.get("x")),
-            )  # fmt: skip
-        elif kind == "XA":
-            self.conn.execute(
-                "INSERT INTO market_data (symbol, timestamp, open, high, low, close, volume, vwap)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (symbol, event["s"] // 1000, event["o"], event["h"], event["l"], event["c"],
-                 event["v"], event.get("vw")),
-            )  # fmt: skip
-        else:
+        kind = str(event.get("ev"))
+        if kind not in _TABLES:
             return
+        values = _TABLES[kind][2](event, CRYPTO.pair(str(event.get("pair", ""))))
+        self.conn.execute(_INSERTS[kind], values)
         self.conn.commit()
-
-
-def _symbol(pair: str) -> str:
-    return f"{pair[2:-3]}-{pair[-3:]}" if pair.startswith("X:") else pair
 
 
 async def run(url: str, path: Path) -> None:

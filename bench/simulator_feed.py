@@ -9,7 +9,6 @@ consumer counts events without parsing, so the figure is the simulator's, not a 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import subprocess
@@ -22,7 +21,7 @@ import msgspec
 import uvloop
 from websockets.asyncio.client import connect
 
-from bench.report import save
+from bench.report import command_line, save, tape_options
 
 
 def _start(*serve_args: str) -> tuple[subprocess.Popen[str], int]:
@@ -83,12 +82,8 @@ def _measure(mode: str, serve_args: list[str], seconds: float) -> FeedRate:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per mode")
-    parser.add_argument("--activity", type=float, default=200.0, help="market activity scale")
-    parser.add_argument("--tape-seconds", type=int, default=400, help="simulated seconds to replay")
+    parser = command_line(__doc__)
+    tape_options(parser, tape_seconds=400, seconds=5.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         tape = Path(scratch) / "tape.jsonl.gz"

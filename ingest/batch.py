@@ -13,7 +13,9 @@ events/s the per-row objects and per-row ILP calls were a third of the ingester'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -43,14 +45,26 @@ def _symbols(pairs: Sequence[str]) -> list[str]:
     return [_symbol_of[p] for p in pairs]
 
 
+def _readers(*names: str) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    return tuple((name, attrgetter(name)) for name in names)
+
+
 class TableColumns(msgspec.Struct, array_like=True):
     """One table's rows as lists of equal length, ``symbol`` first; each field holds the
     column of the table's declaration that names it as its ``batch_field``."""
 
     symbol: list[str] = msgspec.field(default_factory=list)
+    # The columns that take an event's field of the same name as it is, and how to read it.
+    copied: ClassVar[tuple[tuple[str, Callable[[Any], Any]], ...]] = ()
 
     def __len__(self) -> int:
         return len(self.symbol)
+
+    def _copy(self, events: Sequence[Trade | Quote | MinuteAgg]) -> None:
+        """The copied columns, and the symbol (normalised)."""
+        for name, read in self.copied:
+            getattr(self, name).extend(map(read, events))
+        self.symbol += _symbols([e.pair for e in events])
 
     def absorb(self, other: TableColumns) -> None:
         """Append ``other``'s rows (a table's columns of the same kind) after these."""
@@ -69,17 +83,14 @@ class TradeColumns(TableColumns, array_like=True):
     received_ms: list[int] = msgspec.field(default_factory=list)
     ingested_ms: list[int] = msgspec.field(default_factory=list)
 
+    copied = _readers("ts_ms", "price", "size", "exchange_id", "received_ms")
+
     def extend(self, trades: Sequence[Trade], ingested_ms: int) -> None:
-        self.symbol += _symbols([t.pair for t in trades])
-        self.ts_ms += [t.ts_ms for t in trades]
-        self.price += [t.price for t in trades]
-        self.size += [t.size for t in trades]
+        self._copy(trades)
+        self.ingested_ms += [ingested_ms] * len(trades)
         self.side += [_SIDES.get(t.conditions, "unknown") for t in trades]
-        self.exchange_id += [t.exchange_id for t in trades]
         self.trade_id += [str(t.trade_id) for t in trades]
         self.conditions += [_conditions_text[t.conditions] for t in trades]
-        self.received_ms += [t.received_ms for t in trades]
-        self.ingested_ms += [ingested_ms] * len(trades)
 
 
 class QuoteColumns(TableColumns, array_like=True):
@@ -92,15 +103,12 @@ class QuoteColumns(TableColumns, array_like=True):
     received_ms: list[int] = msgspec.field(default_factory=list)
     ingested_ms: list[int] = msgspec.field(default_factory=list)
 
+    copied = _readers(
+        "ts_ms", "bid_price", "bid_size", "ask_price", "ask_size", "exchange_id", "received_ms"
+    )
+
     def extend(self, quotes: Sequence[Quote], ingested_ms: int) -> None:
-        self.symbol += _symbols([q.pair for q in quotes])
-        self.ts_ms += [q.ts_ms for q in quotes]
-        self.bid_price += [q.bid_price for q in quotes]
-        self.bid_size += [q.bid_size for q in quotes]
-        self.ask_price += [q.ask_price for q in quotes]
-        self.ask_size += [q.ask_size for q in quotes]
-        self.exchange_id += [q.exchange_id for q in quotes]
-        self.received_ms += [q.received_ms for q in quotes]
+        self._copy(quotes)
         self.ingested_ms += [ingested_ms] * len(quotes)
 
 
@@ -117,17 +125,12 @@ class BarColumns(TableColumns, array_like=True):
     trade_count: list[int | None] = msgspec.field(default_factory=list)  # REST gives it
     ingested_ms: list[int] = msgspec.field(default_factory=list)
 
+    copied = _readers(
+        "start_ms", "end_ms", "open", "high", "low", "close", "volume", "vwap", "avg_trade_size"
+    )
+
     def extend(self, bars: Sequence[MinuteAgg], ingested_ms: int) -> None:
-        self.symbol += _symbols([b.pair for b in bars])
-        self.start_ms += [b.start_ms for b in bars]
-        self.end_ms += [b.end_ms for b in bars]
-        self.open += [b.open for b in bars]
-        self.high += [b.high for b in bars]
-        self.low += [b.low for b in bars]
-        self.close += [b.close for b in bars]
-        self.volume += [b.volume for b in bars]
-        self.vwap += [b.vwap for b in bars]
-        self.avg_trade_size += [b.avg_trade_size for b in bars]
+        self._copy(bars)
         # XA carries no trade count, but z is volume / trades: derive it.
         self.trade_count += [
             round(b.volume / b.avg_trade_size) if b.avg_trade_size else None for b in bars

@@ -40,15 +40,11 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
     bars_path: str  # REST minute bars of a ticker, {ticker}, {from_ms}, {to_ms}
     trades_path: str  # REST trades of a ticker, {ticker}
 
-    @property
-    def pair_regex(self) -> str:
-        """Anchored, for a parameter or a setting that takes one pair."""
-        return f"^{self.pair_pattern}$"
-
-    @property
-    def pairs_regex(self) -> str:
-        """Anchored, for one that takes a comma-separated list of them."""
-        return f"^ *{self.pair_pattern}( *, *{self.pair_pattern})* *$"
+    def regex(self, *, many: bool = False) -> str:
+        """Anchored, for a parameter or a setting that takes one pair (or, ``many``, a
+        comma-separated list of them)."""
+        one = self.pair_pattern
+        return f"^ *{one}( *, *{one})* *$" if many else f"^{one}$"
 
     @property
     def feed_symbol(self) -> re.Pattern[str]:

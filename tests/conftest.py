@@ -56,6 +56,16 @@ def questdb_with_schema(questdb: ServerState) -> ServerState:
 
 
 @pytest.fixture
+def own_questdb(tmp_path: Path) -> Iterator[ServerState]:
+    """A QuestDB of the test's own, at ``tmp_path / "qdb"``, for a test that kills, freezes
+    or truncates it; stopped afterwards."""
+    root = tmp_path / "qdb"
+    state = start(free_port_config(root), cache_dir())
+    yield state
+    stop(root)
+
+
+@pytest.fixture
 def pg(questdb_with_schema: ServerState) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as conn:
         yield conn

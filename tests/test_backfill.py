@@ -22,8 +22,7 @@ from ingest.protocol import MinuteAgg, Trade
 from ingest.service import Ingester
 from ingest.simulator import Simulator
 from sql import Secret, StoreSettings
-from sql.questdb_local import cache_dir, start, stop
-from tests.conftest import free_port_config
+from sql.questdb_local import ServerState
 from tests.ingestion import (
     backfilled_events,
     ingest_settings,
@@ -81,13 +80,13 @@ def assert_candles_equal(got: list[dict[str, Any]], expected: list[dict[str, Any
 
 @pytest.mark.slow
 def test_an_outage_and_a_stopped_ingester_leave_no_hole(
-    tmp_path: Path, request: pytest.FixtureRequest
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The test steps the market: 2.5 minutes of outage the feed never sends us, and 2.5
     minutes without an ingester; afterwards the candles of the whole span equal the market's,
     from raw trades and from the minute bars alike."""
     start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    server = own_questdb
     store = StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
     span: dict[str, int] = {}
 
@@ -128,29 +127,26 @@ def test_an_outage_and_a_stopped_ingester_leave_no_hole(
             span["to_ms"] = sim.sim_ms
             return sim
 
-    try:
-        sim = asyncio.run(scenario())
-        # Whole minutes, from the first one the feed sent in full (the first subscriber was
-        # listening when it began) to the last whose trades had all been emitted and sent
-        # (a trade is emitted within its exchange's latency, well under a second).
-        first_ms = -(-span["from_ms"] // MINUTE_MS) * MINUTE_MS
-        end_ms = (span["to_ms"] - 1000) // MINUTE_MS * MINUTE_MS
-        assert end_ms - first_ms >= 9 * MINUTE_MS  # the two gaps and the traffic around them
-        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-            for pair in PAIRS:
-                wait_for_views(pg, pair)
-        for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
-            for pair in PAIRS:
-                expected = truth(sim, pair, first_ms, end_ms)
-                assert_candles_equal(served(api, pair, "trades", first_ms, end_ms), expected)
-                assert_candles_equal(served(api, pair, "bars", first_ms, end_ms), expected)
-            status, health, _ = get(api, "/health")
-            assert status == 200
-            gaps = health["quote_gaps"]  # quotes cannot be fetched again: where they are missing
-            assert sorted(g["symbol"] for g in gaps) == sorted(PAIRS * 2)  # outage, restart
-            assert all(g["start"] < g["end"] for g in gaps)
-    finally:
-        stop(tmp_path / "qdb")
+    sim = asyncio.run(scenario())
+    # Whole minutes, from the first one the feed sent in full (the first subscriber was
+    # listening when it began) to the last whose trades had all been emitted and sent
+    # (a trade is emitted within its exchange's latency, well under a second).
+    first_ms = -(-span["from_ms"] // MINUTE_MS) * MINUTE_MS
+    end_ms = (span["to_ms"] - 1000) // MINUTE_MS * MINUTE_MS
+    assert end_ms - first_ms >= 9 * MINUTE_MS  # the two gaps and the traffic around them
+    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+        for pair in PAIRS:
+            wait_for_views(pg, pair)
+    for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
+        for pair in PAIRS:
+            expected = truth(sim, pair, first_ms, end_ms)
+            assert_candles_equal(served(api, pair, "trades", first_ms, end_ms), expected)
+            assert_candles_equal(served(api, pair, "bars", first_ms, end_ms), expected)
+        status, health, _ = get(api, "/health")
+        assert status == 200
+        gaps = health["quote_gaps"]  # quotes cannot be fetched again: where they are missing
+        assert sorted(g["symbol"] for g in gaps) == sorted(PAIRS * 2)  # outage, restart
+        assert all(g["start"] < g["end"] for g in gaps)
 
 
 def test_rest_client_pages_retries_429_sets_bad_rows_aside_and_stops_on_403(

@@ -22,8 +22,7 @@ from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
 from sql import StoreSettings
-from sql.questdb_local import cache_dir, start, stop
-from tests.conftest import free_port_config
+from sql.questdb_local import ServerState
 from tests.ingestion import (
     HeldInMemory,
     backfilled_events,
@@ -170,13 +169,13 @@ async def watched_ingesters(
 
 
 def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """What the killed process held in memory, and what the feed sent while no process ran,
     comes back by the backfill at the next start (trades and bars; quotes are recorded as a
     gap). Killed twice, restarted twice."""
     start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    server = own_questdb
     metrics_port = free_port()
 
     async def scenario() -> Simulator:
@@ -205,22 +204,19 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
                 await delivered(sim, metrics_port)
             return sim
 
-    try:
-        sim = asyncio.run(scenario())
-        assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
-    finally:
-        stop(tmp_path / "qdb")
+    sim = asyncio.run(scenario())
+    assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
 
 
 def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_aside(
-    tmp_path: Path, request: pytest.FixtureRequest
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """QuestDB frozen, so batches wait in the spool; the ingester killed; its newest batch
     file cut short as a crash mid-write leaves it. The next process sets that batch aside
     (``.torn``), stores the others in order, and its start-up backfill brings back the torn
     batch's trades: every trade once."""
     start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    server = own_questdb
     metrics_port = free_port()
     spool = tmp_path / "spool"
 
@@ -250,22 +246,19 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
                 await delivered(sim, metrics_port)
             return sim
 
-    try:
-        sim = asyncio.run(scenario())
-        assert [p.suffix for p in spool.iterdir()] == [".torn"]
-        assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
-    finally:
-        stop(tmp_path / "qdb")
+    sim = asyncio.run(scenario())
+    assert [p.suffix for p in spool.iterdir()] == [".torn"]
+    assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
 
 
 def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
-    tmp_path: Path, request: pytest.FixtureRequest
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """QuestDB frozen (SIGSTOP) until the spool passes its bound (1 MiB here): the ingester
     disconnects instead of filling the disk, comes back once the store has drained half of
     it, and the backfill fetches the trades of the time away."""
     start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    server = own_questdb
     store = StoreSettings(
         questdb_ilp=server.ilp_conf + "request_timeout=2000;retry_timeout=1000;",
         questdb_pg=server.pg_dsn,
@@ -306,9 +299,6 @@ def test_a_full_spool_leaves_the_feed_and_the_backfill_fills_the_hole(
             held.assert_within(ingester.settings)
             return sim
 
-    try:
-        sim = asyncio.run(scenario())
-        assert peak["spool_bytes"] < 2 * 2**20  # the bound, and the batch that crossed it
-        assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
-    finally:
-        stop(tmp_path / "qdb")
+    sim = asyncio.run(scenario())
+    assert peak["spool_bytes"] < 2 * 2**20  # the bound, and the batch that crossed it
+    assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)

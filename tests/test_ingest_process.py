@@ -92,13 +92,13 @@ def test_auth_failed_exits_non_zero_naming_the_cause_never_the_key(tmp_path: Pat
 @pytest.mark.slow
 @pytest.mark.parametrize("stopped_by", ["SIGTERM", "SIGKILL"])
 def test_questdb_down_mid_stream_loses_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest, stopped_by: str
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest, stopped_by: str
 ) -> None:
     """Stopped, or killed (kill -9: its WAL is what is left; DEDUP absorbs the batch that was
     in flight when it died), for longer than the ILP client retries (10 s): batches go to the
     spool while a minute of market comes in, and are drained in order once it is back."""
     start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    server = own_questdb
     apply_questdb_schema(server.pg_dsn)
     store = StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
     journal = tmp_path / "sent.jsonl.gz"
@@ -136,21 +136,18 @@ def test_questdb_down_mid_stream_loses_nothing(
             await task
             held.assert_within(ingester.settings)
 
-    try:
-        asyncio.run(scenario())
-        assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
-    finally:
-        stop(tmp_path / "qdb")
+    asyncio.run(scenario())
+    assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
 
 
 @pytest.mark.slow
 def test_a_frozen_questdb_sends_batches_to_disk_and_memory_stays_bounded(
-    tmp_path: Path, request: pytest.FixtureRequest
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """QuestDB stopped with SIGSTOP: requests hang rather than fail. Receiving goes on at full
     speed; what cannot wait in memory (a few batches, a few frames) waits in the spool."""
     start_ms = window_for(request.node.name)
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+    server = own_questdb
     apply_questdb_schema(server.pg_dsn)
     store = StoreSettings(
         questdb_ilp=server.ilp_conf + "request_timeout=2000;retry_timeout=1000;",
@@ -183,8 +180,5 @@ def test_a_frozen_questdb_sends_batches_to_disk_and_memory_stays_bounded(
             assert held.spool_batches >= 5
             held.assert_within(ingester.settings)
 
-    try:
-        asyncio.run(scenario())
-        assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)
-    finally:
-        stop(tmp_path / "qdb")
+    asyncio.run(scenario())
+    assert_each_trade_stored_once(server.pg_dsn, start_ms, journal)

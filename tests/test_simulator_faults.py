@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
+from ingest.simulator import Simulator
 from tests.polling import scaled
 from tests.simulation import (
     KEY,
@@ -25,6 +28,16 @@ from tests.simulation import (
 LIVELY = {"speed": 30}  # a few hundred events a second
 
 
+@asynccontextmanager
+async def lively_client(
+    subscribe: str = "XT.*",
+) -> AsyncIterator[tuple[Simulator, ClientConnection]]:
+    """A live-like simulator, and a client of it that has had its first events."""
+    async with running(config(**LIVELY)) as sim, client(sim, subscribe=subscribe) as ws:
+        await events(ws, 5)
+        yield sim, ws
+
+
 async def frames_until_closed(ws: ClientConnection) -> list[list[dict[str, object]]]:
     received = []
     with pytest.raises(ConnectionClosed):
@@ -37,8 +50,7 @@ async def frames_until_closed(ws: ClientConnection) -> list[list[dict[str, objec
 @pytest.mark.parametrize(("kind", "code"), [("maintenance", 1001), ("close_normal", 1000)])
 def test_closes_with_a_code(kind: str, code: int) -> None:
     async def scenario() -> None:
-        async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*") as ws:
-            await events(ws, 5)
+        async with lively_client() as (sim, ws):
             await inject(sim, kind)
             await frames_until_closed(ws)
             assert ws.close_code == code
@@ -48,8 +60,7 @@ def test_closes_with_a_code(kind: str, code: int) -> None:
 
 def test_drop_leaves_without_a_close_frame() -> None:
     async def scenario() -> None:
-        async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*") as ws:
-            await events(ws, 5)
+        async with lively_client() as (sim, ws):
             await inject(sim, "drop")
             with pytest.raises(ConnectionClosedError) as closed:
                 async with asyncio.timeout(scaled(10)):
@@ -63,8 +74,7 @@ def test_drop_leaves_without_a_close_frame() -> None:
 @pytest.mark.parametrize("kind", ["slow_consumer", "force_disconnect"])
 def test_status_then_close(kind: str) -> None:
     async def scenario() -> None:
-        async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*") as ws:
-            await events(ws, 5)
+        async with lively_client() as (sim, ws):
             await inject(sim, kind)
             received = await frames_until_closed(ws)
             assert received[-1] == [
@@ -124,8 +134,7 @@ def test_stall_stops_data_but_answers_pings() -> None:
 
 def test_malformed_frames_and_unknown_events() -> None:
     async def scenario() -> None:
-        async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*") as ws:
-            await events(ws, 5)
+        async with lively_client() as (sim, ws):
             await inject(sim, "malformed")
             await inject(sim, "unknown_event")
             malformed = unknown = False
@@ -142,8 +151,7 @@ def test_malformed_frames_and_unknown_events() -> None:
 
 def test_duplicate_trades_within_a_frame_and_across_frames() -> None:
     async def scenario() -> None:
-        async with running(config(**LIVELY)) as sim, client(sim, subscribe="XT.*") as ws:
-            await events(ws, 5)
+        async with lively_client() as (sim, ws):
             await inject(sim, "duplicate", count=3)
             within = across = 0
             seen: set[tuple[object, ...]] = set()

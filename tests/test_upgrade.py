@@ -1,11 +1,16 @@
 """A store written by an older version opens and serves: both stores created from the schema
-as it was at f7c2f63 (``tests/schema_f7c2f63/``), with rows in them, then opened by this one.
-Declared columns they lack arrive by ALTER TABLE ... ADD COLUMN; their rows stay."""
+as it was at f7c2f63, with rows in them, then opened by this one. Declared columns they lack
+arrive by ALTER TABLE ... ADD COLUMN; their rows stay.
+
+``tests/schema_f7c2f63/`` keeps what has changed since: QuestDB's table DDL (now generated
+from sql/tables.py), bars_1h before bar_count, SQLite's quote_gaps. The rest was the same
+then: trades_1m, and the seed's SQLite tables (which never change)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +20,9 @@ from questdb import Sender, TimestampNanos
 
 from api.process import get, serve_api
 from sql import apply_questdb_schema, apply_sqlite_schema
-from sql.questdb_local import cache_dir, start, stop
+from sql.questdb_local import ServerState
+from sql.sqlite_schema import sqlite_tables_script
 from sql.tables import TABLES
-from tests.conftest import free_port_config
 from tests.ingestion import wait_for_views
 from tests.polling import wait_for
 
@@ -57,52 +62,55 @@ EXPECTED = {
 
 
 @pytest.mark.slow
-def test_a_questdb_store_from_the_old_schema_opens_and_serves(tmp_path: Path) -> None:
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
-    try:
-        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-            for name in ("trades", "quotes", "bars_1m", "quote_gaps", "trades_1m", "bars_1h"):
-                pg.execute((OLD / "questdb" / f"{name}.sql").read_text())
-            # And older still: a store from before quotes had the vendor's receive time.
-            pg.execute("ALTER TABLE quotes DROP COLUMN received_ts")
-        with Sender.from_conf(server.ilp_conf) as sender:  # rows as an old writer sent them
-            for second, price, size in TRADES:
-                at = TimestampNanos((HOUR_S + second) * 10**9)
-                sender.row("trades", symbols={"symbol": "BTC-USD", "side": "buy"},
-                           columns={"price": price, "size": size, "exchange_id": 1,
-                                    "trade_id": str(second)}, at=at)  # fmt: skip
-            for minute, bar in enumerate(((100.0, 102.0, 100.0, 101.0, 4.0, 3),
-                                          (103.0, 103.0, 103.0, 103.0, 4.0, 1))):  # fmt: skip
-                o, h, low, c, v, n = bar
-                sender.row("bars_1m", symbols={"symbol": "BTC-USD"},
-                           columns={"open": o, "high": h, "low": low, "close": c, "volume": v,
-                                    "vwap": c, "trade_count": n},
-                           at=TimestampNanos((HOUR_S + 60 * minute) * 10**9))  # fmt: skip
-            for second, bid in ((10, 99.5), (30, 102.5)):
-                sender.row("quotes", symbols={"symbol": "BTC-USD"},
-                           columns={"bid_price": bid, "bid_size": 1.0, "ask_price": bid + 1,
-                                    "ask_size": 1.0, "exchange_id": 1},
-                           at=TimestampNanos((HOUR_S + second) * 10**9))  # fmt: skip
+def test_a_questdb_store_from_the_old_schema_opens_and_serves(
+    own_questdb: ServerState, tmp_path: Path
+) -> None:
+    server = own_questdb
+    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+        for name in ("trades", "quotes", "bars_1m", "quote_gaps"):
+            pg.execute((OLD / "questdb" / f"{name}.sql").read_text())
+        pg.execute(resources.files("sql").joinpath("questdb", "trades_1m.sql").read_text())
+        pg.execute((OLD / "questdb" / "bars_1h.sql").read_text())
+        # And older still: a store from before quotes had the vendor's receive time.
+        pg.execute("ALTER TABLE quotes DROP COLUMN received_ts")
+        columns = "SELECT \"column\" FROM table_columns('quotes')"
+        wait_for(lambda: {row[0] for row in pg.execute(columns)}, lambda c: "received_ts" not in c)
+    with Sender.from_conf(server.ilp_conf) as sender:  # rows as an old writer sent them
+        for second, price, size in TRADES:
+            at = TimestampNanos((HOUR_S + second) * 10**9)
+            sender.row("trades", symbols={"symbol": "BTC-USD", "side": "buy"},
+                       columns={"price": price, "size": size, "exchange_id": 1,
+                                "trade_id": str(second)}, at=at)  # fmt: skip
+        for minute, bar in enumerate(((100.0, 102.0, 100.0, 101.0, 4.0, 3),
+                                      (103.0, 103.0, 103.0, 103.0, 4.0, 1))):  # fmt: skip
+            o, h, low, c, v, n = bar
+            sender.row("bars_1m", symbols={"symbol": "BTC-USD"},
+                       columns={"open": o, "high": h, "low": low, "close": c, "volume": v,
+                                "vwap": c, "trade_count": n},
+                       at=TimestampNanos((HOUR_S + 60 * minute) * 10**9))  # fmt: skip
+        for second, bid in ((10, 99.5), (30, 102.5)):
+            sender.row("quotes", symbols={"symbol": "BTC-USD"},
+                       columns={"bid_price": bid, "bid_size": 1.0, "ask_price": bid + 1,
+                                "ask_size": 1.0, "exchange_id": 1},
+                       at=TimestampNanos((HOUR_S + second) * 10**9))  # fmt: skip
 
-        apply_questdb_schema(server.pg_dsn)  # what this version does at start-up
+    apply_questdb_schema(server.pg_dsn)  # what this version does at start-up
 
-        with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-            for table in TABLES:
-                query = f"SELECT \"column\" FROM table_columns('{table.name}')"  # noqa: S608
-                present = [row[0] for row in pg.execute(query)]
-                assert {c.name for c in table.columns} <= set(present), table.name
-            wait_for(lambda: pg.execute("SELECT count() FROM quotes").fetchone(), (2,).__eq__)
-            wait_for_views(pg, "BTC-USD")
-        for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
-            assert served(api) == EXPECTED
-    finally:
-        stop(tmp_path / "qdb")
+    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+        for table in TABLES:
+            query = f"SELECT \"column\" FROM table_columns('{table.name}')"  # noqa: S608
+            present = [row[0] for row in pg.execute(query)]
+            assert {c.name for c in table.columns} <= set(present), table.name
+        wait_for(lambda: pg.execute("SELECT count() FROM quotes").fetchone(), (2,).__eq__)
+        wait_for_views(pg, "BTC-USD")
+    for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
+        assert served(api) == EXPECTED
 
 
 def test_a_sqlite_file_from_the_old_schema_opens_and_serves(tmp_path: Path) -> None:
     db = tmp_path / "trading.db"
     with sqlite3.connect(db) as conn:
-        conn.executescript((OLD / "sqlite" / "tables.sql").read_text())
+        conn.executescript(sqlite_tables_script())
         conn.executescript((OLD / "sqlite" / "quote_gaps.sql").read_text())
         conn.executemany(
             "INSERT INTO trades_data (symbol, timestamp, price, size, side, exchange_id,"

@@ -22,8 +22,7 @@ from ingest.protocol import Trade
 from ingest.service import Ingester
 from ingest.simulator import Simulator
 from sql import StoreSettings, apply_questdb_schema
-from sql.questdb_local import ServerState, cache_dir, start, stop
-from tests.conftest import free_port_config
+from sql.questdb_local import ServerState
 from tests.ingestion import ingest_settings
 from tests.polling import scaled
 from tests.simulation import config, listeners, running, until
@@ -145,8 +144,10 @@ async def compared(moment: Moment) -> None:
             pass
 
 
-def test_views_answer_right_through_truncate_and_drop_partition(tmp_path: Path) -> None:
-    server = start(free_port_config(tmp_path / "qdb"), cache_dir())
+def test_views_answer_right_through_truncate_and_drop_partition(
+    own_questdb: ServerState, tmp_path: Path
+) -> None:
+    server = own_questdb
     store = StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
     now_s = int(dt.datetime.now(dt.UTC).timestamp())
     start_s = (now_s - 2 * 3600) // MINUTE_S * MINUTE_S  # within the prices' 24 hours
@@ -218,28 +219,23 @@ def test_views_answer_right_through_truncate_and_drop_partition(tmp_path: Path) 
                     at=TimestampNanos(t.ts_ms * 1_000_000),
                 )  # fmt: skip
 
-    try:
-        apply_questdb_schema(server.pg_dsn)  # before any row: ILP would create the table itself
-        write_trades(old_trades(old_day_ms))
-        for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
+    apply_questdb_schema(server.pg_dsn)  # before any row: ILP would create the table itself
+    write_trades(old_trades(old_day_ms))
+    for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
 
-            async def main(api: str = api) -> None:
-                async with running(config(stepped=True, start_ms=start_s * 1000)) as sim:
-                    await scenario(api, sim)
+        async def main(api: str = api) -> None:
+            async with running(config(stepped=True, start_ms=start_s * 1000)) as sim:
+                await scenario(api, sim)
 
-            asyncio.run(main())
-            with urllib.request.urlopen(api + "/metrics", timeout=scaled(10)) as response:
-                metrics = response.read().decode()
-            assert 'tickpipe_api_view_serving{view="trades_1m"} 1.0' in metrics
-            fallbacks = re.search(
-                r'tickpipe_api_view_fallbacks_total{view="trades_1m"} (\S+)', metrics
-            )
-            assert fallbacks is not None
-            assert float(fallbacks[1]) > 0  # the base table answered meanwhile
-            assert view_state(api, "trades_1m") | {"last_refresh": None} == {
-                "view": "trades_1m", "base_table": "trades", "status": "valid",
-                "invalidation_reason": None, "last_refresh": None, "rows_behind": 0,
-                "serving": True,
-            }  # fmt: skip
-    finally:
-        stop(tmp_path / "qdb")
+        asyncio.run(main())
+        with urllib.request.urlopen(api + "/metrics", timeout=scaled(10)) as response:
+            metrics = response.read().decode()
+        assert 'tickpipe_api_view_serving{view="trades_1m"} 1.0' in metrics
+        fallbacks = re.search(r'tickpipe_api_view_fallbacks_total{view="trades_1m"} (\S+)', metrics)
+        assert fallbacks is not None
+        assert float(fallbacks[1]) > 0  # the base table answered meanwhile
+        assert view_state(api, "trades_1m") | {"last_refresh": None} == {
+            "view": "trades_1m", "base_table": "trades", "status": "valid",
+            "invalidation_reason": None, "last_refresh": None, "rows_behind": 0,
+            "serving": True,
+        }  # fmt: skip

@@ -1,0 +1,182 @@
+"""A simulator replaying a pre-generated tape into a consumer process, and what the
+benchmarks read from both meanwhile: how many rows the consumer's store shows, what the
+simulator sent, the consumer's CPU and memory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import psycopg
+
+from ingest.recording import read_recording
+from sql.questdb_local import cache_dir
+
+__all__ = [
+    "POLL_S",
+    "Consumer",
+    "Probe",
+    "Replay",
+    "get",
+    "questdb_probe",
+    "replaying",
+    "sqlite_probe",
+    "tape_for",
+    "until_settled",
+    "until_subscribed",
+    "usage",
+]
+
+POLL_S = 0.1
+PRELOAD_S = 86_400  # the whole tape in memory first: the simulator's CPU goes to sending only
+
+# (rows visible, newest ingestion time visible in epoch s, or None where unknown)
+Probe = Callable[[], tuple[int, float | None]]
+
+
+def tape_for(activity: float, seconds: int) -> tuple[Path, int]:
+    """A generated recording, cached by its parameters, and how many events it holds."""
+    tape = cache_dir() / "bench" / f"tape-a{activity:g}-s{seconds}.jsonl.gz"
+    if not tape.exists():
+        tape.parent.mkdir(parents=True, exist_ok=True)
+        partial = tape.with_suffix(".partial")
+        subprocess.run(
+            [sys.executable, "-m", "ingest.simulator", "generate", "--activity", str(activity),
+             "--seconds", str(seconds), "--out", str(partial)],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        partial.rename(tape)
+    events = sum(r.frame.count('"ev":') for r in read_recording(tape))
+    return tape, events
+
+
+def questdb_probe(dsn: str) -> Probe:
+    conn = psycopg.connect(dsn, autocommit=True)
+
+    def probe() -> tuple[int, float | None]:
+        total, newest = 0, 0.0
+        for table in ("trades", "quotes", "bars_1m"):
+            # count() is metadata; max() over only the newest rows keeps the poll from
+            # scanning the whole table ten times a second and stealing the server's CPU.
+            count = conn.execute(f"SELECT count() FROM {table}").fetchone()  # noqa: S608
+            latest = conn.execute(f"SELECT max(ingested_ts) FROM ({table} LIMIT -50000)").fetchone()  # noqa: S608
+            if count and count[0]:
+                total += int(count[0])
+                newest = max(newest, latest[0].timestamp() if latest and latest[0] else 0.0)
+        return total, newest
+
+    return probe
+
+
+def sqlite_probe(path: Path) -> Probe:
+    def probe() -> tuple[int, float | None]:
+        if not path.exists():
+            return 0, None
+        # closing(): sqlite3's own context manager commits but leaves the connection (and, in
+        # the seed's rollback-journal mode, its read lock) open until the GC gets to it.
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            tables = ("trades_data", "quotes", "market_data")
+            try:
+                total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)  # noqa: S608
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                return 0, None  # the file is there, its tables not yet
+        return total, None
+
+    return probe
+
+
+# A consumer: its command line and environment, given the feed's URL.
+Consumer = Callable[[str], tuple[list[str], dict[str, str]]]
+
+
+class Replay(msgspec.Struct, frozen=True):
+    """A simulator replaying a tape into a consumer process."""
+
+    control: str  # the simulator's control URL (stats, faults)
+    consumer: subprocess.Popen[bytes]
+    log: IO[bytes]  # what the consumer wrote
+
+
+@contextlib.contextmanager
+def replaying(tape: Path, speed: float, consumer: Consumer) -> Iterator[Replay]:
+    """The simulator serving ``tape`` (pre-loaded) at ``speed`` (0: flat-out), and the
+    consumer reading it; both stopped afterwards."""
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0",
+         "--replay", str(tape), "--preload", str(PRELOAD_S), "--speed", str(speed)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert simulator.stdout is not None
+    port = re.search(r":(\d+)/crypto", simulator.stdout.readline())
+    assert port, "simulator did not start"
+    argv, env = consumer(f"ws://127.0.0.1:{port[1]}/crypto")
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        try:
+            yield Replay(f"http://127.0.0.1:{port[1]}/sim", process, log)
+        finally:
+            process.terminate()
+            simulator.terminate()
+            process.wait(timeout=60)
+            simulator.wait(timeout=10)
+
+
+def until_subscribed(replay: Replay, limit_s: float = 120.0) -> None:
+    """Until the consumer has subscribed (its start-up takes seconds on a slow machine)."""
+    deadline = time.time() + limit_s
+    while not any(c["topics"] for c in get(f"{replay.control}/stats")["connections"]):
+        if replay.consumer.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"the consumer never subscribed (exit {replay.consumer.poll()})")
+        time.sleep(POLL_S)
+
+
+def get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (our own loopback)
+        body: dict[str, Any] = json.loads(response.read())
+        return body
+
+
+def usage(pid: int) -> tuple[float | None, float | None]:
+    """CPU seconds and peak resident MiB of a running process, where /proc tells them."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None, None
+    cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    peak = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return cpu_s, round(int(peak[1]) / 1024, 1) if peak else None
+
+
+def until_settled(
+    probe: Probe, sent_now: Callable[[], int], limit_s: float, quiet_s: float = 5.0
+) -> tuple[int, int]:
+    """(rows visible, events sent) once all sent events are visible, or once the count has
+    not moved for ``quiet_s``. Sent is asked each time: a frame the simulator was sending when
+    the stall began (held up by a consumer's full buffers) is counted when it completes."""
+    deadline, last, since = time.time() + limit_s, -1, time.time()
+    while time.time() < deadline:
+        seen, _ = probe()
+        sent = sent_now()
+        if seen >= sent:
+            return seen, sent
+        if seen != last:
+            last, since = seen, time.time()
+        elif time.time() - since > quiet_s:
+            break
+        time.sleep(POLL_S)
+    return last, sent_now()

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from bench import ingest, query
-from bench.charts import ingest_chart, query_chart
+from bench.charts import ingest_chart, mixed_chart, query_chart
 from bench.report import RESULTS, markdown, stamp
 
 
@@ -27,17 +27,19 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     settle_s: float  # how long a consumer may take to store what it received
     trades: tuple[int, ...]  # query benchmark data sizes
     query_seconds: float  # load per endpoint, store and concurrency (wrk: whole seconds)
-    concurrencies: tuple[int, ...]
+    mixed_concurrencies: tuple[int, ...]  # the mixed workload (distinct requests, uncached)
+    concurrencies: tuple[int, ...]  # the single URLs (cached)
     endpoints: tuple[str, ...] = ()  # () = all
 
 
 FULL = Plan(
     tape_seconds=1800, activity=200, ingest_seconds=30, rate=300_000, settle_s=60,
-    trades=(1_000_000, 10_000_000), query_seconds=5, concurrencies=(1, 32),
+    trades=(1_000_000, 10_000_000), query_seconds=5, mixed_concurrencies=(1, 32, 128),
+    concurrencies=(1, 32),
 )  # fmt: skip
 QUICK = Plan(
     tape_seconds=20, activity=50, ingest_seconds=2, rate=20_000, settle_s=8,
-    trades=(20_000,), query_seconds=1, concurrencies=(1, 8),
+    trades=(20_000,), query_seconds=1, mixed_concurrencies=(8,), concurrencies=(1, 8),
     endpoints=("prices", "ohlcv 1h over 30 days"),
 )  # fmt: skip
 
@@ -64,7 +66,11 @@ def main() -> int:
             print(f"== query: {trades:,} trades, QuestDB against SQLite", file=sys.stderr)
             suites.append(
                 query.measure_stores(
-                    trades, plan.query_seconds, plan.concurrencies, only=plan.endpoints
+                    trades,
+                    plan.query_seconds,
+                    plan.mixed_concurrencies,
+                    only=plan.endpoints,
+                    single_url_concurrencies=plan.concurrencies,
                 )
             )
         report["query"] = suites
@@ -77,6 +83,7 @@ def main() -> int:
     if "ingest" in decoded:
         ingest_chart(decoded["ingest"], args.out / f"{name}-ingest.png")
     if "query" in decoded:
+        mixed_chart(decoded["query"], args.out / f"{name}-mixed.png")
         query_chart(decoded["query"], args.out / f"{name}-query.png")
     print(f"results: {args.out}/{name}.json, .md and charts", file=sys.stderr)
     return 0

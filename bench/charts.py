@@ -10,7 +10,7 @@ import matplotlib as mpl
 mpl.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt
 
-__all__ = ["ingest_chart", "memory_chart", "query_chart"]
+__all__ = ["ingest_chart", "memory_chart", "mixed_chart", "query_chart"]
 
 
 def ingest_chart(suite: dict[str, Any], out: Path) -> None:
@@ -31,9 +31,35 @@ def ingest_chart(suite: dict[str, Any], out: Path) -> None:
     plt.close(figure)
 
 
+def mixed_chart(suites: list[dict[str, Any]], out: Path) -> None:
+    """The mixed workload: requests/s and p99 per kind at each concurrency, QuestDB beside
+    SQLite, one row of panels per data size, log scales."""
+    figure, axes_grid = plt.subplots(len(suites), 2, figsize=(14, 4 * len(suites)), squeeze=False)
+    for suite, (rate_axes, p99_axes) in zip(suites, axes_grid, strict=True):
+        rows = suite["mixed"]
+        groups = list(dict.fromkeys((r["kind"], r["concurrency"]) for r in rows))
+        for offset, (store, colour) in enumerate((("questdb", "#2a6f97"), ("sqlite", "#b5651d"))):
+            found = {(r["kind"], r["concurrency"]): r for r in rows if r["store"] == store}
+            positions = [i + offset * 0.4 for i in range(len(groups))]
+            for axes, field in ((rate_axes, "req_per_s"), (p99_axes, "p99_ms")):
+                values = [(found[g][field] or 0) if g in found else 0 for g in groups]
+                axes.bar(positions, values, width=0.4, label=store, color=colour)
+        labels = [f"{kind} @{c}" for kind, c in groups]
+        for axes, what in ((rate_axes, "requests/s (log)"), (p99_axes, "p99 ms (log)")):
+            axes.set_xticks([i + 0.2 for i in range(len(groups))], labels, fontsize=7,
+                            rotation=60, ha="right")  # fmt: skip
+            axes.set_yscale("log")
+            axes.set_ylabel(what)
+            axes.set_title(f"mixed, distinct requests, cache off: {suite['trades']:,} trades")
+            axes.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
 def query_chart(suites: list[dict[str, Any]], out: Path) -> None:
-    """p99 latency per endpoint, QuestDB beside SQLite, one panel per data size and
-    concurrency, log scale."""
+    """p99 latency per endpoint, one URL each with the response cache on, QuestDB beside
+    SQLite, one panel per data size and concurrency, log scale."""
     panels = [(s, c) for s in suites for c in sorted({r["concurrency"] for r in s["rows"]})]
     figure, axes_list = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
     for (suite, concurrency), axes in zip(panels, axes_list[:, 0], strict=True):
@@ -47,7 +73,9 @@ def query_chart(suites: list[dict[str, Any]], out: Path) -> None:
         axes.set_xticks([i + 0.2 for i in range(len(endpoints))], endpoints, fontsize=8)
         axes.set_yscale("log")
         axes.set_ylabel("p99 ms (log)")
-        axes.set_title(f"{suite['trades']:,} trades, {concurrency} concurrent clients")
+        axes.set_title(
+            f"one URL each, cached: {suite['trades']:,} trades, {concurrency} concurrent clients"
+        )
         axes.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=120)

@@ -4,6 +4,7 @@ so the load generator is not the bottleneck), else with httpx."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import statistics
 import subprocess
@@ -51,9 +52,14 @@ def _ms(figure: str) -> float:
     return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit], 3)
 
 
-async def with_httpx(url: str, seconds: float, concurrency: int) -> tuple[int, int, list[float]]:
+async def with_httpx(
+    url: str, seconds: float, concurrency: int, paths: list[str] | None = None
+) -> tuple[int, int, list[float]]:
     """The same figures from a Python client, where wrk is not installed (it competes with
-    the server for the CPU, so absolute figures are pessimistic)."""
+    the server for the CPU, so absolute figures are pessimistic). ``paths``: walked in turn
+    below ``url`` (as wrk's Lua script walks them), instead of ``url`` itself."""
+    targets = [url + path for path in paths] if paths else [url]
+    walked = itertools.count()
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -65,7 +71,7 @@ async def with_httpx(url: str, seconds: float, concurrency: int) -> tuple[int, i
             while time.perf_counter() < deadline:
                 began = time.perf_counter()
                 try:
-                    response = await client.get(url)
+                    response = await client.get(targets[next(walked) % len(targets)])
                     errors += response.status_code >= 300
                 except httpx.TimeoutException:  # a store that cannot keep up: an error, timed
                     errors += 1

@@ -4,7 +4,10 @@ the same into the SQLite profile, and the first version's design (``bench/seed.p
 The same pre-generated frames are replayed by the simulator into each consumer (a process of
 its own) for a fixed time, flat-out or paced. Then the simulator stops sending, the consumer
 is given time to store what it received, and stored rows are compared with what the simulator
-says it sent (the loss). Latency is an upper bound at the polling resolution: a row counts as
+says it sent (the loss). The rate is the rows stored over the whole time, from the consumer's
+subscription to the moment it had stored what it was sent (or the settle time ran out:
+``caught_up`` false), so a consumer that falls behind and catches up later is not credited
+with the feed's speed. Latency is an upper bound at the polling resolution: a row counts as
 visible at the first poll whose newest ``ingested_ts`` reaches it (QuestDB only).
 
     python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
@@ -42,8 +45,9 @@ class IngestRun(msgspec.Struct, frozen=True):
     events: int  # sent by the simulator
     stored: int
     lost: int
-    seconds: float
-    events_per_s: int
+    seconds: float  # from subscription until stored (or the settle time ran out)
+    events_per_s: int  # stored / seconds
+    caught_up: bool  # stored everything it was sent within the settle time
     p50_visible_ms: float | None  # QuestDB only: SQLite rows are visible when committed
     p99_visible_ms: float | None
     cpu_s_per_million: float | None  # the consumer's; Linux (/proc), start-up included
@@ -76,6 +80,7 @@ def run(
         settled, sent = until_settled(
             probe, lambda: int(get(f"{replay.control}/stats")["events_sent"]), limit_s=settle_s
         )
+        seconds_to_store = time.time() - began
         print(f"\r{name}: {settled:,} of {sent:,} sent events stored" + " " * 20, file=sys.stderr)
         cpu_s, peak_rss_mib = usage(replay.consumer.pid)
         returncode = replay.consumer.poll()
@@ -83,7 +88,7 @@ def run(
             replay.log.seek(0)
             print(f"{name} (exit {returncode}) said:\n" + replay.log.read().decode()[-3000:],
                   file=sys.stderr)  # fmt: skip
-    summary = _summarise(name, sent, settled, polls)
+    summary = _summarise(name, sent, settled, seconds_to_store, polls)
     per_million = round(cpu_s / max(settled, 1) * 1e6, 2) if cpu_s is not None else None
     return msgspec.structs.replace(
         summary, cpu_s_per_million=per_million, peak_rss_mib=peak_rss_mib
@@ -91,27 +96,23 @@ def run(
 
 
 def _summarise(
-    name: str, sent: int, stored: int, polls: list[tuple[float, int, float | None]]
+    name: str, sent: int, stored: int, seconds: float, polls: list[tuple[float, int, float | None]]
 ) -> IngestRun:
-    """Rate from the last poll that saw no row to the last increase within the timed window
-    (a lower bound: the first rows landed after that poll)."""
+    """The rate over ``seconds`` (subscription to stored), and the latency to visible from
+    the polls."""
     visible = [p for p in polls if p[1] > 0]
-    if not visible:
-        return IngestRun(name, sent, stored, sent - stored, 0.0, 0, None, None, None, None)
-    first = polls[max(0, polls.index(visible[0]) - 1)]
-    last = next(p for p in visible if p[1] == visible[-1][1])
     latencies: list[tuple[float, int]] = []  # (upper bound of seconds to visible, rows)
     for previous, current in itertools.pairwise(visible):
         if current[1] > previous[1] and previous[2] is not None:
             latencies.append((current[0] - previous[2], current[1] - previous[1]))
-    seconds = max(last[0] - first[0], 1e-9)
     return IngestRun(
         name=name,
         events=sent,
         stored=stored,
         lost=sent - stored,
         seconds=round(seconds, 2),
-        events_per_s=round((last[1] - first[1]) / seconds),
+        events_per_s=round(stored / max(seconds, 1e-9)),
+        caught_up=stored >= sent,
         p50_visible_ms=_percentile_ms(latencies, 0.50),
         p99_visible_ms=_percentile_ms(latencies, 0.99),
         cpu_s_per_million=None,

@@ -2,17 +2,24 @@
 
 Seeded trades (default 10 million over a year, five pairs) are written to a fresh QuestDB
 (ILP) and to a SQLite file (the ingester's sink), minute bars are derived from them in each
-store, then ``python -m api`` serves each store in turn while 32 concurrent clients hit every
-endpoint for a few seconds. The client is wrk (Debian's ``wrk`` package) where installed,
-else a Python (httpx) client, which takes more of the 2 cores the server and the database
-share; the ratio between stores, measured in the same run, is the point.
+store, then ``python -m api`` serves each store in turn:
 
-    python -m bench.query [--trades 10000000] [--seconds 5] [--concurrency 32]
+- the mixed workload (``bench/mixed.py``): distinct seeded requests, the response cache off,
+  at 1, 32 and 128 clients; what users with their own questions get (the headline);
+- one URL per endpoint, the response cache on (as served by default): what many clients
+  polling the same URL get, labelled as cached.
+
+The client is wrk (Debian's ``wrk`` package; the mixed workload needs it) where installed,
+else a Python (httpx) client for the single URLs, which takes more of the 2 cores the server
+and the database share; the ratio between stores, measured in the same run, is the point.
+
+    python -m bench.query [--trades 10000000] [--seconds 5] [--concurrency 1 32 128]
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import shutil
 import sys
@@ -24,13 +31,14 @@ import msgspec
 import psycopg
 
 from api.process import serve_api
-from api.views import VIEWS
 from bench.http_load import with_httpx, with_wrk
+from bench.mixed import MixedLatency, measure_mixed, mixed_requests
 from bench.report import command_line, save, throwaway_questdb
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator.market import aggregate
 from ingest.sinks import QuestDBSink, SQLiteSink
+from sql.views import VIEWS
 
 PAIRS = {
     "BTC-USD": 64000.0,
@@ -41,6 +49,8 @@ PAIRS = {
 }
 DAYS = 365  # a year: candles at 1m over a day, 1h over 30 days, 1d over the year
 CHUNK = 500_000
+MIXED_REQUESTS = 20_000  # distinct requests the mixed workload walks through
+SINGLE_URL_CONCURRENCIES = (1, 32)
 
 
 class EndpointLatency(msgspec.Struct, frozen=True):
@@ -194,6 +204,11 @@ class QuerySuite(msgspec.Struct, frozen=True):
     trades: int
     days: int
     seconds: float
+    # Distinct requests, response cache off, per kind and combined ("mixed").
+    mixed: list[MixedLatency]
+    # per "kind @ concurrency": QuestDB's req/s over SQLite's (None: SQLite finished none)
+    mixed_questdb_over_sqlite: dict[str, float | None]
+    # One URL per endpoint, the response cache on: cached figures.
     rows: list[EndpointLatency]
     # per "endpoint @ concurrency": SQLite's p99 over QuestDB's (None: SQLite finished none)
     sqlite_p99_over_questdb_p99: dict[str, float | None]
@@ -205,11 +220,14 @@ def measure_stores(
     concurrencies: tuple[int, ...],
     seed: int = 1,
     only: tuple[str, ...] = (),
+    single_url_concurrencies: tuple[int, ...] = SINGLE_URL_CONCURRENCIES,
 ) -> QuerySuite:
-    """Load ``trades`` into a fresh QuestDB and a SQLite file, then load every endpoint (or
-    ``only`` these) of each store at each concurrency."""
+    """Load ``trades`` into a fresh QuestDB and a SQLite file, then put the mixed workload
+    on each store at each of ``concurrencies``, and every single URL (or ``only`` these) at
+    each of ``single_url_concurrencies``."""
     now_s = int(time.time())
     rows: list[EndpointLatency] = []
+    mixed: list[MixedLatency] = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         with throwaway_questdb(scratch / "questdb") as server:
@@ -219,9 +237,15 @@ def measure_stores(
             questdb.close()
             sqlite.close()
             until_visible(server.pg_dsn, {"trades": trades, "quotes": trades, "bars_1m": bars})
+            sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}
+            requests = mixed_requests(list(PAIRS), now_s, MIXED_REQUESTS, seed)
+            uncached = {"API_CACHE_MS": "0"}
             for concurrency in concurrencies:
+                for store, dsn, env in (("questdb", server.pg_dsn, {}), ("sqlite", "", sqlite_env)):
+                    serve = functools.partial(serve_api, dsn, **env, **uncached)
+                    mixed += measure_mixed(store, serve, requests, seconds, concurrency)
+            for concurrency in single_url_concurrencies:
                 rows += measure("questdb", server.pg_dsn, {}, now_s, seconds, concurrency, only)
-                sqlite_env = {"STORE": "sqlite", "DATABASE_PATH": str(db)}
                 rows += measure("sqlite", "", sqlite_env, now_s, seconds, concurrency, only)
     ratios = {
         f"{q.endpoint} @ {q.concurrency}": round(s.p99_ms / q.p99_ms, 2)
@@ -230,14 +254,20 @@ def measure_stores(
         for s in rows
         if s.store == "sqlite" and (s.endpoint, s.concurrency) == (q.endpoint, q.concurrency)
     }  # fmt: skip
-    return QuerySuite(trades, DAYS, seconds, rows, ratios)
+    over = {
+        f"{q.kind} @ {q.concurrency}": round(q.req_per_s / s.req_per_s, 1) if s.req_per_s else None
+        for q in mixed if q.store == "questdb"
+        for s in mixed
+        if s.store == "sqlite" and (s.kind, s.concurrency) == (q.kind, q.concurrency)
+    }  # fmt: skip
+    return QuerySuite(trades, DAYS, seconds, mixed, over, rows, ratios)
 
 
 def main() -> None:
     parser = command_line(__doc__)
     parser.add_argument("--trades", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="load per endpoint and store")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     suite = measure_stores(args.trades, args.seconds, tuple(args.concurrency), args.seed)

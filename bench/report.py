@@ -9,17 +9,19 @@ import os
 import platform
 import shutil
 import subprocess
+import timeit
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 
+from ingest.decode import decode_frame
 from sql import apply_questdb_schema
 from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, stop
 from sql.questdb_local.jar import QUESTDB_VERSION
 
-__all__ = ["RESULTS", "markdown", "save", "stamp", "throwaway_questdb"]
+__all__ = ["RESULTS", "markdown", "save", "speed_probe", "stamp", "throwaway_questdb"]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -39,15 +41,39 @@ def throwaway_questdb(root: Path) -> Iterator[ServerState]:
 def save(name: str, scenario: str, **fields: object) -> bytes:
     """Write ``results/NAME.json`` (indented JSON, machine stamped) and return it."""
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    result = {"scenario": scenario, "machine": machine, **fields}
+    result = {"scenario": scenario, "machine": machine, "speed_probe": speed_probe(), **fields}
     encoded = msgspec.json.format(msgspec.json.encode(result), indent=2)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_bytes(encoded + b"\n")
     return encoded
 
 
+# A fixed frame of 100 trades of the feed's shape, for the machine-speed probe.
+_PROBE_FRAME = (
+    b"["
+    + b",".join(
+        b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":0.0452,"t":%d,"x":1,"i":"%d","c":[2]}'
+        % (1_700_000_000_000 + i, i)
+        for i in range(100)
+    )
+    + b"]"
+)
+
+
+def speed_probe() -> dict[str, float]:
+    """How fast this machine is right now, on fixed work (the best of several tries): the
+    same code runs 2-3x slower on some days here, so results from different days are set
+    side by side only through these figures (divide a figure by its run's probe)."""
+    frames = timeit.repeat(lambda: decode_frame(_PROBE_FRAME), number=2_000, repeat=5)
+    loops = timeit.repeat("for i in range(100_000): x = i * i", number=10, repeat=5)
+    return {
+        "decode_frame_ns_per_event": round(min(frames) / (2_000 * 100) * 1e9, 1),
+        "python_loop_ns_per_iteration": round(min(loops) / (10 * 100_000) * 1e9, 2),
+    }
+
+
 def stamp() -> dict[str, object]:
-    """What a result depends on: the machine, the versions, the code."""
+    """What a result depends on: the machine (and its speed today), the versions, the code."""
     git = shutil.which("git")
     try:
         assert git is not None
@@ -64,6 +90,7 @@ def stamp() -> dict[str, object]:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "python": platform.python_version(),
         "questdb_server": QUESTDB_VERSION,
+        "speed_probe": speed_probe(),
         "packages": {name: importlib.metadata.version(name) for name in packages},
         "git_commit": commit + ("+changes" if dirty else ""),
     }
@@ -96,12 +123,16 @@ def markdown(report: dict[str, object]) -> str:
         "",
         f"{stamp['machine']}; Python {stamp['python']}; QuestDB {stamp['questdb_server']}; "
         + ", ".join(f"{k} {v}" for k, v in stamp["packages"].items()),
+        "",
+        "Machine speed at the start (fixed work; compare runs of different days through it): "
+        + ", ".join(f"{k} {v}" for k, v in stamp["speed_probe"].items()),
     ]
     if isinstance(suite := report.get("ingest"), dict):
         lines += ["", f"## Ingest ({suite['tape_events']:,} events in the tape)", ""]
         lines += _table(
             suite["runs"],
-            ["name", "events_per_s", "events", "stored", "lost", "p50_visible_ms",
+            ["name", "events_per_s", "caught_up", "seconds", "events", "stored", "lost",
+             "p50_visible_ms",
              "p99_visible_ms", "cpu_s_per_million", "peak_rss_mib"],
         )  # fmt: skip
         lines += [
@@ -112,7 +143,17 @@ def markdown(report: dict[str, object]) -> str:
     queries = report.get("query")
     for query in queries if isinstance(queries, list) else []:
         assert isinstance(query, dict)
-        lines += ["", f"## Query ({query['trades']:,} trades over {query['days']} days)", ""]
+        title = f"{query['trades']:,} trades over {query['days']} days"
+        lines += ["", f"## Query, mixed: distinct requests, response cache off ({title})", ""]
+        lines += _table(
+            query["mixed"],
+            ["store", "kind", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms",
+             "errors", "distinct_requests"],
+        )  # fmt: skip
+        over = query["mixed_questdb_over_sqlite"]
+        lines += ["", "QuestDB req/s over SQLite req/s: "
+                  + "; ".join(f"{k} {_cell(v)}x" for k, v in over.items())]  # fmt: skip
+        lines += ["", f"## Query, one URL per endpoint, response cache on: cached ({title})", ""]
         lines += _table(
             query["rows"],
             ["store", "endpoint", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms",

@@ -12,6 +12,7 @@ import pytest
 
 from bench.__main__ import Plan
 from bench.ingest import IngestSuite
+from bench.mixed import KINDS
 from bench.query import QuerySuite
 from tests.polling import scaled
 
@@ -39,6 +40,13 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
         assert runs[name].stored == runs[name].events > 0
     assert {row.store for row in report.query[0].rows} == {"questdb", "sqlite"}
     assert all(row.errors == 0 for row in report.query[0].rows)
+    mixed = report.query[0].mixed
+    assert {(row.store, row.kind) for row in mixed} == {
+        (store, kind) for store in ("questdb", "sqlite") for kind in ("mixed", *KINDS)
+    }
+    # (errors are not asserted: on this little data a candle range may hold no trade, a 404)
+    assert all(row.requests > 0 for row in mixed), mixed
+    assert all(row.distinct_requests > 1 for row in mixed)
     assert "## Ingest" in (tmp_path / "bench-quick.md").read_text()
-    for chart in ("bench-quick-ingest.png", "bench-quick-query.png"):
+    for chart in ("bench-quick-ingest.png", "bench-quick-mixed.png", "bench-quick-query.png"):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

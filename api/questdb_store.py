@@ -1,18 +1,21 @@
 """Queries over QuestDB's PG wire: LATEST ON for prices, SAMPLE BY for candles.
 
 Values are bound parameters; what cannot be bound (the SAMPLE BY interval, the fill) comes
-from whitelists (``api/queries.py``). Rows are read by column name into the response Structs
-(the SELECT lists name what the Structs hold), never by position. QuestDB hands timestamps
-back naive: they are UTC. Driver and pool errors leave this module as ``StoreUnavailable``.
+from whitelists (``api/queries.py``). The many-row answers (trades, quotes, candles) select
+exactly the response Struct's fields, in its order and by its names (``selected``), with the
+times formatted by QuestDB, and come back in binary: rows become Structs without a Python
+step per value. The few-row ones (prices, health) are read by column name. QuestDB hands
+timestamps back naive: they are UTC. Driver and pool errors leave this module as
+``StoreUnavailable``.
 
 What trades add up to (rolling-24h statistics, candles from trades) is read from the
-``trades_1m`` materialized view, which QuestDB keeps up to date: a few thousand minute rows
-instead of every trade; hourly candles from bars read ``bars_1h``. A view answers only while
-it is valid and holds every row of its base table (``api/views.py``); otherwise the base
-table answers, the same figures more slowly. Newest trades and quotes are looked for in the
-last hour first, then wider: without an index on symbol, a search bounded by time is what
-keeps it fast. The newest candles likewise (``newest_candles``): first from a bound with
-room for twice as many.
+``trades_1m`` and ``trades_1h`` materialized views, which QuestDB keeps up to date; hourly
+candles from bars read ``bars_1h`` (``api/questdb_candles.py`` picks the rows for each
+range). A view answers only while it is valid and holds every row of its base table
+(``api/views.py``); otherwise the base table answers, the same figures more slowly. Newest
+trades and quotes are one backward scan from the newest partition, stopped at the limit; the
+newest candles are first sampled from a bound with room for twice as many
+(``newest_candles``).
 """
 
 from __future__ import annotations
@@ -20,53 +23,30 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
 from prometheus_client.registry import Collector
 from psycopg import AsyncConnection, sql
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, args_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import StoreUnavailable, Unsupported
 from api.pool_metrics import PoolCollector
-from api.queries import (
-    HOURLY,
-    CandleQuery,
-    epoch_s,
-    iso,
-    iso_ms,
-    naive_utc,
-    newest_candles,
-    rolling_day_start,
-)
+from api.queries import CandleQuery, iso, iso_ms, newest_candles, rolling_day_start
+from api.questdb_candles import FROM_TS, coarsest, merge, plan, sampled_sql, selected
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.view_metrics import ViewCollector
-from api.views import VIEWS, ViewGuard, ViewHealth
+from api.views import ViewGuard, ViewHealth
 from sql.tables import QUOTES, TRADES, Table
+from sql.views import VIEWS
 
 __all__ = ["QuestDBStore"]
 
 Row = dict[str, Any]
+S = TypeVar("S", bound=msgspec.Struct)
 
-# Candles: each from the coarsest rows that cut no bucket (see _candle_rows): raw trades,
-# minute rows, or hour rows, their columns named as Candle names them.
-_RAW_TRADES = sql.SQL(
-    "SELECT ts, first(price) open, max(price) high, min(price) low, last(price) close,"
-    " sum(size) volume, sum(price * size) / sum(size) vwap, count() trades FROM trades"
-)
-_TURNOVER_ROWS = (
-    "SELECT ts, first(open) open, max(high) high, min(low) low, last(close) close,"
-    " sum(volume) volume, sum(turnover) / sum(volume) vwap, sum(trade_count) trades FROM {}"
-)
-_TRADES_1M = sql.SQL(_TURNOVER_ROWS.format("trades_1m"))
-_BARS_1H = sql.SQL(_TURNOVER_ROWS.format("bars_1h"))
-_BARS_1M = sql.SQL(
-    "SELECT ts, first(open) open, max(high) high, min(low) low, last(close) close,"
-    " sum(volume) volume, sum(vwap * volume) / sum(volume) vwap, sum(trade_count) trades"
-    " FROM bars_1m"
-)
 # The prices' rolling-24h figures, named as Price names them.
 _DAY_FROM_VIEW = sql.SQL(
     "SELECT symbol, first(open) open, max(high) high, min(low) low, sum(volume) volume,"
@@ -76,61 +56,19 @@ _DAY_FROM_TRADES = sql.SQL(
     "SELECT symbol, first(price) open, max(price) high, min(price) low, sum(size) volume,"
     " sum(price * size) / sum(size) vwap FROM trades {} {} ts >= %s GROUP BY symbol"
 )
-# Newest rows are searched for within these spans back from now, in turn, then in all rows.
-_RECENT = (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=30))
-
-# Per aggregate column: open, high, low, close, volume, vwap, trades.
-_FILLS = {
-    "none": "",
-    "prev": "FILL(PREV, PREV, PREV, PREV, 0, NULL, 0)",
-    "null": "FILL(NULL)",
-}
 
 
-class _Rows(msgspec.Struct, frozen=True):
-    """What a candle query resamples: ``select``, or where it reads a view that may not be
-    trusted at the moment, ``instead`` (the same figures from the view's base table)."""
-
-    select: sql.SQL
-    view: str | None = None
-    instead: sql.SQL | None = None
-
-
-_FROM_RAW_TRADES = _Rows(_RAW_TRADES)
-_FROM_TRADES_1M = _Rows(_TRADES_1M, "trades_1m", _RAW_TRADES)
-_FROM_BARS_1M = _Rows(_BARS_1M)
-_FROM_BARS_1H = _Rows(_BARS_1H, "bars_1h", _BARS_1M)
+def _newest_sql(table: Table, out: type[msgspec.Struct]) -> str:
+    """The newest rows of one symbol, newest first, as ``out``'s fields in its order: QuestDB
+    scans the table backwards from its newest partition and stops at the limit."""
+    return (
+        f"SELECT {selected(out, FROM_TS)} FROM {table.name} WHERE symbol = %s"  # noqa: S608
+        f" ORDER BY {table.timestamp.name} DESC LIMIT %s"
+    )
 
 
-def _candle_rows(query: CandleQuery, start: dt.datetime | None) -> _Rows:
-    """What to resample: rows coarser than a trade are exact only if no bucket and neither
-    end of the range falls inside one of them (a view's rows, if its guard lets them)."""
-    bounds = [naive_utc(moment) for moment in (start, query.end) if moment is not None]
-    on_minute = all(b.second == 0 and b.microsecond == 0 for b in bounds)
-    if query.source == "trades":
-        return _FROM_TRADES_1M if on_minute else _FROM_RAW_TRADES
-    on_hour = on_minute and all(b.minute == 0 for b in bounds)
-    # Hour rows are UTC hours: zones an odd number of minutes off UTC need minute rows.
-    hourly = query.interval in HOURLY and query.tz == "UTC" and on_hour
-    return _FROM_BARS_1H if hourly else _FROM_BARS_1M
-
-
-def _newest_select(table: Table, out: type[msgspec.Struct]) -> str:
-    """The columns of ``table`` the response Struct ``out`` holds, by name (its time fields
-    come from the designated timestamp)."""
-    columns = {c.name for c in table.columns}
-    wanted = [f for f in out.__struct_fields__ if f in columns]
-    return f"SELECT {table.timestamp.name}, {', '.join(wanted)} FROM {table.name}"  # noqa: S608
-
-
-def _timed(row: Row, out: type[msgspec.Struct]) -> Any:
-    """A row by name into ``out``, its epoch second and ISO time from ``ts``."""
-    timed = {**row, "timestamp": epoch_s(row["ts"]), "time": iso(row["ts"])}
-    return msgspec.convert(timed, out, strict=False)  # sums of INT columns come as longs
-
-
-_NEWEST_TRADES = _newest_select(TRADES, TradeOut)
-_NEWEST_QUOTES = _newest_select(QUOTES, QuoteOut)
+_NEWEST_TRADES = _newest_sql(TRADES, TradeOut)
+_NEWEST_QUOTES = _newest_sql(QUOTES, QuoteOut)
 
 
 class QuestDBStore:
@@ -229,71 +167,56 @@ class QuestDBStore:
         return [QuoteGap(r["symbol"], iso_ms(r["ts"]), iso_ms(r["end_ts"])) for r in rows]
 
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
-        rows = await self._newest(_NEWEST_TRADES, symbol, limit)
-        return [_timed(row, TradeOut) for row in rows]
+        return await self._structs(_NEWEST_TRADES, (symbol, limit), TradeOut)
 
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
-        rows = await self._newest(_NEWEST_QUOTES, symbol, limit)
-        return [_timed(row, QuoteOut) for row in rows]
+        return await self._structs(_NEWEST_QUOTES, (symbol, limit), QuoteOut)
 
-    async def _newest(self, select: str, symbol: str, limit: int) -> list[Row]:
-        """The newest ``limit`` rows of ``symbol``, newest first. Every row outside a span is
-        older than every row inside it, so a span holding ``limit`` rows holds the answer."""
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        for span in _RECENT:
-            query = f"{select} WHERE symbol = %s AND ts >= %s ORDER BY ts DESC LIMIT %s"
-            rows = await self._rows(query, (symbol, now - span, limit))
-            if len(rows) == limit:
-                return rows
-        query = f"{select} WHERE symbol = %s ORDER BY ts DESC LIMIT %s"
-        return await self._rows(query, (symbol, limit))
+    async def _structs(
+        self, query: str | sql.Composed, params: tuple[object, ...], out: type[S]
+    ) -> list[S]:
+        """Rows as ``out``, by position: the query's SELECT list is ``selected(out)``. Binary
+        results: QuestDB formats and psycopg parses a double as text 4x slower."""
+        async with self._connection() as conn:
+            return await _fetch_structs(conn, query, params, out)
 
     async def candles(self, query: CandleQuery) -> list[Candle]:
         """The newest ``limit`` candles, oldest first (``CandleQuery`` says what each field
-        asks for)."""
+        asks for; ``api/questdb_candles.py`` what each is read from)."""
 
         async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
-            rows = await self._sampled(query, count, since)
-            return [_timed(row, Candle) for row in reversed(rows)]
+            return list(reversed(await self._sampled(query, count, since)))
 
         return await newest_candles(sample, query)
 
     async def _sampled(
         self, query: CandleQuery, limit: int, start: dt.datetime | None
-    ) -> list[Row]:
-        """The newest ``limit`` candles between ``start`` and the query's end, newest first."""
-        rows = _candle_rows(query, start)
-        conditions = [sql.SQL("symbol = %s")]
-        params: list[object] = [query.symbol]
-        if start is not None:
-            conditions.append(sql.SQL("ts >= %s"))
-            params.append(naive_utc(start))
-        if query.end is not None:
-            conditions.append(sql.SQL("ts < %s"))
-            params.append(naive_utc(query.end))
-
-        def sampled(select: sql.SQL) -> sql.Composed:
-            return sql.SQL(
-                "SELECT * FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
-                " ORDER BY ts DESC LIMIT %s"
-            ).format(
-                select,
-                sql.SQL(" AND ").join(conditions),
-                sql.SQL(query.interval),  # a key of SECONDS: QuestDB's unit of the same name
-                sql.SQL(_FILLS[query.fill]),
-                sql.Literal(query.tz),
-            )
-
+    ) -> list[Candle]:
+        """The newest ``limit`` candles between ``start`` and the query's end, newest first:
+        the pieces ``plan`` cuts the range into, on one connection (the view check and the
+        reads see the same database)."""
         try:
-            if rows.view is not None and rows.instead is not None:
-                instead = rows.instead
-                return await self._rows_from(
-                    rows.view,
-                    lambda fresh: sampled(rows.select if fresh else instead),
-                    (*params, limit),
-                )
-            return await self._rows(sampled(rows.select), (*params, limit))
+            async with self._connection() as conn:
+                view = coarsest(query)
+                if view is not None and view.view is not None:
+                    view = view if await self.guards[view.view].fresh(conn) else None
+                pieces = []
+                for piece in plan(query, start, view):
+                    statement, params = sampled_sql(query, piece)
+                    pieces.append(await _fetch_structs(conn, statement, (*params, limit), Candle))
+                return merge(pieces, limit)
         except psycopg.DatabaseError as exc:
             if "invalid timezone" not in str(exc):
                 raise
             raise Unsupported("tz", f"QuestDB does not know the time zone {query.tz}") from exc
+
+
+async def _fetch_structs(
+    conn: AsyncConnection[DictRow],
+    query: str | sql.Composed,
+    params: tuple[object, ...],
+    out: type[S],
+) -> list[S]:
+    cursor = conn.cursor(binary=True, row_factory=args_row(out))
+    await cursor.execute(query, params)
+    return await cursor.fetchall()

@@ -30,20 +30,9 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 
-__all__ = ["VIEWS", "ViewGuard", "ViewHealth", "ViewSpec"]
+from sql.views import ViewSpec
 
-
-class ViewSpec(msgspec.Struct, frozen=True):
-    name: str
-    base: str
-    # The view's column that adds up to the base rows folded into it.
-    base_rows: str
-
-
-VIEWS = (
-    ViewSpec("trades_1m", "trades", "trade_count"),
-    ViewSpec("bars_1h", "bars_1m", "bar_count"),
-)
+__all__ = ["ViewGuard", "ViewHealth"]
 
 
 class ViewHealth(msgspec.Struct, frozen=True):

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from sql.backoff import Backoff
 from sql.tables import TABLES, Table
-from sql.views import ViewKeeper
+from sql.views import VIEWS, ViewKeeper
 
 __all__ = ["QUESTDB_VIEWS", "apply_questdb_schema"]
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
-QUESTDB_VIEWS = ("trades_1m", "bars_1h")  # sql/questdb/<view>.sql, created after the tables
+QUESTDB_VIEWS = tuple(view.name for view in VIEWS)  # sql/questdb/<view>.sql, in order
 # Columns added to a view's definition after views were first created: (view, column).
 _VIEW_COLUMNS_ADDED = (("bars_1h", "bar_count"),)
 

@@ -21,9 +21,26 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-__all__ = ["RefreshedView", "ViewKeeper"]
+__all__ = ["VIEWS", "RefreshedView", "ViewKeeper", "ViewSpec"]
 
 log = logging.getLogger(__name__)
+
+
+class ViewSpec(msgspec.Struct, frozen=True):
+    """A materialized view (its DDL in ``sql/questdb/<name>.sql``) and how to tell whether it
+    holds every row of the table its figures come from."""
+
+    name: str
+    base: str  # the table whose rows it adds up (for trades_1h, through trades_1m)
+    base_rows: str  # the view's column that adds up to the base rows folded into it
+
+
+# In the order they are created (a view may read an earlier one).
+VIEWS = (
+    ViewSpec("trades_1m", "trades", "trade_count"),
+    ViewSpec("trades_1h", "trades", "trade_count"),
+    ViewSpec("bars_1h", "bars_1m", "bar_count"),
+)
 
 _STATES = (
     "SELECT view_name, view_status, invalidation_reason, last_refresh_start_timestamp,"

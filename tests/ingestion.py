@@ -19,6 +19,7 @@ from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
 from sql import Secret, StoreSettings
+from sql.views import VIEWS
 from tests.polling import wait_for
 from tests.simulation import KEY, START_MS, until
 
@@ -100,16 +101,13 @@ def questdb_count(pg: psycopg.Connection[tuple[Any, ...]], table: str, start_ms:
     return int(row[0])
 
 
-# (a base table's figure, the same figure from its materialized view), for one symbol
-_VIEW_CHECKS = (
+# (a base table's rows, the base rows its materialized view has folded in), for one symbol
+_VIEW_CHECKS = tuple(
     (
-        "SELECT count() FROM trades WHERE symbol = %s",
-        "SELECT sum(trade_count) FROM trades_1m WHERE symbol = %s",
-    ),
-    (
-        "SELECT sum(trade_count) FROM bars_1m WHERE symbol = %s",
-        "SELECT sum(trade_count) FROM bars_1h WHERE symbol = %s",
-    ),
+        f"SELECT count() FROM {view.base} WHERE symbol = %s",  # noqa: S608 (declared names)
+        f"SELECT sum({view.base_rows}) FROM {view.name} WHERE symbol = %s",  # noqa: S608
+    )
+    for view in VIEWS
 )
 
 

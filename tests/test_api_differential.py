@@ -171,6 +171,23 @@ PATHS = [
             ("1h", "bars", _MINUTE_S - 6015, _MINUTE_S - 630),  # inside minutes
             ("1h", "trades", _MINUTE_S - 6000, _MINUTE_S - 600),
             ("1d", "trades", _MINUTE_S - 6015, _MINUTE_S - 630),
+            # Cut hours at both ends around whole ones: the cut ends from trades or minute
+            # bars, the rest from hour rows, the buckets where they meet merged.
+            ("1h", "trades", _HOUR_S - 7183, _MINUTE_S - 37),
+            ("4h", "trades", _HOUR_S - 7183, _MINUTE_S - 37),
+            ("1d", "bars", _HOUR_S - 7183, _MINUTE_S - 37),
+            ("1h", "bars", _HOUR_S - 7183, _MINUTE_S - 37),
+            ("5m", "trades", _MINUTE_S - 4987, _MINUTE_S - 37),  # cut minutes, minute rows
+        )
+    ),
+    # A start cut inside an hour or a minute, no end (as the benchmark's users ask).
+    *(
+        f"/api/market/ohlcv/{{s}}?interval={i}&source={src}&start={start}"
+        for i, src, start in (
+            ("1h", "trades", _HOUR_S - 7183),
+            ("1d", "trades", _HOUR_S - 7183),
+            ("4h", "bars", _HOUR_S - 7183),
+            ("15m", "trades", _MINUTE_S - 4987),
         )
     ),
 ]

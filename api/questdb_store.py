@@ -21,7 +21,7 @@ newest candles are first sampled from a bound with room for twice as many
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import StoreUnavailable, Unsupported
 from api.pool_metrics import PoolCollector
-from api.queries import CandleQuery, iso, iso_ms, newest_candles, rolling_day_start
+from api.queries import CandleQuery, iso_ms, newest_candles, rolling_day_start
 from api.questdb_candles import FROM_TS, coarsest, merge, plan, sampled_sql, selected
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.view_metrics import ViewCollector
@@ -47,14 +47,25 @@ __all__ = ["QuestDBStore"]
 Row = dict[str, Any]
 S = TypeVar("S", bound=msgspec.Struct)
 
-# The prices' rolling-24h figures, named as Price names them.
-_DAY_FROM_VIEW = sql.SQL(
+# The prices: each pair's latest trade, and its rolling-24h figures from the minute rows (or,
+# while the view may not answer, the trades), in one query, as Price's fields.
+_LATEST = "SELECT symbol, price, ts FROM trades {} LATEST ON ts PARTITION BY symbol"
+_DAY_FROM_VIEW = (
     "SELECT symbol, first(open) open, max(high) high, min(low) low, sum(volume) volume,"
-    " sum(turnover) / sum(volume) vwap FROM trades_1m {} {} ts >= %s GROUP BY symbol"
+    " sum(turnover) / sum(volume) vwap FROM trades_1m WHERE {} ts >= %s GROUP BY symbol"
 )
-_DAY_FROM_TRADES = sql.SQL(
+_DAY_FROM_TRADES = (
     "SELECT symbol, first(price) open, max(price) high, min(price) low, sum(size) volume,"
-    " sum(price * size) / sum(size) vwap FROM trades {} {} ts >= %s GROUP BY symbol"
+    " sum(price * size) / sum(size) vwap FROM trades WHERE {} ts >= %s GROUP BY symbol"
+)
+_PRICES = (  # ("latest" and "day" are QuestDB keywords)
+    f"SELECT {{}} FROM ({_LATEST}) newest LEFT JOIN ({{}}) rolling"  # noqa: S608 (ours; values are bound)
+    " ON newest.symbol = rolling.symbol ORDER BY newest.symbol"
+)
+_PRICE_COLUMNS = selected(
+    Price,
+    {"symbol": "newest.symbol", "price": "newest.price", "timestamp": FROM_TS["time"]}
+    | {f: f"rolling.{f}" for f in ("open", "high", "low", "volume", "vwap")},
 )
 
 
@@ -109,46 +120,20 @@ class QuestDBStore:
             cursor = await conn.execute(query, params)  # type: ignore[arg-type]
             return await cursor.fetchall()
 
-    async def _rows_from(
-        self, view: str, query: Callable[[bool], sql.Composed], params: tuple[object, ...]
-    ) -> list[Row]:
-        """``query(True)`` if ``view`` may answer now, else ``query(False)`` (its base table),
-        on one connection: the check and the read see the same database."""
-        async with self._connection() as conn:
-            fresh = await self.guards[view].fresh(conn)
-            cursor = await conn.execute(query(fresh), params)
-            return await cursor.fetchall()
-
     async def views(self) -> list[ViewHealth]:
         async with self._connection() as conn:
             return [await guard.check(conn) for guard in self.guards.values()]
 
     async def prices(self, symbols: list[str] | None) -> list[Price]:
-        where: sql.Composable = sql.SQL("")
-        params: tuple[object, ...] = ()
+        """Every pair's (or these pairs') latest price and rolling 24 hours, by pair."""
+        where = latest = ""
         if symbols:
-            where = sql.SQL("WHERE symbol IN ({})").format(
-                sql.SQL(", ").join(sql.Placeholder() * len(symbols))
-            )
-            params = tuple(symbols)
-        latest = await self._rows(
-            sql.SQL(
-                "SELECT symbol, price, ts FROM trades {} LATEST ON ts PARTITION BY symbol"
-            ).format(where),
-            params,
-        )
-        joiner = sql.SQL("AND") if symbols else sql.SQL("WHERE")
-        day = await self._rows_from(
-            "trades_1m",
-            lambda fresh: (_DAY_FROM_VIEW if fresh else _DAY_FROM_TRADES).format(where, joiner),
-            (*params, rolling_day_start()),
-        )
-        stats = {row["symbol"]: row for row in day}
-        return [
-            msgspec.convert({**stats.get(row["symbol"], {}), **row, "timestamp": iso(row["ts"])},
-                            Price)
-            for row in sorted(latest, key=lambda r: str(r["symbol"]))
-        ]  # fmt: skip
+            marks = ", ".join(["%s"] * len(symbols))
+            where, latest = f"symbol IN ({marks}) AND", f"WHERE symbol IN ({marks})"
+        params = (*(symbols or ()), *(symbols or ()), rolling_day_start())
+        view = await self.guards["trades_1m"].fresh(self._connection)
+        day = (_DAY_FROM_VIEW if view else _DAY_FROM_TRADES).format(where)
+        return await self._structs(_PRICES.format(_PRICE_COLUMNS, latest, day), params, Price)
 
     async def newest_trade(self) -> dt.datetime | None:
         rows = await self._rows("SELECT max(ts) newest FROM (trades LIMIT -1)", ())
@@ -193,13 +178,12 @@ class QuestDBStore:
         self, query: CandleQuery, limit: int, start: dt.datetime | None
     ) -> list[Candle]:
         """The newest ``limit`` candles between ``start`` and the query's end, newest first:
-        the pieces ``plan`` cuts the range into, on one connection (the view check and the
-        reads see the same database)."""
+        the pieces ``plan`` cuts the range into."""
+        view = coarsest(query)
+        if view is not None and view.view is not None:
+            view = view if await self.guards[view.view].fresh(self._connection) else None
         try:
             async with self._connection() as conn:
-                view = coarsest(query)
-                if view is not None and view.view is not None:
-                    view = view if await self.guards[view.view].fresh(conn) else None
                 pieces = []
                 for piece in plan(query, start, view):
                     statement, params = sampled_sql(query, piece)

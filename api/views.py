@@ -16,14 +16,18 @@ summed again until the base's count changes.
 
 The window that remains: between the check and the query a new commit may land, so an answer
 is exact as of a moment a few milliseconds before it was given, like any read of a table that
-is being written. An UPDATE that changes no row count is noticed when QuestDB marks the view
-invalid (within milliseconds).
+is being written. Requests that arrive while a check is running share its answer (under load,
+one check per round trip instead of one per request): that check began at most a round trip
+before them, the same few milliseconds. An UPDATE that changes no row count is noticed when
+QuestDB marks the view invalid (within milliseconds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import msgspec
 import psycopg
@@ -32,7 +36,10 @@ from psycopg.rows import DictRow
 
 from sql.views import ViewSpec
 
-__all__ = ["ViewGuard", "ViewHealth"]
+# A connection of the store's pool, as an async context manager.
+Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection[DictRow]]]
+
+__all__ = ["Connect", "ViewGuard", "ViewHealth"]
 
 
 class ViewHealth(msgspec.Struct, frozen=True):
@@ -70,13 +77,28 @@ class ViewGuard:
         self._lock = asyncio.Lock()  # one sum at a time: concurrent requests share it
         self.last = ViewHealth(spec.name, spec.base, "unknown", None, None, 0, False)
         self.fallbacks = 0  # answers read from the base table instead
+        self._running: asyncio.Future[ViewHealth] | None = None  # the check requests share
 
-    async def fresh(self, conn: AsyncConnection[DictRow]) -> bool:
-        """The view is valid and holds every row of its base table (as of this moment)."""
-        health = await self.check(conn)
+    async def fresh(self, connect: Connect) -> bool:
+        """The view is valid and holds every row of its base table (as of this moment): the
+        check running now, or a new one on a connection of its own (so a request that gives
+        up cannot take the connection from under the others waiting for it)."""
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._check_on(connect))
+            self._running.add_done_callback(self._finished)
+        health = await asyncio.shield(self._running)
         if not health.serving:
             self.fallbacks += 1
         return health.serving
+
+    async def _check_on(self, connect: Connect) -> ViewHealth:
+        async with connect() as conn:
+            return await self.check(conn)
+
+    def _finished(self, running: asyncio.Future[ViewHealth]) -> None:
+        self._running = None
+        if not running.cancelled():
+            running.exception()  # retrieved: every waiter may have given up
 
     async def check(self, conn: AsyncConnection[DictRow]) -> ViewHealth:
         try:

@@ -15,11 +15,11 @@ import msgspec
 from api.responses import Candle
 
 __all__ = [
-    "HOURLY",
     "SECONDS",
     "CandleQuery",
     "Interval",
     "epoch_s",
+    "floor_to",
     "iso",
     "iso_ms",
     "iso_of_epoch",
@@ -35,7 +35,6 @@ SECONDS: dict[Interval, int] = {
     "1m": 60, "5m": 300, "15m": 900, "30m": 1800,
     "1h": 3600, "4h": 14400, "1d": 86400, "1w": 604800,
 }  # fmt: skip
-HOURLY = frozenset({"1h", "4h", "1d", "1w"})  # intervals made of whole hours
 
 
 class CandleQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,11 +106,18 @@ async def newest_candles(sample: Sample, query: CandleQuery) -> list[Candle]:
 
 
 def _recent_bound(query: CandleQuery) -> dt.datetime:
-    """Twice ``limit`` intervals before ``end`` (or now), naive UTC, on the hour for hourly
-    intervals and on the minute otherwise (so QuestDB's hour and minute rows can answer)."""
+    """Twice ``limit`` intervals before ``end`` (or now), naive UTC, on a boundary of the
+    interval (at most an hour): so QuestDB's hour, quarter-hour and minute rows answer
+    without a cut end."""
     end = query.end
     anchor = naive_utc(end) if end is not None else dt.datetime.now(dt.UTC).replace(tzinfo=None)
     back_s = min(2 * (query.limit + 1) * SECONDS[query.interval], _BOUND_BACK_MAX_S)
     back = dt.timedelta(seconds=back_s)
-    bound = (max(anchor, _EPOCH + back) - back).replace(second=0, microsecond=0)  # no underflow
-    return bound.replace(minute=0) if query.interval in HOURLY else bound
+    bound = max(anchor, _EPOCH + back) - back  # no underflow
+    return floor_to(bound, min(SECONDS[query.interval], 3600))
+
+
+def floor_to(moment: dt.datetime, grain_s: int) -> dt.datetime:
+    """A naive UTC time down to a multiple of ``grain_s`` seconds since the epoch."""
+    micros = (moment - _EPOCH) // dt.timedelta(microseconds=1)
+    return _EPOCH + dt.timedelta(microseconds=micros - micros % (grain_s * 1_000_000))

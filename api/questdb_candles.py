@@ -1,23 +1,28 @@
 """Candles from QuestDB: each range resampled from the coarsest rows that answer it exactly.
 
 A candle query reads one of these row sources: raw trades, or the minute bars, or a
-materialized view of either (``trades_1m``, ``trades_1h``, ``bars_1h``: sql/questdb/*.sql).
-A view's row covers a minute or an hour, so it answers a range only from and to that grain's
-boundaries, and a bucket only if the bucket is made of whole rows of it: hour rows serve the
-hourly intervals in UTC, minute rows every interval in any zone (no zone in use is off UTC
-by a part of a minute). A range that starts or ends inside a row is split (``plan``): the cut
-row's part is resampled from the finest rows, the rest from the view, and the bucket where
-they meet is the two pieces merged (``merge``: the same figures, open from the older piece,
-close from the newer, sums added). So a year of daily candles from a start a user typed to
-the second reads 8,760 hour rows and at most an hour of trades, not half a million minutes.
+materialized view of either (``trades_1m``, ``trades_15m``, ``trades_1h``, ``bars_15m``,
+``bars_1h``: sql/questdb/*.sql).
+A view's row covers a minute, a quarter hour or an hour, so it answers a range only from and
+to that grain's boundaries, and a bucket only if the bucket is made of whole rows of it:
+hour and quarter-hour rows serve the intervals they divide in UTC, minute rows every
+interval in any zone (``coarsest``). A range that starts or ends inside a row is split
+(``plan``): the cut row's part is resampled from the finest rows, the rest from the view,
+and the bucket where they meet is the two pieces merged (``merge``: the same figures, open
+from the older piece, close from the newer, sums added). So a year of daily candles from a
+start a user typed to the second reads 8,760 hour rows and at most an hour of trades, not
+half a million minutes.
 
 Each piece is one SAMPLE BY straight over its table (QuestDB runs that in parallel with the
-filter pushed down; a UNION ALL of the pieces under one SAMPLE BY measured 2-3x slower). A
-fill (``prev``, ``null``) makes up buckets across the pieces' seams, so a filled query reads
-the finest rows over its whole range instead. The columns come back in ``Candle``'s field
-order, named as it names them, with the epoch second and the ISO time formatted by QuestDB:
-rows become Candles by position, safely, because the SELECT list is generated from the
-Struct (``selected``).
+filter pushed down; the pieces' rows under one SAMPLE BY measured 2-3x slower), the pieces
+sent as one UNION ALL: one round trip a request. Each keeps its newest buckets with
+``LIMIT -n`` (SAMPLE BY answers in time order; an ORDER BY ts DESC cost QuestDB a sort, a
+third of its CPU for 300 hourly candles). A fill (``prev``, ``null``) makes up buckets across
+the pieces' seams, so a filled query reads the finest rows over its whole range instead.
+
+The columns come back in ``Candle``'s field order, named as it names them, with the epoch
+second and the ISO time formatted by QuestDB: rows become Candles by position, safely,
+because the SELECT list is generated from the Struct (``selected``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import datetime as dt
 import msgspec
 from psycopg import sql
 
-from api.queries import HOURLY, CandleQuery, naive_utc
+from api.queries import SECONDS, CandleQuery, floor_to, naive_utc
 from api.responses import Candle
 
 __all__ = ["FROM_TS", "RowSource", "coarsest", "finest", "merge", "plan", "sampled_sql", "selected"]
@@ -51,6 +56,7 @@ RAW_TRADES = RowSource(
     0,
 )
 TRADES_1M = RowSource(_TURNOVER_ROWS.format("trades_1m"), 60, "trades_1m")
+TRADES_15M = RowSource(_TURNOVER_ROWS.format("trades_15m"), 900, "trades_15m")
 TRADES_1H = RowSource(_TURNOVER_ROWS.format("trades_1h"), 3600, "trades_1h")
 # A minute bar counts where it starts: for a range, bars are points in time.
 BARS_1M = RowSource(
@@ -59,7 +65,10 @@ BARS_1M = RowSource(
     " FROM bars_1m",
     0,
 )
+BARS_15M = RowSource(_TURNOVER_ROWS.format("bars_15m"), 900, "bars_15m")
 BARS_1H = RowSource(_TURNOVER_ROWS.format("bars_1h"), 3600, "bars_1h")
+# The views of each source, coarsest first.
+_VIEWS = {"trades": (TRADES_1H, TRADES_15M, TRADES_1M), "bars": (BARS_1H, BARS_15M)}
 
 # Per aggregate column: open, high, low, close, volume, vwap, trades.
 _FILLS = {
@@ -85,11 +94,15 @@ def finest(query: CandleQuery) -> RowSource:
 
 
 def coarsest(query: CandleQuery) -> RowSource | None:
-    """The coarsest view whose rows make whole buckets of this query, if any."""
-    hourly = query.interval in HOURLY and query.tz == "UTC"  # hour rows are UTC hours
-    if query.source == "bars":
-        return BARS_1H if hourly else None  # minute bars are the base table itself
-    return TRADES_1H if hourly else TRADES_1M
+    """The coarsest view whose rows make whole buckets of this query, if any: rows coarser
+    than a minute only for UTC buckets (no zone is off UTC by a part of a minute; some are by
+    a part of an hour, and zones that were by a part of a quarter hour are not hard to find
+    in the tz database's history)."""
+    seconds = SECONDS[query.interval]
+    for view in _VIEWS[query.source]:
+        if seconds % view.grain_s == 0 and (view.grain_s <= 60 or query.tz == "UTC"):
+            return view
+    return None  # minute bars in a zone: bars_1m, the base table itself
 
 
 class Piece(msgspec.Struct, frozen=True):
@@ -108,7 +121,7 @@ def plan(query: CandleQuery, start: dt.datetime | None, view: RowSource | None) 
     if view is None or query.fill != "none":
         return [Piece(base, lo, hi)]
     body_lo = _ceil(lo, view.grain_s) if lo is not None else None
-    body_hi = _floor(hi, view.grain_s) if hi is not None else None
+    body_hi = floor_to(hi, view.grain_s) if hi is not None else None
     if body_lo is not None and body_hi is not None and body_lo >= body_hi:
         return [Piece(base, lo, hi)]  # the range lies within one row of the view
     pieces = [Piece(view, body_lo, body_hi)]
@@ -119,54 +132,53 @@ def plan(query: CandleQuery, start: dt.datetime | None, view: RowSource | None) 
     return pieces
 
 
-_EPOCH = dt.datetime(1970, 1, 1)
-
-
-def _floor(moment: dt.datetime, grain_s: int) -> dt.datetime:
-    micros = (moment - _EPOCH) // dt.timedelta(microseconds=1)
-    return _EPOCH + dt.timedelta(microseconds=micros - micros % (grain_s * 1_000_000))
-
-
 def _ceil(moment: dt.datetime, grain_s: int) -> dt.datetime:
-    floor = _floor(moment, grain_s)
+    floor = floor_to(moment, grain_s)
     return floor if floor == moment else floor + dt.timedelta(seconds=grain_s)
 
 
-def sampled_sql(query: CandleQuery, piece: Piece) -> tuple[sql.Composed, list[object]]:
-    """One piece's newest candles first (the LIMIT is the last parameter, left to bind)."""
-    conditions = [sql.SQL("symbol = %s")]
-    params: list[object] = [query.symbol]
-    if piece.start is not None:
-        conditions.append(sql.SQL("ts >= %s"))
-        params.append(piece.start)
-    if piece.end is not None:
-        conditions.append(sql.SQL("ts < %s"))
-        params.append(piece.end)
-    statement = sql.SQL(
-        "SELECT {} FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
-        " ORDER BY ts DESC LIMIT %s"
-    ).format(
-        sql.SQL(_CANDLE_COLUMNS),
-        sql.SQL(piece.rows.aggregates),  # ours: a constant of this module
-        sql.SQL(" AND ").join(conditions),
-        sql.SQL(query.interval),  # a key of SECONDS: QuestDB's unit of the same name
-        sql.SQL(_FILLS[query.fill]),
-        sql.Literal(query.tz),
-    )
-    return statement, params
+def sampled_sql(
+    query: CandleQuery, pieces: list[Piece], limit: int
+) -> tuple[sql.Composed, list[object]]:
+    """The pieces' newest ``limit`` candles each, oldest first, the pieces in time order."""
+    selects: list[sql.Composable] = []
+    params: list[object] = []
+    for piece in pieces:
+        conditions = [sql.SQL("symbol = %s")]
+        params.append(query.symbol)
+        if piece.start is not None:
+            conditions.append(sql.SQL("ts >= %s"))
+            params.append(piece.start)
+        if piece.end is not None:
+            conditions.append(sql.SQL("ts < %s"))
+            params.append(piece.end)
+        params.append(limit)
+        selects.append(
+            sql.SQL(
+                "(SELECT {} FROM ({} WHERE {} SAMPLE BY {} {} ALIGN TO CALENDAR TIME ZONE {})"
+                " LIMIT -%s)"
+            ).format(
+                sql.SQL(_CANDLE_COLUMNS),
+                sql.SQL(piece.rows.aggregates),  # ours: a constant of this module
+                sql.SQL(" AND ").join(conditions),
+                sql.SQL(query.interval),  # a key of SECONDS: QuestDB's unit of the same name
+                sql.SQL(_FILLS[query.fill]),
+                sql.Literal(query.tz),
+            )
+        )
+    return sql.SQL(" UNION ALL ").join(selects), params
 
 
-def merge(pieces: list[list[Candle]], limit: int) -> list[Candle]:
-    """The newest ``limit`` candles of the pieces' candles (each newest first, the pieces
-    oldest first), a bucket two pieces share merged into one."""
-    if len(pieces) == 1:
-        return pieces[0][:limit]
-    by_start: dict[int, Candle] = {}
-    for candles in pieces:
-        for candle in reversed(candles):  # oldest first
-            older = by_start.get(candle.timestamp)
-            by_start[candle.timestamp] = candle if older is None else _joined(older, candle)
-    return sorted(by_start.values(), key=lambda c: -c.timestamp)[:limit]
+def merge(candles: list[Candle], limit: int) -> list[Candle]:
+    """The newest ``limit`` of the pieces' candles (oldest first, piece after piece), the
+    bucket two pieces share (the last of one, the first of the next) merged into one."""
+    merged: list[Candle] = []
+    for candle in candles:
+        if merged and merged[-1].timestamp == candle.timestamp:
+            merged[-1] = _joined(merged[-1], candle)
+        else:
+            merged.append(candle)
+    return merged[len(merged) - limit :] if len(merged) > limit else merged
 
 
 def _joined(older: Candle, newer: Candle) -> Candle:

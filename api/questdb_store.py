@@ -170,25 +170,21 @@ class QuestDBStore:
         asks for; ``api/questdb_candles.py`` what each is read from)."""
 
         async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
-            return list(reversed(await self._sampled(query, count, since)))
+            return await self._sampled(query, count, since)
 
         return await newest_candles(sample, query)
 
     async def _sampled(
         self, query: CandleQuery, limit: int, start: dt.datetime | None
     ) -> list[Candle]:
-        """The newest ``limit`` candles between ``start`` and the query's end, newest first:
-        the pieces ``plan`` cuts the range into."""
+        """The newest ``limit`` candles between ``start`` and the query's end, oldest first:
+        the pieces ``plan`` cuts the range into, in one query."""
         view = coarsest(query)
         if view is not None and view.view is not None:
             view = view if await self.guards[view.view].fresh(self._connection) else None
+        statement, params = sampled_sql(query, plan(query, start, view), limit)
         try:
-            async with self._connection() as conn:
-                pieces = []
-                for piece in plan(query, start, view):
-                    statement, params = sampled_sql(query, piece)
-                    pieces.append(await _fetch_structs(conn, statement, (*params, limit), Candle))
-                return merge(pieces, limit)
+            return merge(await self._structs(statement, tuple(params), Candle), limit)
         except psycopg.DatabaseError as exc:
             if "invalid timezone" not in str(exc):
                 raise

@@ -38,7 +38,9 @@ class ViewSpec(msgspec.Struct, frozen=True):
 # In the order they are created (a view may read an earlier one).
 VIEWS = (
     ViewSpec("trades_1m", "trades", "trade_count"),
+    ViewSpec("trades_15m", "trades", "trade_count"),
     ViewSpec("trades_1h", "trades", "trade_count"),
+    ViewSpec("bars_15m", "bars_1m", "bar_count"),
     ViewSpec("bars_1h", "bars_1m", "bar_count"),
 )
 

@@ -178,6 +178,8 @@ PATHS = [
             ("1d", "bars", _HOUR_S - 7183, _MINUTE_S - 37),
             ("1h", "bars", _HOUR_S - 7183, _MINUTE_S - 37),
             ("5m", "trades", _MINUTE_S - 4987, _MINUTE_S - 37),  # cut minutes, minute rows
+            ("30m", "bars", _HOUR_S - 7183, _MINUTE_S - 37),  # cut quarter hours
+            ("15m", "trades", _HOUR_S - 7183, _MINUTE_S - 37),
         )
     ),
     # A start cut inside an hour or a minute, no end (as the benchmark's users ask).

@@ -10,9 +10,11 @@ from api.queries import CandleQuery
 from api.questdb_candles import (
     BARS_1H,
     BARS_1M,
+    BARS_15M,
     RAW_TRADES,
     TRADES_1H,
     TRADES_1M,
+    TRADES_15M,
     Piece,
     coarsest,
     merge,
@@ -29,10 +31,13 @@ def query(**fields: object) -> CandleQuery:
 
 def test_the_coarsest_view_whose_rows_make_whole_buckets() -> None:
     assert coarsest(query(interval="1d", source="trades")) == TRADES_1H
-    assert coarsest(query(interval="15m", source="trades")) == TRADES_1M
+    assert coarsest(query(interval="30m", source="trades")) == TRADES_15M
+    assert coarsest(query(interval="5m", source="trades")) == TRADES_1M
     assert coarsest(query(interval="1h", source="trades", tz="Asia/Kolkata")) == TRADES_1M
     assert coarsest(query(interval="4h", source="bars")) == BARS_1H
-    assert coarsest(query(interval="30m", source="bars")) is None  # bars_1m is the base
+    assert coarsest(query(interval="15m", source="bars")) == BARS_15M
+    assert coarsest(query(interval="5m", source="bars")) is None  # bars_1m is the base
+    assert coarsest(query(interval="30m", source="bars", tz="Asia/Kolkata")) is None
 
 
 def test_cut_ends_come_from_the_finest_rows_and_the_rest_from_the_view() -> None:
@@ -65,8 +70,7 @@ def candle(
 
 def test_the_bucket_two_pieces_share_is_merged_and_the_newest_limit_kept() -> None:
     head = [Candle(0, "", 10, 12, 9, 11, 2, 10.5, 3)]
-    body = [Candle(60, "", 20, 21, 19, 20, 1, 20, 1), Candle(0, "", 11, 15, 8, 14, 6, 12, 5)]
-    merged = merge([head, body], limit=5)
-    assert merged[0] == body[0]
-    assert merged[1] == Candle(0, "", 10, 15, 8, 14, 8, (10.5 * 2 + 12 * 6) / 8, 8)
-    assert merge([head, body], limit=1) == [body[0]]
+    body = [Candle(0, "", 11, 15, 8, 14, 6, 12, 5), Candle(60, "", 20, 21, 19, 20, 1, 20, 1)]
+    merged = merge(head + body, limit=5)
+    assert merged == [Candle(0, "", 10, 15, 8, 14, 8, (10.5 * 2 + 12 * 6) / 8, 8), body[1]]
+    assert merge(head + body, limit=1) == [body[1]]

@@ -28,7 +28,11 @@ def main() -> int:
         )
         return 2
     Server(
-        "api.asgi:app", address=settings.api_host, port=settings.api_port, interface=Interfaces.ASGI
+        "api.asgi:app",
+        address=settings.api_host,
+        port=settings.api_port,
+        interface=Interfaces.ASGI,
+        workers=settings.api_workers,
     ).serve()
     return 0
 

@@ -16,6 +16,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     store: StoreSettings
     api_host: str = "127.0.0.1"  # loopback unless told otherwise
     api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    # Worker processes, each with its own pool of up to 16 QuestDB connections (QuestDB
+    # allows 64 by default).
+    api_workers: Annotated[int, msgspec.Meta(ge=1, le=4)] = 1
     # Identical market requests within this many ms share one response (0: every request
     # queries the store); see api/response_cache.py.
     api_cache_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 100

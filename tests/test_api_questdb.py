@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
@@ -19,6 +20,8 @@ import pytest
 from questdb import Sender, TimestampMicros, TimestampNanos
 
 from api.process import free_port, get, serve_api
+from api.questdb_store import struct_rows
+from api.responses import Candle
 from sql.questdb_local import ServerState
 from tests.ingestion import wait_for_views
 from tests.polling import scaled, wait_for
@@ -316,3 +319,30 @@ def test_hostile_parameters_get_a_4xx_or_an_answer_and_change_nothing(
     if status >= 400:
         assert body["detail"]
     assert counts() == before
+
+
+def test_rows_become_structs_by_column_name_whatever_the_select_order(
+    questdb_with_schema: ServerState,
+) -> None:
+    async def rows(select: str) -> list[Candle]:
+        async with await psycopg.AsyncConnection.connect(questdb_with_schema.pg_dsn) as conn:
+            cursor = conn.cursor(binary=True, row_factory=struct_rows(Candle))
+            await cursor.execute(select)
+            return await cursor.fetchall()
+
+    in_order = asyncio.run(
+        rows(
+            "SELECT 60L \"timestamp\", '1970-01-01T00:01:00' time, 1.0 open, 4.0 high,"
+            " 0.5 low, 2.0 close, 3.0 volume, 1.5 vwap, 7L trades"
+        )
+    )
+    reordered = asyncio.run(
+        rows(
+            "SELECT 7L trades, 1.5 vwap, 3.0 volume, 2.0 close, 0.5 low, 4.0 high, 1.0 open,"
+            " '1970-01-01T00:01:00' time, 60L \"timestamp\""
+        )
+    )
+    assert in_order == reordered == [Candle(60, "1970-01-01T00:01:00", 1, 4, 0.5, 2, 3, 1.5, 7)]
+    with pytest.raises(ValueError, match="trades"):
+        asyncio.run(rows("SELECT 60L \"timestamp\", 'x' time, 1.0 open, 4.0 high, 0.5 low,"
+                         " 2.0 close, 3.0 volume, 1.5 vwap"))  # fmt: skip

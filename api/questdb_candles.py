@@ -2,7 +2,7 @@
 
 A candle query reads one of these row sources: raw trades, or the minute bars, or a
 materialized view of either (``trades_1m``, ``trades_15m``, ``trades_1h``, ``bars_15m``,
-``bars_1h``: sql/questdb/*.sql).
+``bars_1h``: declared in ``sql/views.py``).
 A view's row covers a minute, a quarter hour or an hour, so it answers a range only from and
 to that grain's boundaries, and a bucket only if the bucket is made of whole rows of it:
 hour and quarter-hour rows serve the intervals they divide in UTC, minute rows every

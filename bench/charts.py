@@ -9,6 +9,7 @@ import matplotlib as mpl
 
 mpl.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 __all__ = ["ingest_chart", "memory_chart", "mixed_chart", "query_chart"]
 
@@ -26,9 +27,7 @@ def ingest_chart(suite: dict[str, Any], out: Path) -> None:
     axes.set_xlabel("events stored per second (log scale)")
     axes.set_title(f"Ingest, {suite['tape_events']:,}-event tape")
     axes.invert_yaxis()
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    _save(figure, out)
 
 
 def mixed_chart(suites: list[dict[str, Any]], out: Path) -> None:
@@ -52,9 +51,7 @@ def mixed_chart(suites: list[dict[str, Any]], out: Path) -> None:
             axes.set_ylabel(what)
             axes.set_title(f"mixed, distinct requests, cache off: {suite['trades']:,} trades")
             axes.legend()
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    _save(figure, out)
 
 
 def query_chart(suites: list[dict[str, Any]], out: Path) -> None:
@@ -77,9 +74,7 @@ def query_chart(suites: list[dict[str, Any]], out: Path) -> None:
             f"one URL each, cached: {suite['trades']:,} trades, {concurrency} concurrent clients"
         )
         axes.legend()
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    _save(figure, out)
 
 
 def memory_chart(
@@ -98,6 +93,10 @@ def memory_chart(
     axes.set_ylim(bottom=0)
     axes.set_title("Memory under load")
     axes.legend()
+    _save(figure, out)
+
+
+def _save(figure: Figure, out: Path) -> None:
     figure.tight_layout()
     figure.savefig(out, dpi=120)
     plt.close(figure)

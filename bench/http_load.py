@@ -1,19 +1,79 @@
-"""Load on one URL for a while, and its latency: with wrk where it is installed (a C client,
-so the load generator is not the bottleneck), else with httpx."""
+"""Load on a server for a while, and its latency: on one URL, or walking a list of paths (each
+request the next one), with wrk where it is installed (a C client, so the load generator is
+not the bottleneck), else with httpx."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import re
+import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
-__all__ = ["with_httpx", "with_wrk"]
+__all__ = ["Load", "put_load", "with_httpx", "with_wrk"]
+
+# wrk's Lua: every thread walks the path list from its own offset, one path per request.
+_WALK = """
+local paths, n = {}, 0
+for line in io.lines("%(paths)s") do n = n + 1; paths[n] = line end
+local counter = 0
+function setup(thread) thread:set("offset", counter * math.floor(n / 2)); counter = counter + 1 end
+local i = 0
+function request()
+  i = i + 1
+  return wrk.format("GET", paths[(offset + i) %% n + 1])
+end
+"""
+
+
+class Load(msgspec.Struct, frozen=True, kw_only=True):
+    """What a load run measured."""
+
+    requests: int
+    errors: int  # non-2xx answers and socket errors
+    req_per_s: int
+    # None: no request finished within the run (every one took longer than the run lasted)
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    client: str  # wrk, or httpx where wrk is not installed (slower: it shares the CPU)
+
+
+def put_load(
+    url: str, seconds: float, concurrency: int, paths: list[str] | None = None, label: str = ""
+) -> Load:
+    """``concurrency`` clients on ``url`` (or on ``paths`` below it, in turn) for ``seconds``,
+    the figures printed after ``label``."""
+    wrk = shutil.which("wrk")
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        script = None
+        if wrk and paths:
+            listing, script = Path(scratch_dir) / "paths", Path(scratch_dir) / "walk.lua"
+            listing.write_text("\n".join(paths) + "\n")
+            script.write_text(_WALK % {"paths": listing})
+        if wrk:
+            requests, errors, (p50, p99, top) = with_wrk(wrk, url, seconds, concurrency, script)
+        else:
+            requests, errors, (p50, p99, top) = asyncio.run(
+                with_httpx(url, seconds, concurrency, paths)
+            )
+    finished = requests > 0
+    load = Load(
+        requests=requests, errors=errors, req_per_s=round(requests / seconds),
+        p50_ms=p50 if finished else None, p99_ms=p99 if finished else None,
+        max_ms=top if finished else None, client="wrk" if wrk else "httpx",
+    )  # fmt: skip
+    figures = f"{load.req_per_s:>6} req/s  p50 {load.p50_ms!s:>8}  p99 {load.p99_ms!s:>8} ms"
+    print(f"{label} c={concurrency:<3} {figures}  errors {errors}", file=sys.stderr)
+    return load
 
 
 def with_wrk(

@@ -18,10 +18,8 @@ and the database share; the ratio between stores, measured in the same run, is t
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ import msgspec
 import psycopg
 
 from api.process import serve_api
-from bench.http_load import with_httpx, with_wrk
+from bench.http_load import Load, put_load
 from bench.mixed import MixedLatency, measure_mixed, mixed_requests
 from bench.report import command_line, save, throwaway_questdb
 from ingest.batch import Batch
@@ -53,18 +51,10 @@ MIXED_REQUESTS = 20_000  # distinct requests the mixed workload walks through
 SINGLE_URL_CONCURRENCIES = (1, 32)
 
 
-class EndpointLatency(msgspec.Struct, frozen=True):
+class EndpointLatency(Load, frozen=True, kw_only=True):
     store: str
     endpoint: str
     concurrency: int
-    requests: int
-    errors: int
-    req_per_s: int
-    # None: no request finished within the run (every one took longer than the run lasted)
-    p50_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    client: str  # wrk, or httpx where wrk is not installed
 
 
 def endpoints(now_s: int) -> dict[str, str]:
@@ -174,29 +164,18 @@ def measure(
 ) -> list[EndpointLatency]:
     """Each endpoint (or ``only`` these) against a freshly started server, so that slow
     requests of one endpoint still running after its load has stopped cannot slow the next."""
-    wrk = shutil.which("wrk")
     rows = []
     for name, path in endpoints(now_s).items():
         if only and name not in only:
             continue
         for base in serve_api(pg_dsn, **store_env):
-            url = base + path
-            if wrk:
-                requests, errors, (p50, p99, top) = with_wrk(wrk, url, seconds, concurrency)
-            else:
-                requests, errors, (p50, p99, top) = asyncio.run(
-                    with_httpx(url, seconds, concurrency)
-                )
-        finished = requests > 0
-        row = EndpointLatency(
-            store, name, concurrency, requests, errors, round(requests / seconds),
-            p50 if finished else None, p99 if finished else None, top if finished else None,
-            "wrk" if wrk else "httpx",
+            load = put_load(base + path, seconds, concurrency, label=f"{store:>7} {name:<24}")
+        rows.append(
+            EndpointLatency(
+                store=store, endpoint=name, concurrency=concurrency,
+                **msgspec.structs.asdict(load),
+            )
         )  # fmt: skip
-        figures = f"{row.req_per_s:>6} req/s  p50 {row.p50_ms!s:>8} ms  p99 {row.p99_ms!s:>8} ms"
-        print(f"{store:>7} {name:<24} c={concurrency:<3} {figures}  errors {errors}",
-              file=sys.stderr)  # fmt: skip
-        rows.append(row)
     return rows
 
 

@@ -1,5 +1,5 @@
 """QuestDB's schema, applied idempotently before anything writes: the tables from their
-declarations (``sql/tables.py``), then the materialized views (``sql/questdb/*.sql``).
+declarations (``sql/tables.py``), then the materialized views from theirs (``sql/views.py``).
 
 Tables are always created here, never by ILP auto-create: auto-create guesses column types
 from the first row, names the timestamp column ``timestamp`` and sets up no DEDUP. A store
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from importlib import resources
 
 import psycopg
 from psycopg import sql
@@ -22,13 +21,12 @@ from sql.backoff import Backoff
 from sql.tables import TABLES, Table
 from sql.views import VIEWS, ViewKeeper
 
-__all__ = ["QUESTDB_VIEWS", "apply_questdb_schema"]
+__all__ = ["apply_questdb_schema"]
 
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
-QUESTDB_VIEWS = tuple(view.name for view in VIEWS)  # sql/questdb/<view>.sql, in order
 # Columns added to a view's definition after views were first created: (view, column).
 _VIEW_COLUMNS_ADDED = (("bars_1h", "bar_count"),)
 
@@ -44,10 +42,10 @@ def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
         for table in TABLES:
             conn.execute(table.questdb_ddl())
             _add_missing_columns(conn, table)
-        for view in QUESTDB_VIEWS:
-            conn.execute(resources.files("sql").joinpath("questdb", f"{view}.sql").read_text())
+        for view in VIEWS:
+            conn.execute(view.questdb_ddl())
         ViewKeeper().repair(conn)
-    log.info("QuestDB schema applied: %s", ", ".join([t.name for t in TABLES] + [*QUESTDB_VIEWS]))
+    log.info("QuestDB schema applied: %s", ", ".join([t.name for t in (*TABLES, *VIEWS)]))
 
 
 def _columns(conn: Conn, table: str) -> set[str]:

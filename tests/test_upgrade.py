@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +66,8 @@ def test_a_questdb_store_from_the_old_schema_opens_and_serves(
 ) -> None:
     server = own_questdb
     with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-        for name in ("trades", "quotes", "bars_1m", "quote_gaps"):
+        for name in ("trades", "quotes", "bars_1m", "quote_gaps", "trades_1m", "bars_1h"):
             pg.execute((OLD / "questdb" / f"{name}.sql").read_text())
-        pg.execute(resources.files("sql").joinpath("questdb", "trades_1m.sql").read_text())
-        pg.execute((OLD / "questdb" / "bars_1h.sql").read_text())
         # And older still: a store from before quotes had the vendor's receive time.
         pg.execute("ALTER TABLE quotes DROP COLUMN received_ts")
         columns = "SELECT \"column\" FROM table_columns('quotes')"

@@ -78,8 +78,9 @@ def run(
             time.sleep(POLL_S)
         get(f"{replay.control}/fault?kind=stall&seconds=86400")  # stop sending; count the sent
         settled, sent = until_settled(
-            probe, lambda: int(get(f"{replay.control}/stats")["events_sent"]), limit_s=settle_s
-        )
+            probe, lambda: int(get(f"{replay.control}/stats")["events_sent"]), settle_s,
+            replay.consumer.pid,
+        )  # fmt: skip
         seconds_to_store = time.time() - began
         print(f"\r{name}: {settled:,} of {sent:,} sent events stored" + " " * 20, file=sys.stderr)
         cpu_s, peak_rss_mib = usage(replay.consumer.pid)

@@ -163,19 +163,24 @@ def usage(pid: int) -> tuple[float | None, float | None]:
 
 
 def until_settled(
-    probe: Probe, sent_now: Callable[[], int], limit_s: float, quiet_s: float = 5.0
+    probe: Probe, sent_now: Callable[[], int], limit_s: float, pid: int, quiet_s: float = 5.0
 ) -> tuple[int, int]:
-    """(rows visible, events sent) once all sent events are visible, or once the count has
-    not moved for ``quiet_s``. Sent is asked each time: a frame the simulator was sending when
-    the stall began (held up by a consumer's full buffers) is counted when it completes."""
+    """(rows visible, events sent) once all sent events are visible, or once for ``quiet_s``
+    neither has the count moved nor has the consumer (process ``pid``) used the CPU: one
+    still writing a large transaction (SQLite on a slow day) is waited for, up to
+    ``limit_s``. Sent is asked each time: a frame the simulator was sending when the stall
+    began (held up by a consumer's full buffers) is counted when it completes."""
     deadline, last, since = time.time() + limit_s, -1, time.time()
+    cpu_then = usage(pid)[0]
     while time.time() < deadline:
         seen, _ = probe()
         sent = sent_now()
         if seen >= sent:
             return seen, sent
-        if seen != last:
-            last, since = seen, time.time()
+        cpu_now = usage(pid)[0]
+        working = cpu_now is not None and cpu_then is not None and cpu_now - cpu_then > 0.1
+        if seen != last or working:
+            last, since, cpu_then = seen, time.time(), cpu_now
         elif time.time() - since > quiet_s:
             break
         time.sleep(POLL_S)

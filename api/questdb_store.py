@@ -1,21 +1,19 @@
 """Queries over QuestDB's PG wire: LATEST ON for prices, SAMPLE BY for candles.
 
 Values are bound parameters; what cannot be bound (the SAMPLE BY interval, the fill) comes
-from whitelists (``api/queries.py``). The many-row answers (trades, quotes, candles) select
-exactly the response Struct's fields, in its order and by its names (``selected``), with the
-times formatted by QuestDB, and come back in binary: rows become Structs without a Python
-step per value. The few-row ones (prices, health) are read by column name. QuestDB hands
-timestamps back naive: they are UTC. Driver and pool errors leave this module as
-``StoreUnavailable``.
+from whitelists (``api/queries.py``). Every market answer is one statement that selects
+exactly the response Struct's fields, named as it names them (``selected``), with the times
+formatted by QuestDB, in binary, and its rows become Structs by column name at one call a
+row (``struct_rows``). The health queries read a few rows by name. QuestDB hands timestamps
+back naive: they are UTC. Driver and pool errors leave this module as ``StoreUnavailable``.
 
-What trades add up to (rolling-24h statistics, candles from trades) is read from the
-``trades_1m`` and ``trades_1h`` materialized views, which QuestDB keeps up to date; hourly
-candles from bars read ``bars_1h`` (``api/questdb_candles.py`` picks the rows for each
-range). A view answers only while it is valid and holds every row of its base table
-(``api/views.py``); otherwise the base table answers, the same figures more slowly. Newest
-trades and quotes are one backward scan from the newest partition, stopped at the limit; the
-newest candles are first sampled from a bound with room for twice as many
-(``newest_candles``).
+What trades and bars add up to (rolling-24h statistics, candles) is read from the
+materialized views of ``sql/views.py``, which QuestDB keeps up to date
+(``api/questdb_candles.py`` picks the rows for each range). A view answers only while it is
+valid and holds every row of its base table (``api/views.py``); otherwise the base table
+answers, the same figures more slowly. Newest trades and quotes are one backward scan from
+the newest partition, stopped at the limit; the newest candles are first sampled from a
+bound with room for twice as many (``newest_candles``).
 """
 
 from __future__ import annotations

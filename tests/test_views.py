@@ -23,6 +23,7 @@ from ingest.service import Ingester
 from ingest.simulator import Simulator
 from sql import StoreSettings, apply_questdb_schema
 from sql.questdb_local import ServerState
+from sql.views import VIEWS
 from tests.ingestion import ingest_settings
 from tests.polling import scaled
 from tests.simulation import config, listeners, running, until
@@ -55,11 +56,11 @@ class Moment:
         return by_pair
 
     def expected(self, trades: dict[str, list[tuple[int, float, float]]]) -> dict[str, Any]:
-        """Candles (1m and 1h, within the range) and rolling-24h figures, in plain Python."""
+        """Candles (1m, 15m and 1h, within the range) and rolling-24h figures, in plain Python."""
         day_start_ms = (int(dt.datetime.now(dt.UTC).timestamp()) - 86_400) // 60 * 60_000
         out: dict[str, Any] = {}
         for pair, rows in trades.items():
-            for width in (60, 3600):
+            for width in (60, 900, 3600):
                 buckets: dict[int, list[tuple[int, float, float]]] = {}
                 for row in rows:
                     if self.from_s * 1000 <= row[0] < self.to_s * 1000:
@@ -79,7 +80,7 @@ class Moment:
     def served(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for pair in PAIRS:
-            for width, interval in ((60, "1m"), (3600, "1h")):
+            for width, interval in ((60, "1m"), (900, "15m"), (3600, "1h")):
                 status, body, _ = get(
                     self.api, f"/api/market/ohlcv/{pair}?interval={interval}&source=trades"
                     f"&start={self.from_s}&end={self.to_s}&limit=1000",
@@ -205,7 +206,7 @@ def test_views_answer_right_through_truncate_and_drop_partition(
         await running_ingester
 
     def moment_serving(api: str) -> bool:
-        return all(view_state(api, view)["serving"] for view in ("trades_1m", "bars_1h"))
+        return all(view_state(api, view.name)["serving"] for view in VIEWS)
 
     def write_trades(trades: list[Trade]) -> None:
         """Over ILP, as a writer that leaves the schema alone (the ingester's sink would

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
+from api.queries import SECONDS
 from bench.http_load import Load, put_load
 
 __all__ = ["KINDS", "MixedLatency", "measure_mixed", "mixed_requests"]
@@ -30,8 +31,7 @@ KINDS = {
     "candles from trades": 0.225,
 }
 MIXED = "mixed"
-_CANDLE_INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400,
-                     "1d": 86400}  # fmt: skip
+_CANDLE_INTERVALS = {k: v for k, v in SECONDS.items() if k != "1w"}  # 1m-1d
 
 
 class MixedLatency(Load, frozen=True, kw_only=True):

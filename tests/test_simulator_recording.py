@@ -123,10 +123,11 @@ def test_the_simulator_runs_as_a_process_and_the_recorder_as_another(tmp_path: P
 
 
 def test_subscribed_status_frames_are_lists(tmp_path: Path) -> None:
-    """The server only ever sends arrays, status included (clients index [0])."""
+    """The server only ever sends arrays, status included (clients index [0]). On a stepped
+    clock, so that no trade can arrive between a request and its status reply."""
 
     async def scenario() -> None:
-        async with running(config()) as sim, client(sim) as ws:
+        async with running(config(stepped=True)) as sim, client(sim) as ws:
             await ws.send(json.dumps({"action": "subscribe", "params": "XT.BTC-USD"}))
             assert frame(await ws.recv())[0]["status"] == "success"
             await ws.send("not json")

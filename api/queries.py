@@ -1,6 +1,12 @@
 """What the routes ask a store: one request Struct per kind of query, the intervals (listed
 here once), and the rules both stores answer by (the rolling day, the newest candles).
 
+The forming candle: candles from the vendor's minute bars (``source=bars``) take every minute
+before the end of the pair's newest stored bar from the bars, and every later minute (the one
+still open, and any whose bar is late) from the trades. A candle is never missing because its
+bar has not arrived; when the bar does arrive it replaces the minute made from trades, because
+the bar is the vendor's word. Without a fill, that is; a filled query reads the bars alone.
+
 Times are naive UTC ``datetime``s between the routes and the stores, as QuestDB binds them.
 """
 

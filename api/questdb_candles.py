@@ -13,6 +13,10 @@ from the older piece, close from the newer, sums added). So a year of daily cand
 start a user typed to the second reads 8,760 hour rows and at most an hour of trades, not
 half a million minutes.
 
+Candles from bars end with a piece of trades: those from the end of the pair's newest bar on
+(the bound is a subquery, so it costs no round trip), by the forming candle's rule of
+``api/queries.py``.
+
 Each piece is one SAMPLE BY straight over its table (QuestDB runs that in parallel with the
 filter pushed down; the pieces' rows under one SAMPLE BY measured 2-3x slower), the pieces
 sent as one UNION ALL: one round trip a request. Each keeps its newest buckets with
@@ -109,14 +113,33 @@ class Piece(msgspec.Struct, frozen=True):
     rows: RowSource
     start: dt.datetime | None  # inclusive, naive UTC; None: from the first row
     end: dt.datetime | None  # exclusive; None: to the last
+    after_bars: bool = False  # only rows from the end of the pair's newest bar on
+
+
+# Where the vendor's bars of a pair end: the newest one's minute, plus a minute (the epoch
+# without bars). A backward scan that stops at the first row.
+_BARS_END = (
+    "(SELECT coalesce(dateadd('m', 1, max(ts)), 0::timestamp)"
+    " FROM (SELECT ts FROM bars_1m WHERE symbol = %s ORDER BY ts DESC LIMIT 1))"
+)
 
 
 def plan(query: CandleQuery, start: dt.datetime | None, view: RowSource | None) -> list[Piece]:
     """The pieces of [start, query.end) to read, oldest first: ``view`` between its grain's
     boundaries, the finest rows for the cut ends (or everything, without a view or with a
-    fill)."""
+    fill), and for candles from bars, the trades after the newest bar (the forming candle's rule,
+    ``api/queries.py``)."""
     lo = naive_utc(start) if start is not None else None
     hi = naive_utc(query.end) if query.end is not None else None
+    pieces = _stored(query, lo, hi, view)
+    if query.source == "bars" and query.fill == "none":
+        pieces.append(Piece(RAW_TRADES, lo, hi, after_bars=True))
+    return pieces
+
+
+def _stored(
+    query: CandleQuery, lo: dt.datetime | None, hi: dt.datetime | None, view: RowSource | None
+) -> list[Piece]:
     base = finest(query)
     if view is None or query.fill != "none":
         return [Piece(base, lo, hi)]
@@ -152,6 +175,9 @@ def sampled_sql(
         if piece.end is not None:
             conditions.append(sql.SQL("ts < %s"))
             params.append(piece.end)
+        if piece.after_bars:
+            conditions.append(sql.SQL(f"ts >= {_BARS_END}"))
+            params.append(query.symbol)
         params.append(limit)
         selects.append(
             sql.SQL(

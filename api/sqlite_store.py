@@ -64,12 +64,13 @@ _CANDLES = {
     "bars": """
         WITH t AS (
             SELECT ((timestamp + {local} - :shift) / :step) * :step + :shift AS bucket,
-                timestamp, id, open, high, low, close, volume, vwap, trade_count
+                timestamp * 1000 AS at_ms, id, open, high, low, close, volume, vwap, trade_count
             FROM market_data WHERE symbol = :symbol AND timestamp >= :start AND timestamp < :end
+            {forming}
         ), r AS (
             SELECT *,
-                row_number() OVER (PARTITION BY bucket ORDER BY timestamp, id) AS first_rn,
-                row_number() OVER (PARTITION BY bucket ORDER BY timestamp DESC, id DESC) AS last_rn
+                row_number() OVER (PARTITION BY bucket ORDER BY at_ms, id) AS first_rn,
+                row_number() OVER (PARTITION BY bucket ORDER BY at_ms DESC, id DESC) AS last_rn
             FROM t
         )
         SELECT bucket, max(CASE WHEN first_rn = 1 THEN open END) open, max(high) high,
@@ -78,6 +79,15 @@ _CANDLES = {
         FROM r GROUP BY bucket ORDER BY bucket""",
 }
 
+# The forming candle's trades (api/queries.py): each a one-trade bar, from the end of the
+# pair's newest bar on (a lookup on the index).
+_FORMING = """
+            UNION ALL
+            SELECT ((timestamp + {local} - :shift) / :step) * :step + :shift, ts_ms, id,
+                price, price, price, price, size, price, 1
+            FROM trades_data WHERE symbol = :symbol AND timestamp < :end AND timestamp >= max(
+                :start, coalesce((SELECT max(timestamp) + 60 FROM market_data
+                WHERE symbol = :symbol), -4611686018427387904))"""
 
 # Distinct symbols by skipping through the (symbol, timestamp) index, one step a symbol.
 _SYMBOLS = """
@@ -213,16 +223,24 @@ class SQLiteStore:
 
     async def candles(self, query: CandleQuery) -> list[Candle]:
         step = SECONDS[query.interval]
-        table = "trades_data" if query.source == "trades" else "market_data"
+        # The tables read: the forming candle's trades after the bars (api/queries.py).
+        tables = ["trades_data"] if query.source == "trades" else ["market_data"]
+        if query.source == "bars" and query.fill == "none":
+            tables.append("trades_data")
         zone = zoneinfo.ZoneInfo(query.tz)
 
         async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
             first = _epoch(since) if since else None
             last = _epoch(query.end) if query.end else None
             if query.tz != "UTC" and (first is None or last is None):
-                span = (await self._rows(_SPAN.format(table=table), (query.symbol,) * 2))[0]
-                first = span["first"] if first is None else first
-                last = span["last"] if last is None else last
+                spans = [
+                    (await self._rows(_SPAN.format(table=table), (query.symbol,) * 2))[0]
+                    for table in tables
+                ]
+                firsts = [span["first"] for span in spans if span["first"] is not None]
+                lasts = [span["last"] for span in spans if span["last"] is not None]
+                first = min(firsts, default=None) if first is None else first
+                last = max(lasts, default=None) if last is None else last
             local = local_offset_sql(zone, first, last) if query.tz != "UTC" else "0"
             params = {
                 "symbol": query.symbol,
@@ -232,7 +250,9 @@ class SQLiteStore:
                 "end": last if last is not None else 2**62,
             }
             # Buckets are local wall-clock times (as epoch seconds) until filled, then UTC.
-            rows = await self._rows(_CANDLES[query.source].format(local=local), params)
+            forming = _FORMING.format(local=local) if tables[1:] else ""
+            statement = _CANDLES[query.source].format(local=local, forming=forming)
+            rows = await self._rows(statement, params)
             candles = [
                 msgspec.convert({**row, "timestamp": row["bucket"], "time": ""}, Candle)
                 for row in rows

@@ -283,3 +283,58 @@ def test_trades_sharing_a_second_keep_event_order_in_both_stores(
         assert prices["prices"][0]["open"] == 100.0, api
         _, newest, _ = get(api, f"/api/market/trades/{symbol}?limit=10")
         assert [t["price"] for t in newest["data"]] == [t.price for t in reversed(in_time)], api
+
+
+def store_bars(bars: list[MinuteAgg], questdb: ServerState, sqlite: Path, total: int) -> None:
+    """Into both stores, and until QuestDB's table (``total`` bars of the pair) and views
+    show them."""
+    batch = Batch()
+    batch.bars.extend(bars, 0)
+    write_to_both(batch, questdb, sqlite)
+    with psycopg.connect(questdb.pg_dsn, autocommit=True) as pg:
+        stored = functools.partial(count_rows, pg, "bars_1m", bars[0].pair)
+        wait_for(stored, until=functools.partial(operator.le, total))
+        wait_for_views(pg, bars[0].pair)
+
+
+def test_the_forming_candle_comes_from_trades_until_its_bar_arrives(
+    questdb_with_schema: ServerState, loaded: Path, apis: tuple[str, str]
+) -> None:
+    """Bars for three minutes, trades for five: the two minutes without a bar come from the
+    trades, in both stores and at every interval; the bar, once it comes, replaces its
+    minute, with the vendor's figures (here they differ from the trades on purpose)."""
+    symbol = f"D{uuid.uuid4().hex[:6].upper()}-USD"
+    first_s = _HOUR_S - 3600  # five minutes into an hour, within one 15-minute bucket
+    trades = [
+        Trade(pair=symbol, price=100.0 + i, size=1.0, ts_ms=(first_s + 12 * i) * 1000,
+              exchange_id=1, trade_id=str(i), received_ms=(first_s + 12 * i) * 1000)
+        for i in range(25)  # five a minute
+    ]  # fmt: skip
+    store_trades(trades, questdb_with_schema, loaded)
+
+    def bar(minute: int, close: float) -> MinuteAgg:
+        start_ms = (first_s + 60 * minute) * 1000
+        return MinuteAgg(
+            pair=symbol, open=90.0, high=200.0, low=80.0, close=close, volume=7.0, vwap=95.0,
+            avg_trade_size=1.4, start_ms=start_ms, end_ms=start_ms + 60_000,
+        )  # fmt: skip
+
+    store_bars([bar(0, 91.0), bar(1, 92.0), bar(2, 93.0)], questdb_with_schema, loaded, 3)
+    from_trades = [(first_s + 180, 115.0, 119.0, 5.0), (first_s + 240, 120.0, 124.0, 5.0)]
+    from_bars = [(first_s + 60 * m, 90.0, 91.0 + m, 7.0) for m in range(3)]
+
+    def candles(api: str, interval: str, limit: int) -> list[tuple[int, float, float, float]]:
+        """(A limit of its own for each ask: the API's response cache must not answer.)"""
+        path = f"/api/market/ohlcv/{symbol}?interval={interval}&source=bars&limit={limit}"
+        status, body, _ = get(api, path)
+        assert status == 200, body
+        return [(c["timestamp"], c["open"], c["close"], c["volume"]) for c in body["data"]]
+
+    for api in apis:
+        assert candles(api, "1m", 10) == from_bars + from_trades, api
+        assert candles(api, "15m", 10) == [(first_s, 90.0, 124.0, 31.0)], api
+    store_bars([bar(3, 150.0)], questdb_with_schema, loaded, 4)
+    for api in apis:
+        replaced = (first_s + 180, 90.0, 150.0, 7.0)
+        assert candles(api, "1m", 11) == [*from_bars, replaced, from_trades[1]], api
+        assert candles(api, "1h", 11) == [(first_s, 90.0, 124.0, 33.0)], api

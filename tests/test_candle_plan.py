@@ -50,16 +50,30 @@ def test_cut_ends_come_from_the_finest_rows_and_the_rest_from_the_view() -> None
     ]
 
 
+def forming(start: dt.datetime | None, end: dt.datetime | None = None) -> Piece:
+    """The trades after the newest bar: the end of every candle range from bars."""
+    return Piece(RAW_TRADES, start, end, after_bars=True)
+
+
 def test_aligned_or_open_ends_read_the_view_alone() -> None:
-    assert plan(query(interval="1d"), T, BARS_1H) == [Piece(BARS_1H, T, None)]
-    assert plan(query(interval="1d"), None, BARS_1H) == [Piece(BARS_1H, None, None)]
+    assert plan(query(interval="1d", source="trades"), T, TRADES_1H) == [Piece(TRADES_1H, T, None)]
+    assert plan(query(interval="1d"), T, BARS_1H) == [Piece(BARS_1H, T, None), forming(T)]
+    assert plan(query(interval="1d"), None, BARS_1H) == [
+        Piece(BARS_1H, None, None),
+        forming(None),
+    ]
 
 
 def test_a_range_inside_one_row_or_a_fill_reads_the_finest_rows() -> None:
     start, end = T + dt.timedelta(minutes=5), T + dt.timedelta(minutes=50)
-    assert plan(query(interval="1h", end=end), start, BARS_1H) == [Piece(BARS_1M, start, end)]
+    assert plan(query(interval="1h", end=end), start, BARS_1H) == [
+        Piece(BARS_1M, start, end),
+        forming(start, end),
+    ]
     filled = query(interval="1h", source="trades", fill="prev")
     assert plan(filled, start, TRADES_1H) == [Piece(RAW_TRADES, start, None)]
+    # A filled query from bars reads the bars alone (no forming candle: api/queries.py).
+    assert plan(query(interval="1h", fill="null"), start, BARS_1H) == [Piece(BARS_1M, start, None)]
 
 
 def candle(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from ingest.backfill import BackfillFailed, Gap, VendorRest, fill_gap
+from ingest.backfill import BackfillFailed, Filled, Gap, VendorRest, fill_gap
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decode import decode_frame
@@ -64,6 +64,8 @@ class Ingester:
         self._gap_from: int | None = None  # the newest event before that connection
         self._rest: VendorRest | None = None
         self.backfills: set[asyncio.Task[None]] = set()
+        # Pairs with no stored bar at start-up: their history is fetched at the first event.
+        self._without_history: list[str] = []
 
     def stop(self) -> None:
         self._stopping.set()
@@ -74,6 +76,9 @@ class Ingester:
         self._newest_ms = await asyncio.to_thread(sink.newest_trade_ms)
         if self._newest_ms is not None:
             log.info("newest stored trade: %s", _iso(self._newest_ms))
+        if self._wants_history():
+            pairs = [pair for pair in self.settings.pairs if pair != "*"]
+            self._without_history = await asyncio.to_thread(sink.pairs_without_bars, pairs)
         if self.settings.ingest_backfill:
             assert self.settings.polygon_api_key is not None
             self._rest = VendorRest(
@@ -164,7 +169,9 @@ class Ingester:
         if trades or quotes:
             if self._session_started:
                 self._session_started = False
-                self._gap_before(min(e[0].ts_ms for e in (trades, quotes) if e))
+                first_ms = min(e[0].ts_ms for e in (trades, quotes) if e)
+                self._gap_before(first_ms)
+                self._history_before(first_ms)
             newest = max(e[-1].ts_ms for e in (trades, quotes) if e)
             if self._newest_ms is None or newest > self._newest_ms:
                 self._newest_ms = newest
@@ -191,7 +198,30 @@ class Ingester:
         self.backfills.add(task)
         task.add_done_callback(self.backfills.discard)
 
-    async def _backfill(self, rest: VendorRest, pairs: list[str], gap: Gap) -> None:
+    def _wants_history(self) -> bool:
+        settings = self.settings
+        return (
+            settings.ingest_backfill
+            and settings.ingest_history_days > 0
+            and ("XA" in settings.channels)
+        )
+
+    def _history_before(self, first_ms: int) -> None:
+        """The first event after start-up: the pairs without stored bars get the days before
+        it as minute bars, so a new store shows candles at once. Trades are not fetched (the
+        backfill fetches them for gaps only): a week of them is millions of rows."""
+        pairs, self._without_history = self._without_history, []
+        if not pairs or self._rest is None:
+            return
+        days_ms = round(self.settings.ingest_history_days * 86_400_000)
+        gap = Gap(first_ms - days_ms, first_ms - 1)
+        task = asyncio.create_task(self._backfill(self._rest, pairs, gap, trades=False))
+        self.backfills.add(task)
+        task.add_done_callback(self.backfills.discard)
+
+    async def _backfill(
+        self, rest: VendorRest, pairs: list[str], gap: Gap, *, trades: bool = True
+    ) -> None:
         span = f"{_iso(gap.from_ms)} to {_iso(gap.to_ms)}"
         if not pairs:
             log.warning("backfill: PAIRS=* names no pair to fetch; %s not filled", span)
@@ -200,8 +230,10 @@ class Ingester:
         channels = self.settings.channels
         try:
             filled = await fill_gap(
-                rest, pairs, gap, self._deliver, trades="XT" in channels, bars="XA" in channels,
-                overlap_ms=round(self.settings.ingest_backfill_overlap_s * 1000),
+                rest, pairs, gap, self._deliver, trades=trades and "XT" in channels,
+                bars="XA" in channels,
+                overlap_ms=round(self.settings.ingest_backfill_overlap_s * 1000) if trades else 0,
+                progress=_progress,
             )  # fmt: skip
         except BackfillFailed as exc:
             log.error("backfill of %s failed: %s", span, exc)
@@ -283,6 +315,15 @@ class Ingester:
 
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _progress(pair: str, filled: Filled) -> None:
+    """A page fetched: a long backfill (a week of history) shows how far it has come."""
+    reached = _iso(filled.reached_ms) if filled.reached_ms is not None else "-"
+    log.info(
+        "backfill: %s %s to %s (%d bars, %d trades)",
+        pair, filled.fetching, reached, filled.bars, filled.trades,
+    )  # fmt: skip
 
 
 async def run_until_signalled(ingester: Ingester) -> None:

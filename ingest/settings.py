@@ -60,6 +60,9 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Trades are fetched this much beyond each end of a gap: the feed's events arrive in the
     # vendor's receive order, up to the exchanges' latency away from exchange-time order.
     ingest_backfill_overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    # History on first start: this many days of minute bars (over REST, before the first
+    # event received) for every pair with none stored. 0: none.
+    ingest_history_days: Annotated[float, msgspec.Meta(ge=0, le=3650)] = 7.0
     # How often the materialized views are checked, and any QuestDB invalidated (TRUNCATE,
     # DROP PARTITION, UPDATE...) refreshed in full.
     ingest_view_check_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0

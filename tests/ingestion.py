@@ -51,6 +51,7 @@ def ingest_settings(port: int, store: StoreSettings, tmp: Path, **overrides: Any
         # Tests of the feed compare what was stored with what the feed sent; a backfill would
         # add what it missed (test_backfill.py turns it on).
         "ingest_backfill": False,
+        "ingest_history_days": 0.0,  # a week of bars; test_backfill.py tests it
     }
     return IngestSettings(**{**defaults, **overrides})
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
@@ -21,6 +22,8 @@ from ingest.backfill import BackfillRefused, Gap, VendorRest, fill_gap
 from ingest.protocol import MinuteAgg, Trade
 from ingest.service import Ingester
 from ingest.simulator import Simulator
+from ingest.simulator.http import EXACT_BARS_MS
+from ingest.simulator.rest import RestTwin
 from sql import Secret, StoreSettings
 from sql.questdb_local import ServerState
 from tests.ingestion import (
@@ -147,6 +150,76 @@ def test_an_outage_and_a_stopped_ingester_leave_no_hole(
         gaps = health["quote_gaps"]  # quotes cannot be fetched again: where they are missing
         assert sorted(g["symbol"] for g in gaps) == sorted(PAIRS * 2)  # outage, restart
         assert all(g["start"] < g["end"] for g in gaps)
+
+
+@pytest.mark.slow
+def test_a_new_store_gets_days_of_minute_bars_before_the_first_event(
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An empty store: before the first event received, the history (here 1.05 days: the
+    REST twin's exact last day and its sketched older bars) is fetched as minute bars, and
+    stored exactly as the twin serves them; an ingester started again fetches none."""
+    start_ms = window_for(request.node.name)
+    server = own_questdb
+    store = StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
+    pair = "MATIC-USD"  # the quietest pair: a day of its trades is quick to draw
+    fetched: list[float] = []  # bars over REST, by each ingester
+
+    async def scenario() -> Simulator:
+        async with running(config(stepped=True, start_ms=start_ms)) as sim:
+            settings = ingest_settings(
+                sim.port, store, tmp_path, pairs=(pair,), ingest_backfill=True,
+                ingest_backfill_requests_per_s=50.0, ingest_silence_s=3600.0,
+                ingest_history_days=1.05,
+            )  # fmt: skip
+            for _ in range(2):
+                ingester = Ingester(settings)
+                task = asyncio.create_task(ingester.run())
+                await until(lambda i=ingester: listeners(sim) == 1 and i.feed.sessions == 1)  # type: ignore[misc]
+                await sim.play(5)
+                # The first event starts the fetches (at once); then they end.
+                await until(lambda i=ingester: received(i) and not i.backfills, 120)  # type: ignore[misc]
+                fetched.append(bars_fetched(ingester))
+                ingester.stop()
+                await task
+            return sim
+
+    sim = asyncio.run(scenario())
+    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+        stored = pg.execute(
+            "SELECT ts, open, high, low, close, volume FROM bars_1m WHERE symbol = %s ORDER BY ts",
+            (pair,),
+        ).fetchall()
+    rows = [
+        (round(ts.replace(tzinfo=dt.UTC).timestamp() * 1000), o, h, lo, c, v)
+        for ts, o, h, lo, c, v in stored
+    ]
+    assert rows[-1][0] - rows[0][0] >= 1.05 * 86_400_000 - 2 * MINUTE_MS
+    twin = RestTwin(sim.market, "", start_ms - EXACT_BARS_MS)  # the clock of the first fetch
+    status, body = twin.get(
+        f"/v2/aggs/ticker/X:MATICUSD/range/1/minute/{rows[0][0]}/{rows[-1][0]}?limit=50000"
+    )
+    assert status == 200
+    served_bars = msgspec.json.decode(body)["results"]
+    assert rows == [(b["t"], b["o"], b["h"], b["l"], b["c"], b["v"]) for b in served_bars]
+    assert fetched[0] >= len(rows) - 2  # all but the feed's own bars came over REST
+    assert fetched[1] < 5  # again: the bars of the gap between the two runs, no history
+
+
+def received(ingester: Ingester) -> bool:
+    """A trade or a quote decoded: the first one starts the start-up fetches."""
+    registry = ingester.metrics.registry
+    return any(
+        registry.get_sample_value("tickpipe_ingest_events_total", {"type": kind})
+        for kind in ("trade", "quote")
+    )
+
+
+def bars_fetched(ingester: Ingester) -> float:
+    value = ingester.metrics.registry.get_sample_value(
+        "tickpipe_ingest_backfilled_total", {"type": "bar"}
+    )
+    return value or 0.0
 
 
 def test_rest_client_pages_retries_429_sets_bad_rows_aside_and_stops_on_403(

@@ -29,6 +29,9 @@ __all__ = ["HttpSide"]
 
 # A row neither REST schema (bars, trades) accepts: values out of bounds, no time.
 _BAD_REST_ROW = {"price": "NaN", "size": -1.0, "o": None, "v": -1.0}
+# REST bars of the last day (the longest gap the ingester backfills by default) are summed
+# from the trades; older ones, a new store's history, are sketched (``RestTwin``).
+EXACT_BARS_MS = 86_400_000
 _REFUSALS = {403: "NOT_AUTHORIZED", 429: "You've exceeded the maximum requests per minute."}
 
 
@@ -56,7 +59,9 @@ class HttpSide:
                 self.rest_faults[status] -= 1
                 return _json(status, RestError(status, error).body)
         host = request.headers.get("Host", f"{self.sim.config.host}:{self.sim.port}")
-        status, body = RestTwin(self.sim.market, f"http://{host}").get(request.path)
+        exact_from_ms = self.sim.clock.now_ms - EXACT_BARS_MS
+        twin = RestTwin(self.sim.market, f"http://{host}", exact_from_ms)
+        status, body = twin.get(request.path)
         if status == 200 and self.bad_rows:
             body = self._spoil(body)
         return _response(status, body)

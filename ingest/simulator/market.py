@@ -208,6 +208,28 @@ class Market:
         trades = self.trades_between(pair, start_s * 1000, (start_s + 60) * 1000)
         return aggregate(MinuteAgg, pair, start_s * 1000, (start_s + 60) * 1000, trades)
 
+    def sketched_bar(self, pair: str, start_s: int) -> MinuteAgg | None:
+        """A minute bar from the price path alone, for history far behind the clock: open,
+        high, low and close of the fair price at each second, a seeded trade count and
+        volume. The same scale of figures as ``minute_bar`` at about 1/100 of its cost (a
+        week of five pairs' trades takes minutes to draw), but not the sum of ``trades``."""
+        model = self.pairs[pair]
+        rng = self.rng(pair, "sketch", start_s)
+        count = _poisson(rng, model.trades_per_s * self.activity * 60)
+        if not count:
+            return None
+        hour, within = divmod(start_s - ORIGIN_S, _HOUR)  # minutes never cross an hour
+        path = self._hour_path(pair, hour)[within : within + 61]
+        decimals = _decimals(model.tick)
+        o, h, lo, c = (round(model.price * math.exp(x), decimals) for x in
+                       (path[0], max(path), min(path), path[-1]))  # fmt: skip
+        volume = float(f"{count * model.median_size * math.exp(rng.gauss(0.72, 0.3)):.8g}")
+        return MinuteAgg(
+            pair=pair, open=o, high=h, low=lo, close=c, volume=volume,
+            vwap=round((o + h + lo + c) / 4, decimals + 2), avg_trade_size=volume / count,
+            start_ms=start_s * 1000, end_ms=(start_s + 60) * 1000,
+        )  # fmt: skip
+
     def second_bar(self, pair: str, second: int) -> SecondAgg | None:
         return aggregate(
             SecondAgg, pair, second * 1000, (second + 1) * 1000, self.trades(pair, second)

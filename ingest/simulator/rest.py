@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import uuid
 from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -58,9 +59,14 @@ def pair_of_ticker(ticker: str) -> str:
 
 
 class RestTwin:
-    def __init__(self, market: Market, base_url: str) -> None:
+    """``exact_from_ms``: bars of windows that end before it are sketched from the price path
+    (``Market.sketched_bar``) rather than summed from the trades: a week of history for a
+    new store in seconds, not minutes. The trades, and the bars since, agree exactly."""
+
+    def __init__(self, market: Market, base_url: str, exact_from_ms: int | None = None) -> None:
         self.market = market
         self.base_url = base_url
+        self.exact_from_ms = exact_from_ms
 
     def get(self, target: str) -> tuple[int, bytes]:
         """Answer ``GET target`` (path and query) with a status and a JSON body."""
@@ -102,13 +108,9 @@ class RestTwin:
             if len(results) == limit:
                 next_start = window
                 break
-            trades = list(self.market.trades_between(pair, window, window + span_ms))
-            bar = aggregate(MinuteAgg, pair, window, window + span_ms, trades)
+            bar = self._bar(pair, window, span_ms)
             if bar is not None:
-                results.append(
-                    RestBar(t=window, o=bar.open, h=bar.high, l=bar.low, c=bar.close,
-                            v=bar.volume, vw=bar.vwap, n=len(trades))
-                )  # fmt: skip
+                results.append(bar)
         body: dict[str, object] = {
             "ticker": ticker,
             "queryCount": len(results),
@@ -126,6 +128,29 @@ class RestTwin:
                 {"limit": limit, "sort": "desc" if descending else "asc"}
             )
         return body
+
+    def _bar(self, pair: str, start_ms: int, span_ms: int) -> RestBar | None:
+        if self.exact_from_ms is None or start_ms + span_ms > self.exact_from_ms:
+            trades = list(self.market.trades_between(pair, start_ms, start_ms + span_ms))
+            bar = aggregate(MinuteAgg, pair, start_ms, start_ms + span_ms, trades)
+            if bar is None:
+                return None
+            return RestBar(t=start_ms, o=bar.open, h=bar.high, l=bar.low, c=bar.close,
+                           v=bar.volume, vw=bar.vwap, n=len(trades))  # fmt: skip
+        minutes = [
+            sketched
+            for minute_ms in range(start_ms - start_ms % 60_000, start_ms + span_ms, 60_000)
+            if (sketched := self.market.sketched_bar(pair, minute_ms // 1000)) is not None
+        ]
+        if not minutes:
+            return None
+        volume = math.fsum(m.volume for m in minutes)
+        return RestBar(
+            t=start_ms, o=minutes[0].open, h=max(m.high for m in minutes),
+            l=min(m.low for m in minutes), c=minutes[-1].close, v=volume,
+            vw=math.fsum(m.vwap * m.volume for m in minutes) / volume,
+            n=sum(round(m.volume / m.avg_trade_size) for m in minutes),
+        )  # fmt: skip
 
     def _trades(self, ticker: str, query: Mapping[str, str]) -> dict[str, object]:
         if "cursor" in query:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ingest.batch import Batch
@@ -28,5 +29,8 @@ class Sink(Protocol):
 
     def newest_trade_ms(self) -> int | None:
         """Exchange time of the newest stored trade (where a backfill at start-up begins)."""
+
+    def pairs_without_bars(self, pairs: Sequence[str]) -> list[str]:
+        """Those of ``pairs`` with no stored minute bar (they get a history at start-up)."""
 
     def close(self) -> None: ...

@@ -10,7 +10,7 @@ Auto-flush is off: the writer decides when to flush.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,6 +104,16 @@ class QuestDBSink:
         with psycopg.connect(self._pg_dsn, autocommit=True) as conn:
             row = conn.execute("SELECT max(ts) FROM trades").fetchone()
         return round(row[0].replace(tzinfo=dt.UTC).timestamp() * 1000) if row and row[0] else None
+
+    def pairs_without_bars(self, pairs: Sequence[str]) -> list[str]:
+        with psycopg.connect(self._pg_dsn, autocommit=True) as conn:
+            return [
+                pair
+                for pair in pairs
+                if not conn.execute(
+                    "SELECT ts FROM bars_1m WHERE symbol = %s LIMIT -1", (pair,)
+                ).fetchone()
+            ]
 
     def close(self) -> None:
         self._sender.close()

@@ -9,7 +9,7 @@ make a re-sent trade or quote a no-op and a re-sent bar an update, as DEDUP does
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ingest.batch import Batch, TableColumns
@@ -66,6 +66,10 @@ class SQLiteSink:
     def newest_trade_ms(self) -> int | None:
         (newest,) = self._conn.execute("SELECT max(ts_ms) FROM trades_data").fetchone()
         return int(newest) if newest is not None else None
+
+    def pairs_without_bars(self, pairs: Sequence[str]) -> list[str]:
+        find = "SELECT 1 FROM market_data WHERE symbol = ? LIMIT 1"
+        return [pair for pair in pairs if not self._conn.execute(find, (pair,)).fetchone()]
 
     def close(self) -> None:
         self._conn.close()

@@ -18,9 +18,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, WebSocket, get, websocket
 from litestar.config.cors import CORSConfig
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
@@ -30,6 +30,16 @@ from prometheus_client import REGISTRY
 
 from api.auth import BearerTokenAuth
 from api.errors import StoreUnavailable, Unsupported
+from api.push import (
+    CLOSE_BAD_PARAMETER,
+    CLOSE_REFUSED,
+    CLOSE_SLOW,
+    CLOSE_TOO_FAR,
+    CandleKey,
+    Connection,
+    Subscription,
+    Tailer,
+)
 from api.queries import CandleQuery, Interval
 from api.response_cache import ResponseCache
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
@@ -83,7 +93,7 @@ def _found(rows: list[T], what: str) -> list[T]:
     return rows
 
 
-def _store(request: Request) -> Store:  # type: ignore[type-arg]
+def _store(request: Request | WebSocket) -> Store:  # type: ignore[type-arg]
     store: Store = request.app.state.store
     return store
 
@@ -169,6 +179,88 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
     return Response(Health("ok", "reachable", age, _now(), quote_gaps, views, cache_ms))
 
 
+PushPairs = Annotated[str, msgspec.Meta(pattern=CRYPTO.regex(many=True))]
+
+
+class PushQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``/ws``'s query parameters. Checked after the upgrade, so that a bad one closes the
+    socket with code 4400 and a reason naming it (refused before it, a browser sees only
+    "403")."""
+
+    trades: PushPairs | None = None  # comma-separated pairs, e.g. BTC-USD,ETH-USD
+    quotes: PushPairs | None = None
+    candles: PushPairs | None = None
+    interval: Interval = "1m"  # the candles' width and calendar zone
+    tz: TimeZone = TimeZone["UTC"]
+    since: Annotated[int, msgspec.Meta(ge=0)] | None = None  # resume after this seq
+
+
+def _pairs(given: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.strip() for s in given.split(",") if s.strip())) if given else ()
+
+
+@websocket("/ws")
+async def push(socket: WebSocket) -> None:  # type: ignore[type-arg]
+    """Live trades, quotes and candles of the pairs asked for (api/push_messages.py): a
+    ``ready`` message, then an ``update`` whenever something arrives, a ``heartbeat`` when
+    nothing has for a while. Reconnect with ``since=<the last seq>`` to lose nothing."""
+    offered = [p.strip() for p in socket.headers.get("sec-websocket-protocol", "").split(",")]
+    await socket.accept(subprotocols="tickpipe" if "tickpipe" in offered else None)
+    try:
+        asked = msgspec.convert(dict(socket.query_params), PushQuery, strict=False)
+    except msgspec.ValidationError as exc:
+        await socket.close(CLOSE_BAD_PARAMETER, _named(str(exc))[:120])
+        return
+    tailer: Tailer | None = socket.app.state.tailer
+    if tailer is None:
+        await socket.close(CLOSE_REFUSED, _store(socket).push_refused)
+        return
+    subscription = Subscription(
+        _pairs(asked.trades), _pairs(asked.quotes),
+        tuple(CandleKey(s, asked.interval, asked.tz.value) for s in _pairs(asked.candles)),
+    )  # fmt: skip
+    connection = Connection(subscription, asked.since, socket.app.state.push_queue_bytes)
+    listening = asyncio.create_task(_until_gone(socket, connection))
+    try:
+        if asked.since is not None:  # the bulk of what it missed, at the client's pace
+            replayed = await tailer.replay(subscription, asked.since, socket.send_bytes)
+            if replayed is None:
+                await socket.close(CLOSE_TOO_FAR, "since is too far back: fetch it over REST")
+                return
+            connection.since_us, connection.replayed = replayed
+            connection.sent(replayed[0])
+        tailer.join(connection)
+        while message := await connection.next():
+            await socket.send_bytes(message)
+    except WebSocketDisconnect:
+        return
+    finally:
+        listening.cancel()
+        tailer.leave(connection)
+    if connection.gone:
+        return
+    if connection.too_far_back:
+        await socket.close(CLOSE_TOO_FAR, "since is too far back: fetch it over REST")
+    else:
+        await socket.close(CLOSE_SLOW, f"too slow: resume with since={connection.sent_seq}")
+
+
+async def _until_gone(socket: WebSocket, connection: Connection) -> None:  # type: ignore[type-arg]
+    """Read what the client sends (nothing is expected; the server answers its pings while
+    someone reads) until it goes, then stop sending to it."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            pass
+    connection.gone = True
+    connection.stop()
+
+
+def _named(error: str) -> str:
+    """msgspec's "Expected `int` >= 0 - at `$.since`" as "since: Expected `int` >= 0"."""
+    reason, _, where = error.rpartition(" - at `$.")
+    return f"{where.rstrip('`')}: {reason}" if reason else error
+
+
 class MetricsController(PrometheusController):
     """Prometheus text exposition: for scrapers, so not part of the JSON API's schema."""
 
@@ -201,7 +293,13 @@ def create_app(settings: ApiSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = app.state.store = await open_store(settings.store)
         app.state.response_cache_ms = settings.api_cache_ms
-        watching = asyncio.create_task(_watch_views(store))
+        app.state.push_queue_bytes = settings.api_push_queue_mib * 2**20
+        app.state.tailer = None
+        background = [asyncio.create_task(_watch_views(store))]
+        if store.push_refused is None:
+            tick_s, settle_s = settings.api_push_tick_ms / 1000, settings.api_push_settle_ms / 1000
+            app.state.tailer = Tailer(store, tick_s, settle_s)  # type: ignore[arg-type]
+            background.append(asyncio.create_task(app.state.tailer.run()))
         try:
             with contextlib.ExitStack() as registered:
                 for collector in store.collectors():
@@ -209,7 +307,8 @@ def create_app(settings: ApiSettings) -> Litestar:
                     registered.callback(REGISTRY.unregister, collector)
                 yield
         finally:
-            watching.cancel()
+            for task in background:
+                task.cancel()
             await store.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
@@ -224,7 +323,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         openapi.security = [{"BearerToken": []}]
     cors = settings.api_cors_origins
     return Litestar(
-        route_handlers=[prices, ohlcv, trades, quotes, health, MetricsController],
+        route_handlers=[prices, ohlcv, trades, quotes, push, health, MetricsController],
         # Metrics count every request; the token is checked before the cache can answer.
         middleware=[metrics.middleware, *auth, *cache],
         cors_config=CORSConfig(

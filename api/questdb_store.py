@@ -19,7 +19,7 @@ bound with room for twice as many (``newest_candles``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import StoreUnavailable, Unsupported
 from api.pool_metrics import PoolCollector
+from api.push_messages import LOOKBACK_S, Arrived, QuoteEvent, Subscribed, TradeEvent
 from api.queries import CandleQuery, iso_ms, newest_candles, rolling_day_start
 from api.questdb_candles import FROM_TS, coarsest, merge, plan, sampled_sql, selected
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
@@ -78,6 +79,34 @@ def _newest_sql(table: Table, out: type[msgspec.Struct]) -> str:
 
 _NEWEST_TRADES = _newest_sql(TRADES, TradeOut)
 _NEWEST_QUOTES = _newest_sql(QUOTES, QuoteOut)
+
+# Live push (api/push.py): rows by when the ingester received them. ``ingested_ts`` is not
+# the designated timestamp, so the exchange time bounds the scan too (LOOKBACK_S: the rule
+# of api/push_messages.py, on each row, so every replica pushes the same rows).
+_EVENT_TIMES = {"time_ms": "ts::long / 1000", "ingested_us": "ingested_ts::long"}
+_ARRIVED = (
+    "SELECT {} FROM {} WHERE symbol IN ({}) AND ts >= %s AND ingested_ts > %s"
+    " AND ingested_ts <= %s AND ts::long >= ingested_ts::long - %s"
+    " ORDER BY ingested_ts, ts LIMIT %s"
+)
+_ARRIVED_BARS = (
+    "SELECT DISTINCT symbol FROM bars_1m WHERE symbol IN ({}) AND ts >= %s"
+    " AND ingested_ts > %s AND ingested_ts <= %s"
+)
+_BARS_END = (
+    "SELECT symbol, ts::long / 1000000 + 60 end_s FROM bars_1m WHERE symbol IN ({})"
+    " LATEST ON ts PARTITION BY symbol"
+)
+# Tables with committed transactions QuestDB has not applied yet (whose rows are not visible).
+_APPLYING = (
+    "SELECT name FROM wal_tables() WHERE name IN ('trades', 'quotes', 'bars_1m')"
+    " AND writerTxn < sequencerTxn"
+)
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _moment(epoch_us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=epoch_us)
 
 
 class QuestDBStore:
@@ -154,6 +183,46 @@ class QuestDBStore:
 
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
         return await self._structs(_NEWEST_QUOTES, (symbol, limit), QuoteOut)
+
+    push_refused: str | None = None  # it can: rows carry when they arrived
+
+    async def arrived(
+        self, after_us: int, upto_us: int, symbols: Subscribed, limit: int
+    ) -> Arrived:
+        """Trades, quotes and bars of ``symbols`` the ingester received in (after, upto]
+        (each list at most ``limit`` long): the tail of the live push. While QuestDB is still
+        applying committed rows, nothing (``held``): they may belong to the window."""
+        if await self._rows(_APPLYING, ()):
+            return Arrived([], [], [], held=True)
+        since = _moment(after_us - LOOKBACK_S * 1_000_000)
+        window = (since, _moment(after_us), _moment(upto_us))
+
+        async def rows(table: Table, out: type[S], wanted: Sequence[str]) -> list[S]:
+            if not wanted:
+                return []
+            marks = ", ".join(["%s"] * len(wanted))
+            statement = _ARRIVED.format(selected(out, _EVENT_TIMES), table.name, marks)
+            params = (*wanted, *window, LOOKBACK_S * 1_000_000, limit)
+            return await self._structs(statement, params, out)
+
+        bar_symbols: list[str] = []
+        if symbols.bars:
+            marks = ", ".join(["%s"] * len(symbols.bars))
+            found = await self._rows(_ARRIVED_BARS.format(marks), (*symbols.bars, *window))
+            bar_symbols = [row["symbol"] for row in found]
+        return Arrived(
+            await rows(TRADES, TradeEvent, symbols.trades),
+            await rows(QUOTES, QuoteEvent, symbols.quotes),
+            bar_symbols,
+        )
+
+    async def bars_end(self, symbols: Sequence[str]) -> dict[str, int]:
+        """Where each pair's newest bar ends, epoch seconds (no entry: no bar)."""
+        if not symbols:
+            return {}
+        marks = ", ".join(["%s"] * len(symbols))
+        found = await self._rows(_BARS_END.format(marks), tuple(symbols))
+        return {row["symbol"]: int(row["end_s"]) for row in found}
 
     async def _structs(
         self, query: str | sql.Composed, params: tuple[object, ...], out: type[S]

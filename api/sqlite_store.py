@@ -142,6 +142,13 @@ def _iso_ms(epoch_ms: int) -> str:
 
 
 class SQLiteStore:
+    # Rows carry no arrival time here (the seed's tables), so there is nothing to tail by
+    # that every replica would agree on: the fallback profile serves REST only.
+    push_refused: str | None = (
+        "live push needs STORE=questdb: the SQLite profile's tables do not record when rows"
+        " arrived; poll the REST endpoints instead"
+    )
+
     def __init__(self, path: Path) -> None:
         self.path = path
 

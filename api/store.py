@@ -34,6 +34,10 @@ class Store(Protocol):
 
     async def quote_gaps(self, limit: int) -> list[QuoteGap]: ...
 
+    # Why this store cannot serve the live push (/ws); None: it can (``api/push.py``'s
+    # ``PushSource``).
+    push_refused: str | None
+
     async def views(self) -> list[ViewHealth]:
         """Each table derived from stored rows, and whether it answers now."""
 

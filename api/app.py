@@ -15,6 +15,7 @@ import enum
 import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
@@ -26,8 +27,11 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.response import File
+from litestar.static_files import create_static_files_router
 from prometheus_client import REGISTRY
 
+from api.assets import ensure_assets
 from api.auth import BearerTokenAuth
 from api.errors import StoreUnavailable, Unsupported
 from api.push import (
@@ -223,7 +227,7 @@ async def push(socket: WebSocket) -> None:  # type: ignore[type-arg]
     listening = asyncio.create_task(_until_gone(socket, connection))
     try:
         if asked.since is not None:  # the bulk of what it missed, at the client's pace
-            replayed = await tailer.replay(subscription, asked.since, socket.send_bytes)
+            replayed = await tailer.replay(subscription, asked.since, socket.send_text)
             if replayed is None:
                 await socket.close(CLOSE_TOO_FAR, "since is too far back: fetch it over REST")
                 return
@@ -231,7 +235,7 @@ async def push(socket: WebSocket) -> None:  # type: ignore[type-arg]
             connection.sent(replayed[0])
         tailer.join(connection)
         while message := await connection.next():
-            await socket.send_bytes(message)
+            await socket.send_text(message)
     except WebSocketDisconnect:
         return
     finally:
@@ -259,6 +263,24 @@ def _named(error: str) -> str:
     """msgspec's "Expected `int` >= 0 - at `$.since`" as "since: Expected `int` >= 0"."""
     reason, _, where = error.rpartition(" - at `$.")
     return f"{where.rstrip('`')}: {reason}" if reason else error
+
+
+_DASHBOARD = Path(__file__).parent / "dashboard"
+
+
+@get("/", include_in_schema=False, media_type="text/html")
+async def dashboard() -> File:
+    """The dashboard (api/dashboard/): a candlestick chart, the tape, the book, health."""
+    return File(_DASHBOARD / "index.html", content_disposition_type="inline")
+
+
+@get("/assets/{name:str}", include_in_schema=False)
+async def asset(request: Request, name: str) -> File:  # type: ignore[type-arg]
+    """A pinned third-party file (api/assets.py), from the cache it was verified into."""
+    assets: dict[str, Path] = request.app.state.assets
+    if name not in assets:
+        raise NotFoundException(f"no asset {name} (the npm registry may have been unreachable)")
+    return File(assets[name], content_disposition_type="inline")
 
 
 class MetricsController(PrometheusController):
@@ -295,6 +317,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.response_cache_ms = settings.api_cache_ms
         app.state.push_queue_bytes = settings.api_push_queue_mib * 2**20
         app.state.tailer = None
+        app.state.assets = await asyncio.to_thread(ensure_assets)
         background = [asyncio.create_task(_watch_views(store))]
         if store.push_refused is None:
             tick_s, settle_s = settings.api_push_tick_ms / 1000, settings.api_push_settle_ms / 1000
@@ -323,7 +346,18 @@ def create_app(settings: ApiSettings) -> Litestar:
         openapi.security = [{"BearerToken": []}]
     cors = settings.api_cors_origins
     return Litestar(
-        route_handlers=[prices, ohlcv, trades, quotes, push, health, MetricsController],
+        route_handlers=[
+            prices,
+            ohlcv,
+            trades,
+            quotes,
+            push,
+            health,
+            MetricsController,
+            dashboard,
+            asset,
+            create_static_files_router("/dashboard", [_DASHBOARD], include_in_schema=False),
+        ],
         # Metrics count every request; the token is checked before the cache can answer.
         middleware=[metrics.middleware, *auth, *cache],
         cors_config=CORSConfig(

@@ -22,7 +22,8 @@ from sql.settings import Secret
 
 __all__ = ["OPEN_PATHS", "BearerTokenAuth"]
 
-OPEN_PATHS = ["^/health$", "^/schema"]
+# The dashboard's page and files are static: the page itself sends the token (api/dashboard/).
+OPEN_PATHS = ["^/health$", "^/schema", "^/$", "^/dashboard/", "^/assets/"]
 
 
 def _offered_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]

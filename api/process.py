@@ -37,7 +37,7 @@ START_TIMEOUT_S = 60.0  # for a server to answer once started (a slow machine: s
 def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
     """``python -m api`` on a free loopback port, until it answers; ``store_env`` picks
     another store (or sets any API_* variable). A generator: iterate once to use it."""
-    port = free_port()
+    port = int(store_env.get("API_PORT") or free_port())  # a given port: a restart
     env = {
         **os.environ,
         "API_PORT": str(port),

@@ -103,11 +103,11 @@ class Connection:
         self.replayed = 0  # events sent before joining (``Tailer.replay``)
         self.sent_seq = 0  # the seq of the newest message taken to send
         self.last_offered = time.monotonic()
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._bytes = 0
 
-    def offer(self, messages: list[tuple[int, bytes]]) -> None:
-        """Queue ``(seq, message)``s, or, past the bound, close (the sender sees b"")."""
+    def offer(self, messages: list[tuple[int, str]]) -> None:
+        """Queue ``(seq, message)``s, or, past the bound, close (the sender sees "")."""
         for seq, message in messages:
             if self.overflowed:
                 return
@@ -115,21 +115,21 @@ class Connection:
             # time, and are never split, so one update may be larger than the bound.)
             if self._bytes and self._bytes + len(message) > self.max_bytes:
                 self.overflowed = True
-                self._queue.put_nowait((seq, b""))
+                self._queue.put_nowait((seq, ""))
                 return
             self._bytes += len(message)
             self.last_offered = time.monotonic()
             self._queue.put_nowait((seq, message))
 
     def stop(self) -> None:
-        self._queue.put_nowait((self.sent_seq, b""))
+        self._queue.put_nowait((self.sent_seq, ""))
 
     def sent(self, seq: int) -> None:
         """A message sent outside the queue (a replay): the seq to resume from."""
         self.sent_seq = seq
 
-    async def next(self) -> bytes:
-        """The next message to send; b"" once the connection is to be closed."""
+    async def next(self) -> str:
+        """The next message to send; "" once the connection is to be closed."""
         seq, message = await self._queue.get()
         self._bytes -= len(message)
         if message:
@@ -153,6 +153,10 @@ class Tailer:
         self.connections: set[Connection] = set()
         self._joining: list[Connection] = []
         self._encoder = msgspec.json.Encoder()
+
+    def _text(self, message: msgspec.Struct) -> str:
+        """JSON as a text frame's payload (a browser gets a string, not a Blob)."""
+        return self._encoder.encode(message).decode()
 
     @staticmethod
     def _now_us() -> int:
@@ -231,10 +235,10 @@ class Tailer:
         connection.after_us = max(upto_us, since or 0)
         connection.caught_up = True
         ready = Ready(upto_us, connection.replayed + count)
-        connection.offer([(upto_us, self._encoder.encode(ready))])
+        connection.offer([(upto_us, self._text(ready))])
 
     async def replay(
-        self, subscription: Subscription, since_us: int, send: Callable[[bytes], Awaitable[None]]
+        self, subscription: Subscription, since_us: int, send: Callable[[str], Awaitable[None]]
     ) -> tuple[int, int] | None:
         """What arrived after ``since_us``, sent page by page as fast as the client takes it,
         up to about where the live tail is: the seq reached and how many events; None if
@@ -255,7 +259,7 @@ class Tailer:
             count += len(share.trades) + len(share.quotes)
         return since_us, count
 
-    def messages(self, share: _Share, seq: int) -> list[tuple[int, bytes]]:
+    def messages(self, share: _Share, seq: int) -> list[tuple[int, str]]:
         """A share as updates of about CHUNK_EVENTS events each (a queue's bound holds many),
         cut only where the arrival time changes, each with the seq of its last event (the
         last with ``seq``): a client cut off between two resumes from the one it has."""
@@ -265,7 +269,7 @@ class Tailer:
             [(t.ingested_us, 0, i) for i, t in enumerate(share.trades)]
             + [(q.ingested_us, 1, i) for i, q in enumerate(share.quotes)]
         )
-        chunks: list[tuple[int, bytes]] = []
+        chunks: list[tuple[int, str]] = []
         start = 0
         for end in range(CHUNK_EVENTS, len(events), CHUNK_EVENTS):
             while end < len(events) and events[end][0] == events[end - 1][0]:
@@ -283,10 +287,10 @@ class Tailer:
         events: list[tuple[int, int, int]],
         seq: int,
         candles: list[CandleEvent],
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, str]:
         trades = [share.trades[i] for _, kind, i in events if kind == 0]
         quotes = [share.quotes[i] for _, kind, i in events if kind == 1]
-        return seq, self._encoder.encode(Update(seq, trades, quotes, candles))
+        return seq, self._text(Update(seq, trades, quotes, candles))
 
     async def _candles(self, keys: set[CandleKey]) -> dict[CandleKey, list[CandleEvent]]:
         """The newest two candles of each key (the one before may just have been made
@@ -306,7 +310,7 @@ class Tailer:
         return found
 
     def _publish(self, tick: _Tick, joined: list[Connection]) -> None:
-        encoded: dict[object, list[tuple[int, bytes]]] = {}  # one per distinct share
+        encoded: dict[object, list[tuple[int, str]]] = {}  # one per distinct share
         now = time.monotonic()
         for connection in self.connections:
             filtered = connection.after_us > tick.lo_us
@@ -323,7 +327,7 @@ class Tailer:
                     encoded[key] = self.messages(share, tick.hi_us)
                 connection.offer(encoded[key])
             elif now - connection.last_offered > HEARTBEAT_S:
-                connection.offer([(tick.hi_us, self._encoder.encode(Heartbeat(tick.hi_us)))])
+                connection.offer([(tick.hi_us, self._text(Heartbeat(tick.hi_us)))])
         for connection in [c for c in self.connections if c.overflowed]:
             self.connections.discard(connection)
 

@@ -1,0 +1,164 @@
+// The dashboard: history over REST, then live over /ws, resumed with since= on reconnect.
+// With API_TOKEN set, open the page as /#token=<API_TOKEN>: the fragment never reaches the
+// server or its logs; the page sends it as a bearer header and as a WebSocket subprotocol.
+"use strict";
+
+const params = new URLSearchParams(location.hash.slice(1));
+if (params.get("token")) sessionStorage.setItem("tickpipe-token", params.get("token"));
+const token = sessionStorage.getItem("tickpipe-token");
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  pair: null, interval: "1m", tz: "UTC", seq: null, socket: null, reconnects: 0,
+  lastTime: 0, candles: 0, trades: [], seen: new Set(), book: new Map(), live: false,
+  generation: 0,
+};
+window.tickpipe = state; // for the browser tests and the curious
+
+const chart = LightweightCharts.createChart($("chart"), {
+  layout: { background: { color: "#0f1419" }, textColor: "#d8dee4" },
+  grid: { vertLines: { color: "#1c2128" }, horzLines: { color: "#1c2128" } },
+  timeScale: { timeVisible: true, secondsVisible: false },
+});
+const candles = chart.addSeries(LightweightCharts.CandlestickSeries, {});
+const volume = chart.addSeries(LightweightCharts.HistogramSeries, {
+  priceScaleId: "", priceFormat: { type: "volume" }, color: "#30363d",
+});
+volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+new ResizeObserver(() => chart.applyOptions({ width: $("chart").clientWidth })).observe($("chart"));
+
+async function get(path) {
+  const response = await fetch(path, { headers });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+// lightweight-charts throws on update() of a bar older than the last one: only the newest
+// bar may change, older ones come with the next full load.
+function draw(candle) {
+  if (candle.open === null || candle.timestamp < state.lastTime) return;
+  if (candle.timestamp > state.lastTime) state.candles += 1;
+  state.lastTime = candle.timestamp;
+  candles.update({ time: candle.timestamp, open: candle.open, high: candle.high,
+                   low: candle.low, close: candle.close });
+  volume.update({ time: candle.timestamp, value: candle.volume || 0,
+                  color: candle.close >= candle.open ? "#1f4d2e" : "#5c2626" });
+  state.forming = candle;
+}
+
+async function loadHistory() {
+  const path = `/api/market/ohlcv/${state.pair}?interval=${state.interval}` +
+    `&tz=${encodeURIComponent(state.tz)}&limit=1000`;
+  let data = [];
+  try { data = (await get(path)).data; } catch (error) { status(`no candles yet (${error.message})`); }
+  const ordered = data.filter((c) => c.open !== null).sort((a, b) => a.timestamp - b.timestamp);
+  const unique = ordered.filter((c, i) => i === 0 || c.timestamp !== ordered[i - 1].timestamp);
+  candles.setData(unique.map((c) => ({ time: c.timestamp, open: c.open, high: c.high,
+                                       low: c.low, close: c.close })));
+  volume.setData(unique.map((c) => ({ time: c.timestamp, value: c.volume || 0,
+                                      color: c.close >= c.open ? "#1f4d2e" : "#5c2626" })));
+  state.candles = unique.length;
+  state.lastTime = unique.length ? unique[unique.length - 1].timestamp : 0;
+  chart.timeScale().scrollToRealTime();
+}
+
+function tradeKey(t) { return `${t.time_ms}/${t.exchange_id}/${t.trade_id}`; }
+
+function addTrades(trades) {
+  for (const trade of trades) {
+    const key = tradeKey(trade);
+    if (state.seen.has(key)) continue;
+    state.seen.add(key);
+    state.trades.push(trade);
+  }
+  state.trades.sort((a, b) => a.time_ms - b.time_ms);
+  state.trades = state.trades.slice(-2000);
+  $("tape").innerHTML = state.trades.slice(-25).reverse().map((t) =>
+    `<tr class="${t.side}"><td>${new Date(t.time_ms).toISOString().slice(11, 23)}</td>` +
+    `<td>${t.price}</td><td>${t.size}</td></tr>`).join("");
+}
+
+function addQuotes(quotes) {
+  for (const quote of quotes) state.book.set(quote.exchange_id, quote);
+  const all = [...state.book.values()];
+  if (!all.length) return;
+  const bid = Math.max(...all.map((q) => q.bid_price));
+  const ask = Math.min(...all.map((q) => q.ask_price));
+  state.bid = bid; state.ask = ask;
+  $("book").innerHTML = `<span class="buy">${bid}</span> / <span class="sell">${ask}</span>` +
+    ` &nbsp; spread ${(ask - bid).toPrecision(4)}` + (bid > ask ? " (crossed: exchanges disagree)" : "");
+}
+
+function status(text, bad) { $("status").textContent = text; $("status").className = bad ? "bad" : ""; }
+
+function connect() {
+  const generation = state.generation;
+  const query = new URLSearchParams({ trades: state.pair, quotes: state.pair,
+    candles: state.pair, interval: state.interval, tz: state.tz });
+  if (state.seq !== null) query.set("since", state.seq);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const protocols = ["tickpipe", ...(token ? [`bearer.${token}`] : [])];
+  const socket = new WebSocket(`${scheme}://${location.host}/ws?${query}`, protocols);
+  state.socket = socket;
+  socket.onmessage = (event) => {
+    if (generation !== state.generation) return;
+    const message = JSON.parse(event.data);
+    state.seq = message.seq;
+    if (message.type === "ready") { state.live = true; status("live"); }
+    if (message.type !== "update") return;
+    addTrades(message.trades);
+    addQuotes(message.quotes);
+    message.candles.sort((a, b) => a.candle.timestamp - b.candle.timestamp).forEach((c) => draw(c.candle));
+  };
+  socket.onclose = (event) => {
+    if (generation !== state.generation) return;
+    state.live = false;
+    if (event.code === 4001) { status(event.reason, true); poll(); return; }
+    if (event.code === 4010) { state.seq = null; loadHistory(); }
+    state.reconnects += 1;
+    status(`reconnecting (${event.code})`, true);
+    setTimeout(connect, Math.min(5000, 250 * state.reconnects));
+  };
+}
+
+// The SQLite profile does not push: the page polls instead.
+function poll() { setTimeout(async () => { await loadHistory(); poll(); }, 5000); }
+
+async function switchTo() {
+  state.generation += 1;
+  if (state.socket) state.socket.close();
+  Object.assign(state, { pair: $("pair").value, interval: $("interval").value, tz: $("tz").value,
+    seq: null, trades: [], seen: new Set(), book: new Map(), live: false });
+  $("tape").innerHTML = ""; $("book").textContent = "-";
+  await loadHistory();
+  connect();
+}
+
+async function health() {
+  try {
+    const h = await get("/health");
+    const views = (h.views || []).map((v) => `${v.view}: ${v.status}${v.serving ? "" : " (base table answers)"}`);
+    $("health").innerHTML = [
+      ["database", h.database], ["newest trade", h.newest_trade_age_s === null ? "-" : `${h.newest_trade_age_s.toFixed(1)} s ago`],
+      ["page reconnects", state.reconnects], ["quote gaps", (h.quote_gaps || []).length],
+      ...views.map((v) => ["view", v]),
+    ].map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
+  } catch (error) { $("health").innerHTML = `<tr><td class="bad">${error.message}</td></tr>`; }
+}
+
+async function start() {
+  const prices = await get("/api/market/prices").catch(() => ({ prices: [] }));
+  const pairs = prices.prices.map((p) => p.symbol);
+  const wanted = params.get("pair") || (pairs.includes("BTC-USD") ? "BTC-USD" : pairs[0] || "BTC-USD");
+  if (!pairs.includes(wanted)) pairs.unshift(wanted); // a pair with bars but no trade yet
+  $("pair").innerHTML = pairs.map((p) => `<option>${p}</option>`).join("");
+  $("pair").value = wanted;
+  if (params.get("interval")) $("interval").value = params.get("interval");
+  for (const id of ["pair", "interval", "tz"]) $(id).onchange = switchTo;
+  await switchTo();
+  health();
+  setInterval(health, 5000);
+}
+
+start();

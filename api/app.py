@@ -24,6 +24,7 @@ from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -338,7 +339,18 @@ def create_app(settings: ApiSettings) -> Litestar:
     token = settings.api_token
     auth = [DefineMiddleware(BearerTokenAuth, token=token)] if token else []
     cache = [ResponseCache(settings.api_cache_ms)] if settings.api_cache_ms else []
-    openapi = OpenAPIConfig(title="tickpipe market data API", version="0.1.0")
+    openapi = OpenAPIConfig(
+        title="tickpipe market data API",
+        version="0.1.0",
+        # The docs page from the pinned local copy (api/assets.py), not a CDN; no web fonts.
+        render_plugins=[
+            RedocRenderPlugin(
+                js_url="/assets/redoc.standalone.js", google_fonts=False, path="/", favicon=""
+            ),
+            JsonRenderPlugin(),
+            YamlRenderPlugin(),
+        ],
+    )
     if token:
         openapi.components = Components(
             security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}

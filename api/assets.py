@@ -3,7 +3,8 @@ registry's ``dist.integrity`` (sha512), into the cache QuestDB's jar shares: nev
 the repository, never loaded from a CDN by the page.
 
 lightweight-charts (TradingView, Apache-2.0) draws the dashboard's chart; the page keeps the
-attribution link it asks for (its ``attributionLogo``, on by default).
+attribution link it asks for (its ``attributionLogo``, on by default). Redoc (MIT) renders
+``/schema``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ ASSETS = {
             "5.2.1",
             "sha512-IVwoK1RLFiLPubaKIjNbtjWLnpPMqiABSrTay6whmNa8L1+19292VtHJ+BWyPUuLCwF0tcQlhEWd1CLB2a1nsQ==",
             "package/dist/lightweight-charts.standalone.production.js",
+        ),
+        Asset(  # /schema's interactive docs
+            "redoc.standalone.js",
+            "redoc",
+            "2.5.4",  # 3.x no longer reads the <redoc spec-url> element Litestar's page uses
+            "sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYihEdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==",
+            "package/bundles/redoc.standalone.js",
         ),
     )
 }

@@ -115,3 +115,24 @@ def test_after_the_api_restarts_the_page_resumes_with_nothing_missing(
         )
         ids = page.evaluate("tickpipe.trades.map(t => t.trade_id)")
         assert sorted(i for i in ids if i.startswith("r")) == ["r1", "r2", "r3", "r4"]  # once each
+
+
+def test_the_api_docs_render_from_local_assets_only(
+    questdb_with_schema: ServerState, browser: object
+) -> None:
+    """/schema's Redoc page, from the pinned copy: no script or style comes from off this
+    machine (Redoc's "by Redocly" logo is an image it links, which offline stays blank)."""
+    for api in serve_api(questdb_with_schema.pg_dsn):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        elsewhere: list[str] = []
+
+        def note(request: object, out: list[str] = elsewhere, ours: str = api) -> None:
+            url, kind = request.url, request.resource_type  # type: ignore[attr-defined]
+            if not url.startswith((ours, "blob:", "data:")) and kind in ("script", "stylesheet"):
+                out.append(url)
+
+        page.on("request", note)
+        page.goto(f"{api}/schema")
+        page.wait_for_selector("text=tickpipe market data API", timeout=scaled(30) * 1000)
+        assert page.get_by_text("/api/market/ohlcv/", exact=False).count() > 0
+        assert elsewhere == []

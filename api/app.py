@@ -321,8 +321,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.assets = await asyncio.to_thread(ensure_assets)
         background = [asyncio.create_task(_watch_views(store))]
         if store.push_refused is None:
-            tick_s, settle_s = settings.api_push_tick_ms / 1000, settings.api_push_settle_ms / 1000
-            app.state.tailer = Tailer(store, tick_s, settle_s)  # type: ignore[arg-type]
+            app.state.tailer = Tailer(store, settings.api_push_tick_ms / 1000)  # type: ignore[arg-type]
             background.append(asyncio.create_task(app.state.tailer.run()))
         try:
             with contextlib.ExitStack() as registered:

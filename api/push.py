@@ -1,8 +1,9 @@
 """Live push: one tail of the store shared by every WebSocket connection of this process.
 
 Each tick the ``Tailer`` asks the store once per table for the rows that arrived since the
-last one (by ``ingested_ts``, up to ``settle`` ago: a row takes that long, at most, from the
-ingester to being visible), recomputes the newest two candles of each subscribed (pair,
+last one (by ``ingested_ts``, up to where every received row is visible: the ingester's word
+on what it has committed, ``sql/tables.py: INGEST_PROGRESS``, once QuestDB has applied it),
+recomputes the newest two candles of each subscribed (pair,
 interval, zone) whose pair has new trades or bars, and hands each connection its share,
 encoded once per distinct subscription. Nothing is kept but the cursor and the connections,
 so any number of replicas behind a load balancer push the same rows.
@@ -58,10 +59,6 @@ CLOSE_BAD_PARAMETER = 4400  # the reason names it
 CLOSE_REFUSED = 4001  # this store cannot push (the reason says why)
 CLOSE_SLOW = 4008  # the connection's queue overflowed: reconnect with since=<seq>
 CLOSE_TOO_FAR = 4010  # since is further back than the push keeps: fetch over REST
-
-
-class _Held(Exception):
-    """The store is still applying rows: this tick reads nothing."""
 
 
 class CandleKey(msgspec.Struct, frozen=True):
@@ -145,11 +142,11 @@ class _Tick(msgspec.Struct):
 
 
 class Tailer:
-    def __init__(self, store: PushSource, tick_s: float, settle_s: float) -> None:
+    def __init__(self, store: PushSource, tick_s: float) -> None:
         self.store = store
         self.tick_s = tick_s
-        self.settle_us = round(settle_s * 1_000_000)
-        self.cursor_us = self._now_us() - self.settle_us
+        # Never ahead of what is visible: set from the store at the first tick.
+        self.cursor_us = 0
         self.connections: set[Connection] = set()
         self._joining: list[Connection] = []
         self._encoder = msgspec.json.Encoder()
@@ -180,62 +177,59 @@ class Tailer:
             await asyncio.sleep(max(0.0, self.tick_s - (time.monotonic() - started)))
 
     async def _tick(self) -> None:
+        if not self.cursor_us:  # rows that arrive from now on (not a scan from the epoch)
+            read = await self.store.arrived(0, self._now_us(), Subscribed(), 0)
+            self.cursor_us = read.upto_us or self._now_us()  # (no word from an ingester yet)
+            return
         joining, self._joining = self._joining, []
         everyone = [*self.connections, *joining]
-        if not everyone:
-            self.cursor_us = self._now_us() - self.settle_us
+        if not everyone:  # the cursor follows what is visible, for whoever joins
+            read = await self.store.arrived(self.cursor_us, self._now_us(), Subscribed(), 0)
+            self.cursor_us = max(self.cursor_us, read.upto_us)
             return
-        hi_us = max(self.cursor_us, self._now_us() - self.settle_us)
         lo_us = self.cursor_us
         wanted = _union(c.subscription for c in everyone)
-        try:
-            for connection in joining:  # what they missed, up to where this tick begins
-                await self._catch_up(connection, lo_us)
-        except _Held:
-            self._joining = joining + self._joining
-            return
-        arrived, hi_us = _read_up_to(
-            await self.store.arrived(lo_us, hi_us, wanted, ROWS_PER_TICK), hi_us
-        )
-        if arrived.held:
-            self._joining = joining + self._joining  # they join when it is read
-            return
+        for connection in list(joining):  # what they missed, up to where this tick begins
+            if not await self._catch_up(connection, lo_us):
+                joining.remove(connection)
+                self._joining.append(connection)  # not visible that far yet: next tick
+        read = await self.store.arrived(lo_us, self._now_us(), wanted, ROWS_PER_TICK)
+        arrived, hi_us = _read_up_to(read, read.upto_us)
         touched = {t.symbol for t in arrived.trades} | set(arrived.bar_symbols)
         keys = {k for c in self.connections for k in c.subscription.candles if k.symbol in touched}
         keys |= {k for c in joining for k in c.subscription.candles}  # their snapshot
         candles = await self._candles(keys)
         tick = _Tick(lo_us, hi_us, arrived, candles)
-        self.cursor_us = hi_us
+        self.cursor_us = max(lo_us, hi_us)
         self.connections.update(c for c in joining if not c.too_far_back)
         self._publish(tick, joining)
 
-    async def _catch_up(self, connection: Connection, upto_us: int) -> None:
-        """What ``since`` asked for, up to ``upto_us`` (where the tick begins), then Ready."""
-        if connection.caught_up:  # in an earlier tick that was then held
-            return
+    async def _catch_up(self, connection: Connection, upto_us: int) -> bool:
+        """What ``since`` asked for, up to ``upto_us`` (where the tick begins), then Ready;
+        False if not all of it is visible yet."""
         since = connection.since_us
         count = 0
         if since is not None and since < upto_us:
             if since < upto_us - LOOKBACK_S * 1_000_000:
                 connection.too_far_back = True
                 connection.stop()
-                return
+                return True
             symbols = _union([connection.subscription])
             missed = await self.store.arrived(since, upto_us, symbols, ROWS_PER_TICK)
-            if missed.held:
-                raise _Held
-            if _read_up_to(missed, upto_us)[1] != upto_us:
+            if missed.upto_us < upto_us:
+                return False
+            if _read_up_to(missed, missed.upto_us)[1] != upto_us:
                 connection.too_far_back = True
                 connection.stop()
-                return
+                return True
             replayed = _share(connection.subscription, missed, {})
             connection.offer(self.messages(replayed, upto_us))
             count = len(replayed.trades) + len(replayed.quotes)
         # A client ahead of this replica's cursor: rows up to its ``since`` are not resent.
         connection.after_us = max(upto_us, since or 0)
-        connection.caught_up = True
         ready = Ready(upto_us, connection.replayed + count)
         connection.offer([(upto_us, self._text(ready))])
+        return True
 
     async def replay(
         self, subscription: Subscription, since_us: int, send: Callable[[str], Awaitable[None]]
@@ -245,14 +239,13 @@ class Tailer:
         ``since_us`` is further back than the push keeps (``LOOKBACK_S``)."""
         if since_us < self.cursor_us - LOOKBACK_S * 1_000_000:
             return None
-        symbols, count = _union([subscription]), 0
-        while since_us < self.cursor_us:
-            upto_us = self.cursor_us
-            arrived = await self.store.arrived(since_us, upto_us, symbols, ROWS_PER_TICK)
-            if arrived.held:
+        symbols, count, target_us = _union([subscription]), 0, self.cursor_us
+        while since_us < target_us:  # (the tick's catch-up reads the rest, up to its cursor)
+            read = await self.store.arrived(since_us, target_us, symbols, ROWS_PER_TICK)
+            if read.upto_us <= since_us:  # not visible yet
                 await asyncio.sleep(self.tick_s)
                 continue
-            arrived, since_us = _read_up_to(arrived, upto_us)
+            arrived, since_us = _read_up_to(read, read.upto_us)
             share = _share(subscription, arrived, {})
             for _, message in self.messages(share, since_us):
                 await send(message)
@@ -367,6 +360,7 @@ def _after(arrived: Arrived, after_us: int) -> Arrived:
         [t for t in arrived.trades if t.ingested_us > after_us],
         [q for q in arrived.quotes if q.ingested_us > after_us],
         arrived.bar_symbols,
+        arrived.upto_us,
     )
 
 
@@ -381,6 +375,7 @@ def _read_up_to(arrived: Arrived, hi_us: int) -> tuple[Arrived, int]:
         [t for t in arrived.trades if t.ingested_us <= hi_us],
         [q for q in arrived.quotes if q.ingested_us <= hi_us],
         arrived.bar_symbols,
+        hi_us,
     ), hi_us
 
 

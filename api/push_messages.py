@@ -98,4 +98,4 @@ class Arrived(msgspec.Struct, frozen=True):
     trades: list[TradeEvent]
     quotes: list[QuoteEvent]
     bar_symbols: list[str]  # pairs with a new bar (their candles changed)
-    held: bool = False  # the store could not tell yet: read the window again
+    upto_us: int  # where the read ended: every row received up to here is visible

@@ -97,11 +97,14 @@ _BARS_END = (
     "SELECT symbol, ts::long / 1000000 + 60 end_s FROM bars_1m WHERE symbol IN ({})"
     " LATEST ON ts PARTITION BY symbol"
 )
-# Tables with committed transactions QuestDB has not applied yet (whose rows are not visible).
-_APPLYING = (
-    "SELECT name FROM wal_tables() WHERE name IN ('trades', 'quotes', 'bars_1m')"
-    " AND writerTxn < sequencerTxn"
+# How far every row is committed (the ingester's word, after each batch), and how far QuestDB
+# has applied each table's committed transactions (what is visible).
+_COMMITTED = "SELECT committed_ts::long committed_us FROM ingest_progress LIMIT -1"
+_APPLIED = (
+    "SELECT name, writerTxn applied, sequencerTxn committed FROM wal_tables()"
+    " WHERE name IN ('trades', 'quotes', 'bars_1m')"
 )
+_WORDS_KEPT = 100
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
@@ -113,6 +116,9 @@ class QuestDBStore:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> None:
         self.pool = pool
         self.guards = {spec.name: ViewGuard(spec) for spec in VIEWS}
+        # The ingester's words on what is committed, not yet all visible (``arrived``).
+        self._words: list[tuple[int, dict[str, int]]] = []
+        self._visible_us = 0
 
     @classmethod
     async def open(cls, dsn: str) -> QuestDBStore:
@@ -190,10 +196,11 @@ class QuestDBStore:
         self, after_us: int, upto_us: int, symbols: Subscribed, limit: int
     ) -> Arrived:
         """Trades, quotes and bars of ``symbols`` the ingester received in (after, upto]
-        (each list at most ``limit`` long): the tail of the live push. While QuestDB is still
-        applying committed rows, nothing (``held``): they may belong to the window."""
-        if await self._rows(_APPLYING, ()):
-            return Arrived([], [], [], held=True)
+        (each list at most ``limit`` long), read no further than every row is visible
+        (``Arrived.upto_us``): the tail of the live push."""
+        upto_us = min(upto_us, await self._visible_until_us())
+        if upto_us <= after_us:
+            return Arrived([], [], [], after_us)
         since = _moment(after_us - LOOKBACK_S * 1_000_000)
         window = (since, _moment(after_us), _moment(upto_us))
 
@@ -214,7 +221,28 @@ class QuestDBStore:
             await rows(TRADES, TradeEvent, symbols.trades),
             await rows(QUOTES, QuoteEvent, symbols.quotes),
             bar_symbols,
+            upto_us,
         )
+
+    async def _visible_until_us(self) -> int:
+        """Up to where every received row is visible: the ingester's newest word on what is
+        committed, once QuestDB has applied the transactions committed when it was read (the
+        word is written after the rows, so those include them; tables are applied each on
+        its own). 0 while nothing is known."""
+        committed = await self._rows(_COMMITTED, ())
+        applied = {row["name"]: row for row in await self._rows(_APPLIED, ())}
+        if committed:
+            needed = {name: applied[name]["committed"] for name in applied}
+            self._words.append((int(committed[0]["committed_us"]), needed))
+        visible = [
+            word for word, needed in self._words
+            if all(applied[name]["applied"] >= txn for name, txn in needed.items())
+        ]  # fmt: skip
+        if visible:
+            newest = max(visible)
+            self._words = [(w, n) for w, n in self._words if w > newest][-_WORDS_KEPT:]
+            self._visible_us = max(self._visible_us, newest)
+        return self._visible_us
 
     async def bars_end(self, symbols: Sequence[str]) -> dict[str, int]:
         """Where each pair's newest bar ends, epoch seconds (no entry: no bar)."""

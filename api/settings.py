@@ -27,11 +27,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Browser origins allowed to call the API (CORS), e.g. https://app.example.com; none if
     # empty. "*" allows any.
     api_cors_origins: tuple[str, ...] = ()
-    # Live push (/ws): how often the store is tailed; how long a row may take from the
-    # ingester to being visible in QuestDB (a row later than that is not pushed; it is in the
-    # REST answers); each connection's queue, beyond which it is closed to resume.
+    # Live push (/ws): how often the store is tailed; each connection's queue, beyond which
+    # it is closed to resume.
     api_push_tick_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 100
-    api_push_settle_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 500
     api_push_queue_mib: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
 
     @classmethod

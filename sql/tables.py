@@ -17,7 +17,17 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["BARS_1M", "QUOTES", "QUOTE_GAPS", "TABLES", "TRADES", "Column", "Kind", "Table"]
+__all__ = [
+    "BARS_1M",
+    "INGEST_PROGRESS",
+    "QUOTES",
+    "QUOTE_GAPS",
+    "TABLES",
+    "TRADES",
+    "Column",
+    "Kind",
+    "Table",
+]
 
 Kind = Literal["symbol", "double", "int", "varchar", "timestamp"]
 _QUESTDB_TYPES = {
@@ -187,4 +197,17 @@ QUOTE_GAPS = Table(
     sqlite_conflict="replace",
 )
 
-TABLES = (TRADES, QUOTES, BARS_1M, QUOTE_GAPS)
+INGEST_PROGRESS = Table(
+    "ingest_progress",
+    "After each batch it stored, the ingester's word that every row it received up to"
+    " committed_ts is committed: how far the live push may read (api/push.py). QuestDB only.",
+    (
+        Column("ts", "timestamp", "when the batch was stored", "stored_ms"),
+        Column(
+            "committed_ts", "timestamp", "every row received up to here is stored", "committed_ms"
+        ),
+    ),
+    dedup=("ts",),
+)
+
+TABLES = (TRADES, QUOTES, BARS_1M, QUOTE_GAPS, INGEST_PROGRESS)

@@ -19,10 +19,6 @@ from ingest.sinks import QuestDBSink
 from sql.questdb_local import ServerState
 from tests.polling import scaled
 
-# A row is pushed if QuestDB shows it within this long of its arrival: generous, for a
-# machine as slow as this suite's slowest (the default is 500 ms).
-SETTLE = {"API_PUSH_SETTLE_MS": "3000"}
-
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="the browser tests need Debian's chromium: apt-get install chromium"
@@ -32,8 +28,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def store(questdb: ServerState, trades: list[Trade], bars: list[MinuteAgg]) -> None:
-    """As the ingester does: received just before it is written (the push passes on rows
-    visible within API_PUSH_SETTLE_MS of their arrival)."""
+    """As the ingester does: received, then written."""
     sink = QuestDBSink(questdb.ilp_conf, questdb.pg_dsn)
     batch = Batch()
     now_ms = time.time_ns() // 1_000_000
@@ -79,7 +74,7 @@ def wait(page: object, condition: str, timeout_s: float = 30.0) -> None:
 def test_the_page_charts_candles_and_a_trade_moves_the_forming_candle_and_tape(
     questdb_with_schema: ServerState, symbol: str, browser: object
 ) -> None:
-    for api in serve_api(questdb_with_schema.pg_dsn, **SETTLE):
+    for api in serve_api(questdb_with_schema.pg_dsn):
         page = browser.new_page()  # type: ignore[attr-defined]
         errors: list[str] = []
         page.on("pageerror", lambda error, seen=errors: seen.append(str(error)))
@@ -100,14 +95,14 @@ def test_after_the_api_restarts_the_page_resumes_with_nothing_missing(
 ) -> None:
     port = str(free_port())
     page = browser.new_page()  # type: ignore[attr-defined]
-    for api in serve_api(questdb_with_schema.pg_dsn, API_PORT=port, **SETTLE):
+    for api in serve_api(questdb_with_schema.pg_dsn, API_PORT=port):
         page.goto(f"{api}/#pair={symbol}")
         wait(page, "tickpipe.live")
         store(questdb_with_schema, [trade(symbol, 120.0, "r1")], [])
         wait(page, "tickpipe.trades.some(t => t.trade_id === 'r1')")
     # The API is down: these arrive meanwhile, and the page must get them after.
     store(questdb_with_schema, [trade(symbol, 121.0, "r2"), trade(symbol, 122.0, "r3")], [])
-    for _ in serve_api(questdb_with_schema.pg_dsn, API_PORT=port, **SETTLE):
+    for _ in serve_api(questdb_with_schema.pg_dsn, API_PORT=port):
         wait(page, "tickpipe.reconnects > 0 && tickpipe.live", timeout_s=60)
         store(questdb_with_schema, [trade(symbol, 123.0, "r4")], [])
         wait(

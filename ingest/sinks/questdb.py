@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import psycopg
-from questdb import QuestDBError, Sender
+from questdb import QuestDBError, Sender, TimestampMicros, TimestampNanos
 
 from ingest.batch import Batch
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
-from sql.tables import Column, Table
+from sql.tables import INGEST_PROGRESS, Column, Table
 
 if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
     from questdb._client import Buffer
@@ -93,6 +93,24 @@ class QuestDBSink:
                 rows += len(part)
         if rows:
             self._flush(buffer)
+        self._progress(batch)
+
+    def _progress(self, batch: Batch) -> None:
+        """Once a batch is stored: every row received up to its newest arrival is (batches
+        are stored in the order their rows arrived), which the live push reads up to."""
+        arrivals = (
+            getattr(rows, table.column("ingested_ts").batch_field) for table, rows in batch.tables()
+        )
+        newest = max((max(times, default=0) for times in arrivals), default=0)
+        if not newest:
+            return
+        buffer = self._sender.new_buffer()
+        buffer.row(
+            INGEST_PROGRESS.name,
+            columns={"committed_ts": TimestampMicros(newest * 1000)},
+            at=TimestampNanos.now(),
+        )
+        self._flush(buffer)
 
     def _flush(self, buffer: Buffer) -> None:
         try:

@@ -107,6 +107,7 @@ def measure(seconds: float, clients: int, speed: float) -> LoadRun:
                     "QUESTDB_ILP": server.ilp_conf, "QUESTDB_PG": server.pg_dsn,
                     "INGEST_METRICS_PORT": "0", "INGEST_SPOOL_DIR": str(scratch / "spool"),
                     "INGEST_DEAD_LETTER": str(scratch / "dead"),
+                    "INGEST_HISTORY_DAYS": "0",  # the tape's rows only
                 }  # fmt: skip
 
             probe = questdb_probe(server.pg_dsn)

@@ -28,6 +28,7 @@ import msgspec
 import psycopg
 import uvloop
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from api.process import SERVER_PIDS, rss_mib, serve_api
 from bench.replay import Consumer, replaying, until_subscribed
@@ -57,6 +58,7 @@ class LatencyRun(msgspec.Struct, frozen=True):
     p50_ms: float | None  # ingester receipt -> subscriber
     p99_ms: float | None
     max_ms: float | None
+    closed: str  # non-empty: the server closed the subscriber, which fell behind
 
 
 class FanOut(msgspec.Struct, frozen=True):
@@ -94,6 +96,7 @@ class _Followed(msgspec.Struct):
     trades: int = 0
     first_us: int = 0  # arrival at the ingester of the first and last trade received
     last_us: int = 0
+    closed: str = ""  # the server's reason, if it closed the connection (too slow)
 
 
 async def _follow(url: str, seconds: float, per_trade: bool) -> _Followed:
@@ -108,6 +111,9 @@ async def _follow(url: str, seconds: float, per_trade: bool) -> _Followed:
             try:
                 frame = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
+                break
+            except ConnectionClosed as exc:  # this client could not keep up: say so
+                followed.closed = str(exc.rcvd.reason if exc.rcvd else exc)
                 break
             now_us = time.time_ns() // 1000
             message = decoder.decode(frame)
@@ -153,11 +159,12 @@ def _latency(api: str, pg_dsn: str, rate: int, seconds: float) -> LatencyRun:
     followed = uvloop.run(_follow(url, seconds, per_trade=True))
     latencies = followed.latencies_ms
     if not latencies:
-        return LatencyRun(rate, 0, 0, 0, None, None, None)
+        return LatencyRun(rate, 0, 0, 0, None, None, None, followed.closed)
     stored = _stored_trades(pg_dsn, followed.first_us, followed.last_us)
     return LatencyRun(
         rate, followed.trades, stored, max(0, stored - followed.trades),
         _percentile(latencies, 0.5), _percentile(latencies, 0.99), round(max(latencies), 1),
+        followed.closed,
     )  # fmt: skip
 
 

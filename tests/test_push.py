@@ -121,7 +121,6 @@ def test_a_reconnect_with_since_gets_what_it_missed_once(
         last_seq = before[-1]["seq"]
         # Away: these arrive while nobody listens.
         await asyncio.to_thread(write, questdb_with_schema, trades_now(symbol, 4, first_id=3))
-        await asyncio.sleep(0)  # (nothing to wait for: the reconnect reads the store)
         async with websockets.connect(f"{url}&since={last_seq}") as ws:
             after = await messages_until(
                 ws, lambda got: any(m["type"] == "ready" for m in got) and len(trade_ids(got)) >= 4

@@ -96,7 +96,6 @@ class Connection:
         self.overflowed = False
         self.too_far_back = False
         self.gone = False  # the client went away
-        self.caught_up = False  # what ``since`` asked for is queued: live from now on
         self.replayed = 0  # events sent before joining (``Tailer.replay``)
         self.sent_seq = 0  # the seq of the newest message taken to send
         self.last_offered = time.monotonic()

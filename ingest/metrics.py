@@ -60,6 +60,9 @@ class IngestMetrics:
             "tickpipe_ingest_backfilled", "Events fetched over REST to fill gaps", ["type"],
             registry=r,
         )  # fmt: skip
+        self.backfills_running = Gauge(
+            "tickpipe_ingest_backfills_running", "Backfills fetching over REST now", registry=r
+        )
         self.backfill_requests = Counter(
             "tickpipe_ingest_backfill_requests", "REST requests, by HTTP status", ["status"],
             registry=r,

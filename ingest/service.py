@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 
 import psycopg
@@ -194,9 +195,19 @@ class Ingester:
             return
         earliest = first_ms - round(self.settings.ingest_backfill_max_s * 1000)
         gap = Gap(max(self._gap_from, earliest), first_ms)
-        task = asyncio.create_task(self._backfill(self._rest, pairs, gap), name="backfill")
+        self._start_backfill(self._backfill(self._rest, pairs, gap))
+
+    def _start_backfill(self, fetching: Coroutine[None, None, None]) -> None:
+        """A backfill task, receiving going on meanwhile; the gauge shows how many run."""
+        task = asyncio.create_task(fetching, name="backfill")
         self.backfills.add(task)
-        task.add_done_callback(self.backfills.discard)
+        self.metrics.backfills_running.set(len(self.backfills))
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self.backfills.discard(finished)
+            self.metrics.backfills_running.set(len(self.backfills))
+
+        task.add_done_callback(done)
 
     def _wants_history(self) -> bool:
         settings = self.settings
@@ -215,9 +226,7 @@ class Ingester:
             return
         days_ms = round(self.settings.ingest_history_days * 86_400_000)
         gap = Gap(first_ms - days_ms, first_ms - 1)
-        task = asyncio.create_task(self._backfill(self._rest, pairs, gap, trades=False))
-        self.backfills.add(task)
-        task.add_done_callback(self.backfills.discard)
+        self._start_backfill(self._backfill(self._rest, pairs, gap, trades=False))
 
     async def _backfill(
         self, rest: VendorRest, pairs: list[str], gap: Gap, *, trades: bool = True

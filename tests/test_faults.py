@@ -199,8 +199,11 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
                     await until(lambda: listeners(sim) == 1)
                     await sim.play(60)  # its first event closes the gap: a start-up backfill
                     await until(
-                        lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
-                    )
+                        lambda: (
+                            metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
+                            and metric(metrics_port, "tickpipe_ingest_backfills_running") == 0
+                        )
+                    )  # fetched, and done (bars come before trades: not done at the first)
                 await sim.play(60)
                 await delivered(sim, metrics_port)
             return sim
@@ -242,7 +245,12 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
                 await until(lambda: listeners(sim) == 1)
                 await sim.play(60)  # its first event closes the gap: a start-up backfill
                 await until(lambda: not list(spool.glob("*.batch")), 60)
-                await until(lambda: metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0)
+                await until(
+                    lambda: (
+                        metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
+                        and metric(metrics_port, "tickpipe_ingest_backfills_running") == 0
+                    )
+                )
                 await sim.play(180)  # three more market minutes from the feed
                 await delivered(sim, metrics_port)
             return sim

@@ -302,24 +302,26 @@ class Tailer:
         return found
 
     def _publish(self, tick: _Tick, joined: list[Connection]) -> None:
-        encoded: dict[object, list[tuple[int, str]]] = {}  # one per distinct share
+        """Hand each connection its share of the tick: worked out and encoded once per
+        distinct (subscription, resume point, joining), however many connections have it."""
+        joining = set(joined)
+        encoded: dict[tuple[Subscription, int, bool], list[tuple[int, str]]] = {}
+        heartbeat: list[tuple[int, str]] = []
         now = time.monotonic()
         for connection in self.connections:
-            filtered = connection.after_us > tick.lo_us
-            share = _share(
-                connection.subscription,
-                _after(tick.arrived, connection.after_us) if filtered else tick.arrived,
-                tick.candles,
-                snapshot=connection in joined,
-            )
-            if share.trades or share.quotes or share.candles:
-                key = (connection.subscription, connection.after_us if filtered else 0,
-                       connection in joined)  # fmt: skip
-                if key not in encoded:
-                    encoded[key] = self.messages(share, tick.hi_us)
-                connection.offer(encoded[key])
+            # (A connection that resumed ahead of this tick's start gets only rows after it.)
+            after_us = connection.after_us if connection.after_us > tick.lo_us else 0
+            key = (connection.subscription, after_us, connection in joining)
+            messages = encoded.get(key)
+            if messages is None:
+                arrived = _after(tick.arrived, after_us) if after_us else tick.arrived
+                share = _share(key[0], arrived, tick.candles, snapshot=key[2])
+                messages = encoded[key] = self.messages(share, tick.hi_us)
+            if messages:
+                connection.offer(messages)
             elif now - connection.last_offered > HEARTBEAT_S:
-                connection.offer([(tick.hi_us, self._text(Heartbeat(tick.hi_us)))])
+                heartbeat = heartbeat or [(tick.hi_us, self._text(Heartbeat(tick.hi_us)))]
+                connection.offer(heartbeat)
         for connection in [c for c in self.connections if c.overflowed]:
             self.connections.discard(connection)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,15 @@ from typing import Any
 import msgspec
 import psycopg
 
+from ingest.batch import Batch
+from ingest.protocol import MinuteAgg, Trade
 from ingest.recording import read_recording
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
+from ingest.sinks import QuestDBSink
 from sql import Secret, StoreSettings
+from sql.questdb_local import ServerState
 from sql.views import VIEWS
 from tests.polling import wait_for
 from tests.simulation import KEY, START_MS, until
@@ -208,3 +213,21 @@ async def watching_memory(ingester: Ingester) -> AsyncIterator[HeldInMemory]:
         yield peaks
     finally:
         watcher.cancel()
+
+
+def written_now(
+    questdb: ServerState, *trade_batches: list[Trade], bars: Sequence[MinuteAgg] = ()
+) -> int:
+    """As the ingester writes them, each batch received when it is written (``bars`` with
+    the first): the last one's arrival, in epoch us."""
+    sink = QuestDBSink(questdb.ilp_conf, questdb.pg_dsn)
+    arrived_ms = 0
+    for i, trades in enumerate(trade_batches or [[]]):
+        batch = Batch()
+        arrived_ms = time.time_ns() // 1_000_000
+        batch.trades.extend(trades, arrived_ms)
+        if i == 0:
+            batch.bars.extend(bars, arrived_ms)
+        sink.write(batch)
+    sink.close()
+    return arrived_ms * 1000

@@ -1,23 +1,33 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright) against a real API
-and QuestDB: the chart has candles, a new trade moves the forming candle and the tape, the
-interval picker refetches, and after the API is killed and started again the page resumes
-with nothing missing."""
+and QuestDB: the chart has candles, a trade the simulator sends moves the forming candle and
+the tape, the interval picker refetches, and after the API is killed and started again the
+page resumes with nothing missing."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from api.process import free_port, serve_api
-from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Trade
-from ingest.sinks import QuestDBSink
+from ingest.simulator.market import DEFAULT_MARKET, Market
+from sql import apply_questdb_schema
 from sql.questdb_local import ServerState
-from tests.polling import scaled
+from tests.ingestion import written_now
+from tests.polling import scaled, wait_for
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -25,17 +35,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def store(questdb: ServerState, trades: list[Trade], bars: list[MinuteAgg]) -> None:
-    """As the ingester does: received, then written."""
-    sink = QuestDBSink(questdb.ilp_conf, questdb.pg_dsn)
-    batch = Batch()
-    now_ms = time.time_ns() // 1_000_000
-    batch.trades.extend(trades, now_ms)
-    batch.bars.extend(bars, now_ms)
-    sink.write(batch)
-    sink.close()
 
 
 def trade(symbol: str, price: float, trade_id: str) -> Trade:
@@ -55,7 +54,7 @@ def symbol(questdb_with_schema: ServerState) -> str:
                   start_ms=minute_ms - (60 - i) * 60_000, end_ms=minute_ms - (59 - i) * 60_000)
         for i in range(60)
     ]  # fmt: skip
-    store(questdb_with_schema, [], bars)
+    written_now(questdb_with_schema, bars=bars)
     return pair
 
 
@@ -80,7 +79,7 @@ def test_the_page_charts_candles_and_a_trade_moves_the_forming_candle_and_tape(
         page.on("pageerror", lambda error, seen=errors: seen.append(str(error)))
         page.goto(f"{api}/#pair={symbol}")
         wait(page, "tickpipe.live && tickpipe.candles >= 60")
-        store(questdb_with_schema, [trade(symbol, 150.5, "t1")], [])
+        written_now(questdb_with_schema, [trade(symbol, 150.5, "t1")])
         forming = "tickpipe.forming.close === 150.5 && tickpipe.forming.high === 150.5"
         wait(page, f"tickpipe.trades.some(t => t.trade_id === 't1') && {forming}")
         assert "150.5" in page.inner_text("#tape")
@@ -88,6 +87,86 @@ def test_the_page_charts_candles_and_a_trade_moves_the_forming_candle_and_tape(
             page.select_option("#interval", "5m")
         wait(page, "tickpipe.live && tickpipe.interval === '5m' && tickpipe.candles >= 12")
         assert errors == []
+
+
+FED_PAIR = "BTC-USD"  # a stepped simulator of this pair alone feeds the next test's store
+FED_SEED = 7
+
+
+def control(base: str, query: str = "") -> dict[str, Any]:
+    """The simulator's control endpoint: ``/sim/stats``, or with ``query`` a step of its clock."""
+    url = f"{base}/sim/clock?{query}" if query else f"{base}/sim/stats"
+    with urllib.request.urlopen(url, timeout=scaled(10)) as answer:
+        return dict(json.load(answer))
+
+
+@contextlib.contextmanager
+def fed(questdb: ServerState, tmp: Path, start_ms: int) -> Iterator[str]:
+    """``python -m ingest.simulator serve --stepped`` and ``python -m ingest`` streaming it into
+    ``questdb``, the ingester subscribed: the simulator's base URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0", "--stepped",
+         "--start-ms", str(start_ms), "--pairs", FED_PAIR, "--seed", str(FED_SEED)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ingester = None
+    try:
+        assert server.stdout is not None
+        port = re.search(r":(\d+)/crypto", server.stdout.readline())
+        assert port, "the simulator did not start"
+        base = f"http://127.0.0.1:{port[1]}"
+        ingester = subprocess.Popen(
+            [sys.executable, "-m", "ingest"],
+            env={**os.environ, "POLYGON_API_KEY": "test-key", "PAIRS": FED_PAIR,
+                 "POLYGON_WS_URL": f"ws://127.0.0.1:{port[1]}/crypto",
+                 "QUESTDB_ILP": questdb.ilp_conf, "QUESTDB_PG": questdb.pg_dsn,
+                 "INGEST_SPOOL_DIR": str(tmp / "spool"),
+                 "INGEST_DEAD_LETTER": str(tmp / "dead.jsonl"), "INGEST_METRICS_PORT": "0",
+                 "INGEST_HISTORY_DAYS": "0", "INGEST_BACKFILL": "false",
+                 "INGEST_SILENCE_S": "3600"},  # (the stepped feed is silent between steps)
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(
+            lambda: control(base)["connections"],
+            lambda conns: any(c["subscribed_ms"] is not None for c in conns),
+            what="the ingester to subscribe",
+        )
+        yield base
+    finally:
+        for process in (ingester, server):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=scaled(30))
+
+
+def test_trades_the_simulator_sends_reach_the_tape_and_move_the_forming_candle(
+    own_questdb: ServerState, browser: object, tmp_path: Path
+) -> None:
+    """The whole path, feed -> ingester -> QuestDB -> API -> page: every trade the market made
+    in a stepped window shows in the tape once, and the forming candle closes at the newest."""
+    apply_questdb_schema(own_questdb.pg_dsn)
+    start_ms = time.time_ns() // 1_000_000 // 1000 * 1000
+    market = Market(FED_SEED, {FED_PAIR: DEFAULT_MARKET[FED_PAIR]})
+    with fed(own_questdb, tmp_path, start_ms) as simulator:
+        control(simulator, "advance=5")  # something to chart before the page opens
+        for api in serve_api(own_questdb.pg_dsn):
+            page = browser.new_page()  # type: ignore[attr-defined]
+            page.goto(f"{api}/#pair={FED_PAIR}")
+            wait(page, "tickpipe.live && tickpipe.candles >= 1")
+            live_ms = control(simulator)["target_ms"]
+            window = list(market.trades_between(FED_PAIR, live_ms, live_ms + 5_000))
+            assert window, "the market made no trade in the window: pick another seed"
+            control(simulator, f"to={live_ms + 15_000}")  # past every trade's emission
+            ids = json.dumps([str(t.trade_id) for t in window])
+            wait(page, f"{ids}.every(id => tickpipe.trades.some(t => t.trade_id === id))")
+            newest = "tickpipe.trades[tickpipe.trades.length - 1]"
+            wait(page, f"tickpipe.forming.close === {newest}.price")
+            shown = page.evaluate("tickpipe.trades.map(t => t.trade_id)")
+            assert len(shown) == len(set(shown))  # once each
+            made = {
+                str(t.trade_id) for t in market.trades_between(FED_PAIR, start_ms, live_ms + 15_000)
+            }
+            assert set(shown) <= made  # nothing the simulator did not send
 
 
 def test_after_the_api_restarts_the_page_resumes_with_nothing_missing(
@@ -98,13 +177,13 @@ def test_after_the_api_restarts_the_page_resumes_with_nothing_missing(
     for api in serve_api(questdb_with_schema.pg_dsn, API_PORT=port):
         page.goto(f"{api}/#pair={symbol}")
         wait(page, "tickpipe.live")
-        store(questdb_with_schema, [trade(symbol, 120.0, "r1")], [])
+        written_now(questdb_with_schema, [trade(symbol, 120.0, "r1")])
         wait(page, "tickpipe.trades.some(t => t.trade_id === 'r1')")
     # The API is down: these arrive meanwhile, and the page must get them after.
-    store(questdb_with_schema, [trade(symbol, 121.0, "r2"), trade(symbol, 122.0, "r3")], [])
+    written_now(questdb_with_schema, [trade(symbol, 121.0, "r2"), trade(symbol, 122.0, "r3")])
     for _ in serve_api(questdb_with_schema.pg_dsn, API_PORT=port):
         wait(page, "tickpipe.reconnects > 0 && tickpipe.live", timeout_s=60)
-        store(questdb_with_schema, [trade(symbol, 123.0, "r4")], [])
+        written_now(questdb_with_schema, [trade(symbol, 123.0, "r4")])
         wait(
             page, "['r1','r2','r3','r4'].every(id => tickpipe.trades.some(t => t.trade_id === id))"
         )

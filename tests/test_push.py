@@ -18,10 +18,10 @@ import pytest
 import websockets
 
 from api.process import serve_api
-from ingest.batch import Batch
 from ingest.protocol import Trade
-from ingest.sinks import QuestDBSink, SQLiteSink
+from ingest.sinks import SQLiteSink
 from sql.questdb_local import ServerState
+from tests.ingestion import written_now
 from tests.polling import scaled
 
 TOKEN = "push-test-token_0123"  # URL-safe, as a subprotocol must be
@@ -45,20 +45,6 @@ def trades_now(symbol: str, count: int, first_id: int = 0) -> list[Trade]:
               exchange_id=1, trade_id=str(first_id + i), received_ms=now_ms)
         for i in range(count)
     ]  # fmt: skip
-
-
-def write(questdb: ServerState, *trade_batches: list[Trade]) -> int:
-    """As the ingester writes them, each batch received when it is written: the last one's
-    arrival, in epoch us."""
-    sink = QuestDBSink(questdb.ilp_conf, questdb.pg_dsn)
-    arrived_ms = 0
-    for trades in trade_batches:
-        batch = Batch()
-        arrived_ms = time.time_ns() // 1_000_000
-        batch.trades.extend(trades, arrived_ms)
-        sink.write(batch)
-    sink.close()
-    return arrived_ms * 1000
 
 
 async def messages_until(
@@ -87,7 +73,7 @@ def test_trades_and_the_forming_candle_arrive_live(
             ready = await messages_until(ws, lambda got: got)
             assert ready[0]["type"] == "ready"
             assert ready[0]["replayed"] == 0
-            await asyncio.to_thread(write, questdb_with_schema, trades_now(symbol, 5))
+            await asyncio.to_thread(written_now, questdb_with_schema, trades_now(symbol, 5))
             got = await messages_until(ws, lambda got: len(trade_ids(got)) >= 5)
             assert all(m["seq"] >= ready[0]["seq"] for m in got)
             return got
@@ -116,11 +102,11 @@ def test_a_reconnect_with_since_gets_what_it_missed_once(
         url = f"{api}/ws?trades={symbol}"
         async with websockets.connect(url) as ws:
             await messages_until(ws, lambda got: got)  # ready
-            await asyncio.to_thread(write, questdb_with_schema, trades_now(symbol, 3))
+            await asyncio.to_thread(written_now, questdb_with_schema, trades_now(symbol, 3))
             before = await messages_until(ws, lambda got: len(trade_ids(got)) >= 3)
         last_seq = before[-1]["seq"]
         # Away: these arrive while nobody listens.
-        await asyncio.to_thread(write, questdb_with_schema, trades_now(symbol, 4, first_id=3))
+        await asyncio.to_thread(written_now, questdb_with_schema, trades_now(symbol, 4, first_id=3))
         async with websockets.connect(f"{url}&since={last_seq}") as ws:
             after = await messages_until(
                 ws, lambda got: any(m["type"] == "ready" for m in got) and len(trade_ids(got)) >= 4
@@ -155,7 +141,7 @@ def test_a_subscriber_that_does_not_read_is_closed_with_where_to_resume(
         async with websockets.connect(url, sock=stalling, **options) as ws:
             await messages_until(ws, lambda got: got)  # ready
             trades = [trades_now(symbol, per_batch, first_id=b * per_batch) for b in range(batches)]
-            written_us = await asyncio.to_thread(write, questdb_with_schema, *trades)
+            written_us = await asyncio.to_thread(written_now, questdb_with_schema, *trades)
             got: list[dict[str, Any]] = []
             with pytest.raises(websockets.ConnectionClosed):
                 async with asyncio.timeout(scaled(120)):

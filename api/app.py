@@ -167,7 +167,7 @@ async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> Quotes
 async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg]
     """Up, and whether the database answers (503 when it does not, for load balancers); the
     newest windows in which quotes may be missing; each materialized view's state and whether
-    it answers now; how old a cached answer may be."""
+    it answers now; how old a cached answer may be; how far behind the live push is."""
     store = _store(request)
     try:
         newest = await store.newest_trade()
@@ -181,7 +181,9 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
             dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
         )
     cache_ms: int = request.app.state.response_cache_ms
-    return Response(Health("ok", "reachable", age, _now(), quote_gaps, views, cache_ms))
+    tailer: Tailer | None = request.app.state.tailer
+    push = tailer.health() if tailer else None
+    return Response(Health("ok", "reachable", age, _now(), quote_gaps, views, cache_ms, push))
 
 
 PushPairs = Annotated[str, msgspec.Meta(pattern=CRYPTO.regex(many=True))]

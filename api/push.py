@@ -37,7 +37,7 @@ from api.push_messages import (
     Update,
 )
 from api.queries import SECONDS, CandleQuery, Interval
-from api.responses import Candle
+from api.responses import Candle, PushHealth
 
 __all__ = [
     "CLOSE_REFUSED",
@@ -158,6 +158,11 @@ class Tailer:
     def _now_us() -> int:
         return time.time_ns() // 1000
 
+    def health(self) -> PushHealth:
+        now_us = self._now_us()
+        behind_ms = round((now_us - self.cursor_us) / 1000, 1) if self.cursor_us else None
+        return PushHealth(len(self.connections) + len(self._joining), self.cursor_us, behind_ms)
+
     def join(self, connection: Connection) -> None:
         self._joining.append(connection)
 
@@ -194,7 +199,7 @@ class Tailer:
                 self._joining.append(connection)  # not visible that far yet: next tick
         read = await self.store.arrived(lo_us, self._now_us(), wanted, ROWS_PER_TICK)
         arrived, hi_us = _read_up_to(read, read.upto_us)
-        touched = {t.symbol for t in arrived.trades} | set(arrived.bar_symbols)
+        touched = set(arrived.candle_symbols)
         keys = {k for c in self.connections for k in c.subscription.candles if k.symbol in touched}
         keys |= {k for c in joining for k in c.subscription.candles}  # their snapshot
         candles = await self._candles(keys)
@@ -343,7 +348,7 @@ def _share(
     that changed (or all of them, on joining)."""
     trades = set(subscription.trades)
     quotes = set(subscription.quotes)
-    touched = {t.symbol for t in arrived.trades} | set(arrived.bar_symbols)
+    touched = set(arrived.candle_symbols)
     return _Share(
         [t for t in arrived.trades if t.symbol in trades],
         [q for q in arrived.quotes if q.symbol in quotes],
@@ -360,7 +365,7 @@ def _after(arrived: Arrived, after_us: int) -> Arrived:
     return Arrived(
         [t for t in arrived.trades if t.ingested_us > after_us],
         [q for q in arrived.quotes if q.ingested_us > after_us],
-        arrived.bar_symbols,
+        arrived.candle_symbols,
         arrived.upto_us,
     )
 
@@ -375,7 +380,7 @@ def _read_up_to(arrived: Arrived, hi_us: int) -> tuple[Arrived, int]:
     return Arrived(
         [t for t in arrived.trades if t.ingested_us <= hi_us],
         [q for q in arrived.quotes if q.ingested_us <= hi_us],
-        arrived.bar_symbols,
+        arrived.candle_symbols,
         hi_us,
     ), hi_us
 
@@ -383,9 +388,9 @@ def _read_up_to(arrived: Arrived, hi_us: int) -> tuple[Arrived, int]:
 def _union(subscriptions: Iterable[Subscription]) -> Subscribed:
     trades: set[str] = set()
     quotes: set[str] = set()
-    bars: set[str] = set()
+    candles: set[str] = set()
     for s in subscriptions:
         trades.update(s.trades)
         quotes.update(s.quotes)
-        bars.update(k.symbol for k in s.candles)
-    return Subscribed(tuple(sorted(trades)), tuple(sorted(quotes)), tuple(sorted(bars)))
+        candles.update(k.symbol for k in s.candles)
+    return Subscribed(tuple(sorted(trades)), tuple(sorted(quotes)), tuple(sorted(candles)))

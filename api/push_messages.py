@@ -34,7 +34,7 @@ class Subscribed(msgspec.Struct, frozen=True):
 
     trades: tuple[str, ...] = ()
     quotes: tuple[str, ...] = ()
-    bars: tuple[str, ...] = ()  # their candles' pairs
+    candles: tuple[str, ...] = ()  # their candles' pairs
 
 
 class TradeEvent(msgspec.Struct, frozen=True):
@@ -97,5 +97,7 @@ class Arrived(msgspec.Struct, frozen=True):
 
     trades: list[TradeEvent]
     quotes: list[QuoteEvent]
-    bar_symbols: list[str]  # pairs with a new bar (their candles changed)
+    # Of the candle pairs asked for, those with a new trade or bar (their candles changed),
+    # whether or not anyone asked for their trades.
+    candle_symbols: list[str]
     upto_us: int  # where the read ended: every row received up to here is visible

@@ -89,8 +89,11 @@ _ARRIVED = (
     " AND ingested_ts <= %s AND ts::long >= ingested_ts::long - %s"
     " ORDER BY ingested_ts, ts LIMIT %s"
 )
-_ARRIVED_BARS = (
-    "SELECT DISTINCT symbol FROM bars_1m WHERE symbol IN ({}) AND ts >= %s"
+# Pairs with a new trade or bar in the window: their candles changed.
+_TOUCHED = (
+    "SELECT DISTINCT symbol FROM trades WHERE symbol IN ({0}) AND ts >= %s"
+    " AND ingested_ts > %s AND ingested_ts <= %s"
+    " UNION SELECT DISTINCT symbol FROM bars_1m WHERE symbol IN ({0}) AND ts >= %s"
     " AND ingested_ts > %s AND ingested_ts <= %s"
 )
 _BARS_END = (
@@ -212,15 +215,17 @@ class QuestDBStore:
             params = (*wanted, *window, LOOKBACK_S * 1_000_000, limit)
             return await self._structs(statement, params, out)
 
-        bar_symbols: list[str] = []
-        if symbols.bars:
-            marks = ", ".join(["%s"] * len(symbols.bars))
-            found = await self._rows(_ARRIVED_BARS.format(marks), (*symbols.bars, *window))
-            bar_symbols = [row["symbol"] for row in found]
+        candle_symbols: list[str] = []
+        if symbols.candles:
+            marks = ", ".join(["%s"] * len(symbols.candles))
+            params = (*symbols.candles, *window) * 2
+            candle_symbols = [
+                row["symbol"] for row in await self._rows(_TOUCHED.format(marks), params)
+            ]
         return Arrived(
             await rows(TRADES, TradeEvent, symbols.trades),
             await rows(QUOTES, QuoteEvent, symbols.quotes),
-            bar_symbols,
+            candle_symbols,
             upto_us,
         )
 

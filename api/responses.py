@@ -13,6 +13,7 @@ __all__ = [
     "OhlcvResponse",
     "Price",
     "PricesResponse",
+    "PushHealth",
     "QuoteGap",
     "QuoteOut",
     "QuotesResponse",
@@ -59,6 +60,14 @@ class QuoteGap(msgspec.Struct, frozen=True):
     end: str
 
 
+class PushHealth(msgspec.Struct, frozen=True):
+    """This process's live push (/ws): how far its tail has read, and how many it feeds."""
+
+    connections: int
+    pushed_up_to_us: int  # every row that arrived at the ingester up to here was pushed
+    behind_ms: float | None  # now minus that: what a pushed row trails by, at least
+
+
 class Health(msgspec.Struct, frozen=True):
     status: str  # "ok", or "degraded" when the database does not answer
     database: str
@@ -71,6 +80,7 @@ class Health(msgspec.Struct, frozen=True):
     # Identical market requests within this many ms share one response (0: every request
     # reads the store): the most an answer can trail the store.
     response_cache_ms: int = 0
+    push: PushHealth | None = None  # None: this store does not push
 
 
 class OhlcvResponse(msgspec.Struct, frozen=True):

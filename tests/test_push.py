@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import websockets
 
-from api.process import serve_api
+from api.process import get, serve_api
 from ingest.protocol import Trade
 from ingest.sinks import SQLiteSink
 from sql.questdb_local import ServerState
@@ -76,6 +76,14 @@ def test_trades_and_the_forming_candle_arrive_live(
             await asyncio.to_thread(written_now, questdb_with_schema, trades_now(symbol, 5))
             got = await messages_until(ws, lambda got: len(trade_ids(got)) >= 5)
             assert all(m["seq"] >= ready[0]["seq"] for m in got)
+            # /health says whom the push feeds and how far it has read (this connection's).
+            status, body, _ = await asyncio.to_thread(
+                get, api.replace("ws://", "http://"), "/health"
+            )
+            assert status == 200
+            assert body["push"]["connections"] >= 1
+            assert body["push"]["pushed_up_to_us"] >= got[-1]["seq"]
+            assert body["push"]["behind_ms"] is not None
             return got
 
     got = asyncio.run(scenario())
@@ -91,6 +99,28 @@ def test_trades_and_the_forming_candle_arrive_live(
         sum(c["candle"]["trades"] for c in {c["candle"]["timestamp"]: c for c in candles}.values())
         == 5
     )
+
+
+def test_a_chart_following_candles_alone_sees_each_trade_move_the_forming_candle(
+    api: str, questdb_with_schema: ServerState
+) -> None:
+    """No trades asked for: the candles still change with every trade, not only with bars."""
+    symbol = pair()
+
+    def counted(got: list[dict[str, Any]]) -> int:
+        """Trades in the newest state of each candle (the three may span a minute's end)."""
+        newest = {c["candle"]["timestamp"]: c for m in got for c in m.get("candles", ())}
+        return sum(c["candle"]["trades"] for c in newest.values())
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with websockets.connect(f"{api}/ws?candles={symbol}&interval=1m") as ws:
+            await messages_until(ws, lambda got: got)  # ready
+            await asyncio.to_thread(written_now, questdb_with_schema, trades_now(symbol, 3))
+            return await messages_until(ws, lambda got: counted(got) == 3)
+
+    got = asyncio.run(scenario())
+    assert trade_ids(got) == []  # not asked for
+    assert all(c["symbol"] == symbol for m in got for c in m.get("candles", ()))
 
 
 def test_a_reconnect_with_since_gets_what_it_missed_once(
@@ -222,3 +252,4 @@ def test_token_bad_parameters_and_the_sqlite_profile_get_clear_answers(
         code, reason = asyncio.run(closed(url.replace("http://", "ws://") + "/ws?trades=BTC-USD"))
         assert code == 4001
         assert "STORE=questdb" in (reason or "")
+        assert get(url, "/health")[1]["push"] is None

@@ -2,32 +2,41 @@
 at a subscriber of ``/ws``, with the simulator replaying a steady feed into the ingester.
 
 A tape starting now is replayed at each rate into ``python -m ingest`` writing to a throwaway
-QuestDB, with the API (``python -m api``) tailing it. One subscriber takes every trade of every
-pair and times each: receipt is the row's ``ingested_us`` (the ingester's clock, the same
-machine's), arrival is when its message is read. Then ``--subscribers`` connections follow
-one pair each at the lower rate, timing each message by its ``seq`` against the same figure
-for one connection alone: the delay the fan-out adds, and the API's CPU and memory under it.
-Trades pushed are compared with trades stored in the same window of arrival (``missed``: rows
-QuestDB showed later than API_PUSH_SETTLE_MS after their arrival).
+QuestDB, with the API (``python -m api``) tailing it. Every trade of every pair is timed, one
+subscriber per pair, each in a process of its own: receipt is the row's ``ingested_us`` (the
+ingester's clock, the same machine's), arrival is when its message is read. Then, at the
+lowest rate, ``--subscribers`` connections follow one pair's trades, and then its candles
+(``FAN_OUT_SUBSCRIPTIONS``), spread over ``--client-processes`` processes (so that one Python
+client's own backlog is not counted as the server's), timing each message by its ``seq``
+against the same figure for one connection alone: the delay the fan-out adds, and the API's
+CPU and memory under it. Timing starts once every connection is open. Trades pushed are
+compared with trades stored in the same window of arrival (``missed``). Everything shares
+the machine: ``machine_busy_percent`` says how much of it was left.
 
     python -m bench.push [--rates 10000,100000] [--seconds 20] [--subscribers 1000]
+        [--client-processes 4]
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import msgspec
 import psycopg
 import uvloop
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.process import SERVER_PIDS, rss_mib, serve_api
@@ -45,6 +54,10 @@ class _Trade(msgspec.Struct):
     ingested_us: int
 
 
+class _Seq(msgspec.Struct):  # what a fan-out client reads of a message
+    seq: int
+
+
 class _Message(msgspec.Struct):
     seq: int
     trades: list[_Trade] = []
@@ -58,18 +71,24 @@ class LatencyRun(msgspec.Struct, frozen=True):
     p50_ms: float | None  # ingester receipt -> subscriber
     p99_ms: float | None
     max_ms: float | None
-    closed: str  # non-empty: the server closed the subscriber, which fell behind
+    closed: str  # non-empty: the server closed a subscriber, which fell behind
+    api_cpu_percent: float  # of one core
+    machine_busy_percent: float  # of all cores: the server, QuestDB, the feed and the clients
 
 
 class FanOut(msgspec.Struct, frozen=True):
     rate: int
+    subscription: str  # /ws's query
     subscribers: int
+    client_processes: int
     messages: int
     p99_ms_alone: float | None  # message seq -> arrival, one connection
     p99_ms_all: float | None  # the same with every connection open
     added_p99_ms: float | None
-    api_cpu_percent: float | None  # of one core, while they were all connected
+    closed: int  # subscribers the server closed as too slow
+    api_cpu_percent: float  # of one core, while they were all connected
     api_rss_mib: float | None
+    machine_busy_percent: float
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -92,40 +111,137 @@ def _tape(seconds: int, into: Path) -> Path:
 
 
 class _Followed(msgspec.Struct):
+    url: str
     latencies_ms: list[float]
     trades: int = 0
-    first_us: int = 0  # arrival at the ingester of the first and last trade received
+    first_us: int = 0  # arrival at the ingester of the first and last trade timed
     last_us: int = 0
     closed: str = ""  # the server's reason, if it closed the connection (too slow)
 
 
-async def _follow(url: str, seconds: float, per_trade: bool) -> _Followed:
-    """Latencies for ``seconds`` after the ready message: per trade from its arrival at the
+SETTLE_S = 2.0  # once every connection is open, before timing: backlogs of connecting drain
+
+
+class _Window:
+    """When the clients of one process time what they receive (until every connection of
+    every process is open, and a moment more, they read and drop)."""
+
+    def __init__(self) -> None:
+        self.start = self.end = math.inf
+
+
+async def _follow(url: str, ws: ClientConnection, window: _Window, per_trade: bool) -> _Followed:
+    """Latencies of what arrives within the window: per trade from its arrival at the
     ingester, or per message from its seq."""
-    decoder = msgspec.json.Decoder(_Message)
-    followed = _Followed([])
-    async with connect(url, max_size=None) as ws:
-        await ws.recv()  # ready
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                frame = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                break
-            except ConnectionClosed as exc:  # this client could not keep up: say so
-                followed.closed = str(exc.rcvd.reason if exc.rcvd else exc)
-                break
-            now_us = time.time_ns() // 1000
-            message = decoder.decode(frame)
-            if message.trades:
-                followed.trades += len(message.trades)
-                followed.first_us = followed.first_us or message.trades[0].ingested_us
-                followed.last_us = message.trades[-1].ingested_us
-            if per_trade:
-                followed.latencies_ms += [(now_us - t.ingested_us) / 1000 for t in message.trades]
-            else:
-                followed.latencies_ms.append((now_us - message.seq) / 1000)
+    decoder: msgspec.json.Decoder[_Message | _Seq] = msgspec.json.Decoder(
+        _Message if per_trade else _Seq
+    )
+    followed = _Followed(url, [])
+    while time.monotonic() < window.end:
+        try:
+            frame = await asyncio.wait_for(ws.recv(decode=False), 0.5)
+        except TimeoutError:
+            continue
+        except ConnectionClosed as exc:  # this client could not keep up: say so
+            followed.closed = str(exc.rcvd.reason if exc.rcvd else exc)
+            break
+        now_us, now = time.time_ns() // 1000, time.monotonic()
+        if now < window.start:
+            continue
+        message = decoder.decode(frame)
+        if not isinstance(message, _Message):
+            followed.latencies_ms.append((now_us - message.seq) / 1000)
+            continue
+        if message.trades:
+            followed.trades += len(message.trades)
+            followed.first_us = followed.first_us or message.trades[0].ingested_us
+            followed.last_us = message.trades[-1].ingested_us
+        followed.latencies_ms += [(now_us - t.ingested_us) / 1000 for t in message.trades]
     return followed
+
+
+CONNECTING_AT_ONCE = 50  # handshakes in flight per client process
+
+
+async def _clients(
+    urls: list[str], seconds: float, per_trade: bool, all_open: Callable[[], object]
+) -> list[_Followed]:
+    """Connect to every url at once, a few handshakes at a time (each is ready only at the
+    API's next tick), each read from its ready on; once ``all_open`` returns (every process
+    has connected), time ``seconds``."""
+    window = _Window()
+    handshakes = asyncio.Semaphore(CONNECTING_AT_ONCE)
+    opened = 0
+    every_one_open = asyncio.Event()
+
+    async def one(url: str) -> _Followed:
+        nonlocal opened
+        async with handshakes:
+            ws = await connect(url, max_size=None, open_timeout=120)
+            await ws.recv()  # ready
+        opened += 1
+        if opened == len(urls):
+            every_one_open.set()
+        async with ws:
+            return await _follow(url, ws, window, per_trade)
+
+    following = [asyncio.create_task(one(url)) for url in urls]
+    await every_one_open.wait()
+    await asyncio.to_thread(all_open)
+    window.start = time.monotonic() + SETTLE_S
+    window.end = window.start + seconds
+    return list(await asyncio.gather(*following))
+
+
+def _client_process(
+    urls: list[str], seconds: float, per_trade: bool, all_open: Barrier, results: Queue[bytes]
+) -> None:
+    """One process of clients (a multiprocessing target: clients spread over processes so
+    that one Python process's own backlog is not measured as the server's)."""
+    followed = uvloop.run(_clients(urls, seconds, per_trade, all_open.wait))
+    results.put(msgspec.msgpack.encode(followed))
+
+
+class _Measured(msgspec.Struct):
+    followed: list[_Followed]
+    api_cpu_percent: float  # of one core, from all connected to the end
+    api_rss_mib: float | None
+    machine_busy_percent: float  # of all cores, the same while
+
+
+def _busy_ticks() -> tuple[int, int]:
+    """(busy, all) jiffies of every core since boot, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _in_processes(groups: list[list[str]], seconds: float, per_trade: bool, pid: int) -> _Measured:
+    """Each group of urls in a process of its own, timed once all have connected, with
+    the API's CPU and memory (process ``pid``) and the machine's load meanwhile."""
+    spawn = multiprocessing.get_context("spawn")
+    all_open, results = spawn.Barrier(len(groups) + 1), spawn.Queue()
+    processes = [
+        spawn.Process(target=_client_process, args=(urls, seconds, per_trade, all_open, results))
+        for urls in groups
+    ]
+    for process in processes:
+        process.start()
+    all_open.wait(timeout=300)
+    cpu_then, busy_then, then = _cpu_s(pid), _busy_ticks(), time.monotonic()
+    rss = rss_mib(pid)
+    followed = [
+        one
+        for _ in processes
+        for one in msgspec.msgpack.decode(results.get(timeout=seconds + 300), type=list[_Followed])
+    ]
+    cpu_s, busy, elapsed = _cpu_s(pid) - cpu_then, _busy_ticks(), time.monotonic() - then
+    for process in processes:
+        process.join()
+    return _Measured(
+        followed, round(cpu_s / elapsed * 100, 1), rss,
+        round((busy[0] - busy_then[0]) / max(1, busy[1] - busy_then[1]) * 100, 1),
+    )  # fmt: skip
 
 
 def _cpu_s(pid: int) -> float:
@@ -140,12 +256,14 @@ def _cpu_s(pid: int) -> float:
     return total + sum(_cpu_s(int(child)) for child in children)
 
 
-def _stored_trades(pg_dsn: str, first_us: int, last_us: int) -> int:
-    """Trades that arrived at the ingester from ``first_us`` to ``last_us``, both included."""
+def _stored_trades(pg_dsn: str, symbol: str, first_us: int, last_us: int) -> int:
+    """Trades of ``symbol`` that arrived at the ingester from ``first_us`` to ``last_us``,
+    both included."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count() FROM trades WHERE ingested_ts >= %s AND ingested_ts <= %s",
-            (_moment(first_us), _moment(last_us)),
+            "SELECT count() FROM trades"
+            " WHERE symbol = %s AND ingested_ts >= %s AND ingested_ts <= %s",
+            (symbol, _moment(first_us), _moment(last_us)),
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -154,40 +272,60 @@ def _moment(epoch_us: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=epoch_us)
 
 
-def _latency(api: str, pg_dsn: str, rate: int, seconds: float) -> LatencyRun:
-    url = f"{api.replace('http', 'ws')}/ws?trades={','.join(DEFAULT_PAIRS)}"
-    followed = uvloop.run(_follow(url, seconds, per_trade=True))
-    latencies = followed.latencies_ms
-    if not latencies:
-        return LatencyRun(rate, 0, 0, 0, None, None, None, followed.closed)
-    stored = _stored_trades(pg_dsn, followed.first_us, followed.last_us)
+def _latency(api: str, pid: int, pg_dsn: str, rate: int, seconds: float) -> LatencyRun:
+    """Every trade of every pair, one subscriber per pair, each in a process of its own."""
+    groups = [[f"{api.replace('http', 'ws')}/ws?trades={pair}"] for pair in DEFAULT_PAIRS]
+    measured = _in_processes(groups, seconds, True, pid)
+    latencies = [latency for one in measured.followed for latency in one.latencies_ms]
+    closed = "; ".join(sorted({one.closed for one in measured.followed if one.closed}))
+    timed = [one for one in measured.followed if one.trades]
+    if not timed:
+        return LatencyRun(rate, 0, 0, 0, None, None, None, closed, measured.api_cpu_percent,
+                          measured.machine_busy_percent)  # fmt: skip
+    # Each subscriber's pair, stored from the first to the last trade it timed.
+    pushed = sum(one.trades for one in timed)
+    stored = sum(
+        _stored_trades(pg_dsn, o.url.rsplit("=", 1)[1], o.first_us, o.last_us) for o in timed
+    )
     return LatencyRun(
-        rate, followed.trades, stored, max(0, stored - followed.trades),
+        rate, pushed, stored, max(0, stored - pushed),
         _percentile(latencies, 0.5), _percentile(latencies, 0.99), round(max(latencies), 1),
-        followed.closed,
+        closed, measured.api_cpu_percent, measured.machine_busy_percent,
     )  # fmt: skip
 
 
-async def _fan_out_clients(url: str, count: int, seconds: float) -> list[float]:
-    async def one() -> list[float]:
-        return (await _follow(url, seconds, per_trade=False)).latencies_ms
-
-    results = await asyncio.gather(*(one() for _ in range(count)))
-    return [latency for result in results for latency in result]
+# What the fan-out's subscribers follow: a pair's trade tape (every trade, about 20 kB a
+# message at 10 k events/s), and its 1-minute candles (what a chart needs, 2 small candles).
+FAN_OUT_SUBSCRIPTIONS = (f"trades={DEFAULT_PAIRS[0]}", f"candles={DEFAULT_PAIRS[0]}&interval=1m")
 
 
-def _fan_out(api: str, pid: int, rate: int, subscribers: int, seconds: float) -> FanOut:
-    url = f"{api.replace('http', 'ws')}/ws?trades={DEFAULT_PAIRS[0]}"
-    alone = uvloop.run(_follow(url, seconds, per_trade=False)).latencies_ms
-    cpu_then, then = _cpu_s(pid), time.monotonic()
-    together = uvloop.run(_fan_out_clients(url, subscribers, seconds))
-    cpu_percent = round((_cpu_s(pid) - cpu_then) / (time.monotonic() - then) * 100, 1)
-    p99_alone, p99_all = _percentile(alone, 0.99), _percentile(together, 0.99)
+def _fan_out(
+    api: str, pid: int, rate: int, subscription: str, subscribers: int, processes: int,
+    seconds: float,
+) -> FanOut:  # fmt: skip
+    url = f"{api.replace('http', 'ws')}/ws?{subscription}"
+    alone = _in_processes([[url]], seconds, False, pid)
+    groups = [
+        [url] * (subscribers // processes + (i < subscribers % processes)) for i in range(processes)
+    ]
+    together = _in_processes(groups, seconds, False, pid)
+    p99_alone = _percentile([x for one in alone.followed for x in one.latencies_ms], 0.99)
+    latencies = [x for one in together.followed for x in one.latencies_ms]
+    p99_all = _percentile(latencies, 0.99)
     return FanOut(
-        rate, subscribers, len(together), p99_alone, p99_all,
+        rate, subscription, subscribers, processes, len(latencies), p99_alone, p99_all,
         round(p99_all - p99_alone, 1) if p99_alone is not None and p99_all is not None else None,
-        cpu_percent, rss_mib(pid),
+        sum(1 for one in together.followed if one.closed),
+        together.api_cpu_percent, together.api_rss_mib, together.machine_busy_percent,
     )  # fmt: skip
+
+
+START_S = 30.0  # the ingester, the API and the fan-out's connections, on a slow day
+
+
+def _runs_s(seconds: float) -> float:
+    """Wall seconds of one timed run: its client processes start, settle and time."""
+    return seconds + SETTLE_S + 10
 
 
 def main() -> None:
@@ -195,15 +333,20 @@ def main() -> None:
     parser.add_argument("--rates", default="10000,100000", help="events/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured, per run")
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--client-processes", type=int, default=4, help="for the fan-out")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     runs: list[LatencyRun] = []
-    fan_out: FanOut | None = None
+    fan_out: list[FanOut] = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        # Market time runs ahead of the wall clock at the higher rates: the tape lasts the
-        # highest rate's run (its start-up and the measured seconds), with room to spare.
-        market_s = int(max(rates) * (args.seconds + 20) / EVENTS_PER_MARKET_S) + 30
+        # Market time runs ahead of the wall clock at the higher rates: the tape lasts each
+        # rate's runs (start-up, the latency run, at the lowest rate the fan-out's two runs
+        # and the connecting), with room to spare; a feed that ends would time only old rows.
+        fan_out_runs = 2 * len(FAN_OUT_SUBSCRIPTIONS)
+        wall_s = {r: START_S + _runs_s(args.seconds) * (1 + fan_out_runs * (r == min(rates)))
+                  for r in rates}  # fmt: skip
+        market_s = max(int(r * wall_s[r] / EVENTS_PER_MARKET_S) for r in rates) + 30
         tape = _tape(market_s, scratch)
         events = sum(r.frame.count('"ev":') for r in read_recording(tape))
         for rate in rates:
@@ -226,13 +369,18 @@ def main() -> None:
                     until_subscribed(replay)
                     for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
                         print(f"push at {rate:,} events/s...", file=sys.stderr)
-                        runs.append(_latency(api, server.pg_dsn, rate, args.seconds))
+                        pid = SERVER_PIDS[api]
+                        runs.append(_latency(api, pid, server.pg_dsn, rate, args.seconds))
                         print(f"  {runs[-1]}", file=sys.stderr)
                         if rate == min(rates) and args.subscribers:
-                            print(f"fan-out to {args.subscribers:,}...", file=sys.stderr)
-                            fan_out = _fan_out(api, SERVER_PIDS[api], rate, args.subscribers,
-                                               args.seconds)  # fmt: skip
-                            print(f"  {fan_out}", file=sys.stderr)
+                            for subscription in FAN_OUT_SUBSCRIPTIONS:
+                                print(f"fan-out of {subscription} to {args.subscribers:,}...",
+                                      file=sys.stderr)  # fmt: skip
+                                fan_out.append(_fan_out(
+                                    api, pid, rate, subscription, args.subscribers,
+                                    args.client_processes, args.seconds,
+                                ))  # fmt: skip
+                                print(f"  {fan_out[-1]}", file=sys.stderr)
     print(save("push", "push", runs=runs, fan_out=fan_out).decode())
 
 

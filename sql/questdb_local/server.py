@@ -30,22 +30,10 @@ __all__ = ["ServerConfig", "ServerState", "server_build", "start", "state_of", "
 STATE_FILE = "tickpipe-questdb.json"
 LOG_FILE = "log/questdb.log"
 
-# Measured with bench.push at 10 k events/s on 2 cores: QuestDB's INFO log (a few lines per
-# commit of each table and view: 675 lines a second, a quarter of a core in its logging thread,
-# about 5 GB a day) and its workers spinning between jobs (7,000 idle turns on the CPU's pause
-# instruction, then 3,000 naps of 1 ms, after every job; about ten such threads) took the cores
-# the pipeline needs: QuestDB 1.6 cores, the machine 98% busy. With these a worker naps after
-# 50 idle turns and sleeps (10 ms at a time) after 50 naps: in two interleaved rounds the
-# machine was 84-89% busy against 98% (latency varied more between rounds than between
-# settings). Errors still reach the log. Any QDB_* the user sets wins.
-SMALL_MACHINE = {
-    "QDB_LOG_W_STDOUT_LEVEL": "ERROR,CRITICAL,ADVISORY",
-    **{
-        f"QDB_{pool}_WORKER_{knob}_THRESHOLD": turns
-        for pool in ("SHARED", "WAL_APPLY", "MAT_VIEW_REFRESH")
-        for knob, turns in (("NAP", "50"), ("SLEEP", "100"))
-    },
-}
+# QuestDB's INFO log is a few lines per commit of each table and view: measured with
+# bench.push at 10 k events/s on 2 cores, 675 lines a second, its logging thread at 11-24% of a
+# core, about 5 GB a day. Errors and start-up lines are kept. Any QDB_* the user sets wins.
+SMALL_MACHINE = {"QDB_LOG_W_STDOUT_LEVEL": "ERROR,CRITICAL,ADVISORY"}
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SERVER_PIDS", "free_port", "get", "rss_mib", "serve_api"]
+__all__ = ["SERVER_PIDS", "cpu_s", "free_port", "get", "rss_mib", "serve_api"]
 
 
 def free_port() -> int:
@@ -94,14 +94,29 @@ def get(base: str, path: str, timeout_s: float = 30.0) -> tuple[int, Any, dict[s
         return error.code, json.loads(error.read()), headers
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def rss_mib(pid: int) -> float | None:
     """Resident memory of a process and its children (granian's workers are children), from
     /proc; None where it is gone (or not Linux)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        children = _children(pid)
     except OSError:
         return None
     found = re.search(r"VmRSS:\s+(\d+) kB", status)
     own = int(found[1]) / 1024 if found else 0.0
-    return round(own + sum(rss_mib(int(child)) or 0.0 for child in children), 1)
+    return round(own + sum(rss_mib(child) or 0.0 for child in children), 1)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process and its children have used, from /proc (0 for what is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = _children(pid)
+    except OSError:
+        return 0.0
+    own = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_s(child) for child in children)

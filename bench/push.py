@@ -39,7 +39,7 @@ import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api.process import SERVER_PIDS, rss_mib, serve_api
+from api.process import SERVER_PIDS, cpu_s, rss_mib, serve_api
 from bench.replay import Consumer, replaying, until_subscribed
 from bench.report import command_line, save, throwaway_questdb
 from ingest.recording import read_recording
@@ -228,32 +228,20 @@ def _in_processes(groups: list[list[str]], seconds: float, per_trade: bool, pid:
     for process in processes:
         process.start()
     all_open.wait(timeout=300)
-    cpu_then, busy_then, then = _cpu_s(pid), _busy_ticks(), time.monotonic()
+    cpu_then, busy_then, then = cpu_s(pid), _busy_ticks(), time.monotonic()
     rss = rss_mib(pid)
     followed = [
         one
         for _ in processes
         for one in msgspec.msgpack.decode(results.get(timeout=seconds + 300), type=list[_Followed])
     ]
-    cpu_s, busy, elapsed = _cpu_s(pid) - cpu_then, _busy_ticks(), time.monotonic() - then
+    used_s, busy, elapsed = cpu_s(pid) - cpu_then, _busy_ticks(), time.monotonic() - then
     for process in processes:
         process.join()
     return _Measured(
-        followed, round(cpu_s / elapsed * 100, 1), rss,
+        followed, round(used_s / elapsed * 100, 1), rss,
         round((busy[0] - busy_then[0]) / max(1, busy[1] - busy_then[1]) * 100, 1),
     )  # fmt: skip
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its children (granian's worker)."""
-    total = 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return total
-    return total + sum(_cpu_s(int(child)) for child in children)
 
 
 def _stored_trades(pg_dsn: str, symbol: str, first_us: int, last_us: int) -> int:

@@ -206,7 +206,7 @@ async def fill_gap(
                 if bar_page:
                     filled.reached_ms = bar_page[-1].t + MINUTE_MS - 1
                 progress(pair, filled)
-        if trades:
+        if trades and CRYPTO.trades_path:
             filled.fetching, filled.reached_ms = "trades", None
             query = {
                 "timestamp.gte": str(from_ms * 1_000_000),

@@ -13,6 +13,7 @@ events/s the per-row objects and per-row ILP calls were a third of the ingester'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ import msgspec
 from ingest.memo import Memo
 from ingest.protocol import MinuteAgg, Quote, Trade
 from sql.markets import CRYPTO
-from sql.tables import BARS_1M, QUOTE_GAPS, QUOTES, TRADES, Table
+from sql.tables import BARS_1M, MARKET_TABLES, QUOTE_GAPS, QUOTES, TRADES, Table
 
 __all__ = [
     "BarColumns",
@@ -30,6 +31,7 @@ __all__ = [
     "QuoteColumns",
     "QuoteGapColumns",
     "TableColumns",
+    "TableRows",
     "TradeColumns",
 ]
 
@@ -59,6 +61,11 @@ class TableColumns(msgspec.Struct, array_like=True):
 
     def __len__(self) -> int:
         return len(self.symbol)
+
+    def values(self, field: str) -> list[Any]:
+        """The column its table's declaration names by ``field`` (a ``batch_field``)."""
+        values: list[Any] = getattr(self, field)
+        return values
 
     def _copy(self, events: Sequence[Trade | Quote | MinuteAgg]) -> None:
         """The copied columns, and the symbol (normalised)."""
@@ -152,6 +159,41 @@ class QuoteGapColumns(TableColumns, array_like=True):
         self.ingested_ms += [ingested_ms] * len(pairs)
 
 
+_MARKET_TABLES = {table.name: table for table in MARKET_TABLES}
+
+
+class TableRows(msgspec.Struct, array_like=True):
+    """A table of a market after crypto, column by column: each list holds the column of
+    the table's declaration that names it (its ``batch_field``), read off the events' Structs
+    by that name (``ingest/protocol/``); ``ingested_ms`` is when the frame arrived."""
+
+    columns: dict[str, list[Any]] = msgspec.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.columns.get("symbol", ()))
+
+    def values(self, field: str) -> list[Any]:
+        return self.columns[field]
+
+    def extend(self, table: Table, events: Sequence[Any], ingested_ms: int) -> None:
+        for field, read in _readers_of(table):
+            values = self.columns.setdefault(field, [])
+            values += [ingested_ms] * len(events) if read is None else map(read, events)
+
+    def absorb(self, other: TableRows) -> None:
+        for field, values in other.columns.items():
+            self.columns.setdefault(field, []).extend(values)
+
+
+@functools.cache
+def _readers_of(table: Table) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """How each column is read off an event: its attribute (None: the arrival time)."""
+    return tuple(
+        (c.batch_field, None if c.batch_field == "ingested_ms" else attrgetter(c.batch_field))
+        for c in table.columns
+    )
+
+
 class Batch(msgspec.Struct, array_like=True):
     """Rows on their way to a sink together (and, if the sink is down, to the spool). Fields
     are only ever added at the end, with defaults: older spool files still decode."""
@@ -160,11 +202,18 @@ class Batch(msgspec.Struct, array_like=True):
     quotes: QuoteColumns = msgspec.field(default_factory=QuoteColumns)
     bars: BarColumns = msgspec.field(default_factory=BarColumns)
     quote_gaps: QuoteGapColumns = msgspec.field(default_factory=QuoteGapColumns)
+    # The other markets' tables, by name.
+    markets: dict[str, TableRows] = msgspec.field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.trades) + len(self.quotes) + len(self.bars) + len(self.quote_gaps)
+        crypto = len(self.trades) + len(self.quotes) + len(self.bars) + len(self.quote_gaps)
+        return crypto + sum(map(len, self.markets.values()))
 
-    def tables(self) -> list[tuple[Table, TableColumns]]:
+    def add(self, table: Table, events: Sequence[Any], ingested_ms: int) -> None:
+        """Events of a market after crypto, to ``table``."""
+        self.markets.setdefault(table.name, TableRows()).extend(table, events, ingested_ms)
+
+    def tables(self) -> list[tuple[Table, TableColumns | TableRows]]:
         """Each table's declaration and the rows for it (``sql/tables.py`` names the field
         of these columns that holds each of its columns)."""
         return [
@@ -172,6 +221,7 @@ class Batch(msgspec.Struct, array_like=True):
             (QUOTES, self.quotes),
             (BARS_1M, self.bars),
             (QUOTE_GAPS, self.quote_gaps),
+            *((_MARKET_TABLES[name], rows) for name, rows in self.markets.items()),
         ]
 
     @classmethod
@@ -186,4 +236,6 @@ class Batch(msgspec.Struct, array_like=True):
             whole.quotes.absorb(batch.quotes)
             whole.bars.absorb(batch.bars)
             whole.quote_gaps.absorb(batch.quote_gaps)
+            for name, rows in batch.markets.items():
+                whole.markets.setdefault(name, TableRows()).absorb(rows)
         return whole

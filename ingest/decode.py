@@ -1,4 +1,5 @@
 """Frames to events, never raising: bad input is counted and set aside, good events kept.
+Crypto's frames (``decode_frame``) and the other markets' (``decode_market_frame``).
 
 The fast path decodes a whole frame into Structs in one call. Only when that fails is the frame
 taken apart event by event, so one bad event does not cost the good ones beside it.
@@ -6,13 +7,18 @@ taken apart event by event, so one bad event does not cost the good ones beside 
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import msgspec
 
 from ingest.memo import Memo
 from ingest.protocol import (
     PAIR_SHAPE,
+    PROTOCOLS,
     UNDECODABLE,
     Event,
+    MarketProtocol,
     MinuteAgg,
     Quote,
     SecondAgg,
@@ -21,8 +27,9 @@ from ingest.protocol import (
     frame_decoder,
 )
 from sql.markets import CRYPTO
+from sql.tables import Table
 
-__all__ = ["DecodedFrame", "decode_frame"]
+__all__ = ["DecodedFrame", "MarketFrame", "decode_frame", "decode_market_frame"]
 
 _KNOWN = frozenset({*CRYPTO.channels, "status"})
 # Whether a pair has the feed's shape, checked once per distinct pair (a pattern in the
@@ -100,3 +107,66 @@ def _sort(events: list[Event], into: DecodedFrame) -> DecodedFrame:
         else:
             into.statuses.append(event)
     return into
+
+
+class MarketFrame(msgspec.Struct):
+    """A frame of a market after crypto: its events by the table they go to."""
+
+    rows: dict[Table, list[Any]] = msgspec.field(default_factory=dict)
+    statuses: list[Status] = msgspec.field(default_factory=list)
+    unstored: int = 0  # second bars: decoded, counted, not stored
+    unknown: int = 0
+    malformed: list[bytes] = msgspec.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.rows.values()))
+
+
+def _shape_check(shape: re.Pattern[str]) -> Memo[bool]:
+    return Memo(lambda symbol: shape.fullmatch(symbol) is not None)
+
+
+# Per market, as ``_pair_ok`` is for crypto.
+_symbol_ok = {name: _shape_check(p.market.feed_symbol) for name, p in PROTOCOLS.items()}
+
+
+def decode_market_frame(protocol: MarketProtocol, frame: bytes | str) -> MarketFrame:
+    """``decode_frame`` for the markets after crypto: never raises, sets bad events aside."""
+    decoded = MarketFrame()
+    try:
+        events = protocol.frames.decode(frame)
+    except UNDECODABLE:
+        events = _each_of_market(protocol, frame, decoded)
+    symbol_ok = _symbol_ok[protocol.market.name]
+    for event in events:
+        if isinstance(event, Status):
+            decoded.statuses.append(event)
+        elif not symbol_ok[event.symbol]:
+            decoded.malformed.append(_encode(event))
+        elif (table := getattr(event, "table", None)) is None:
+            decoded.unstored += 1
+        else:
+            decoded.rows.setdefault(table, []).append(event)
+    return decoded
+
+
+def _each_of_market(protocol: MarketProtocol, frame: bytes | str, into: MarketFrame) -> list[Any]:
+    try:
+        raws = _raw_list.decode(frame)
+    except UNDECODABLE:
+        into.malformed.append(frame.encode() if isinstance(frame, str) else frame)
+        return []
+    events = []
+    for raw in raws:
+        try:
+            events.append(protocol.event.decode(raw))
+        except UNDECODABLE:
+            try:
+                known = _tag.decode(raw).ev in protocol.channels | {"status"}
+            except UNDECODABLE:
+                known = True
+            if known:
+                into.malformed.append(bytes(raw))
+            else:
+                into.unknown += 1
+    return events

@@ -85,15 +85,19 @@ class Feed:
         self,
         settings: IngestSettings,
         frames: FrameBuffer,
+        url: str,
+        topics: str,
         on_reconnect: Callable[[str], None] = lambda reason: None,
     ) -> None:
+        """One cluster of the vendor's (``url``), subscribed to ``topics``."""
         if settings.polygon_api_key is None:
             raise ValueError("the feed needs POLYGON_API_KEY")
         self.settings = settings
         self.frames = frames
+        self.url = url
         self.on_reconnect = on_reconnect
         self.backoff = Backoff(settings.ingest_backoff_min_s, settings.ingest_backoff_max_s)
-        self.topics = ",".join(f"{c}.{p}" for c in settings.channels for p in settings.pairs)
+        self.topics = topics
         self._cooldown_s = 0.0
         self.connected = asyncio.Event()
         self.sessions = 0  # connections that got past auth and subscribe
@@ -127,7 +131,7 @@ class Feed:
                 self.backoff.reset()
             delay = max(self.backoff.next_delay(), self._cooldown_s)
             self._cooldown_s = 0.0
-            log.warning("feed: %s; reconnecting in %.1fs", reason, delay)
+            log.warning("feed %s: %s; reconnecting in %.1fs", self.url, reason, delay)
             self.on_reconnect(reason)
             await asyncio.sleep(delay)
 
@@ -135,7 +139,7 @@ class Feed:
         """One connection, from connect to close; returns why it ended."""
         try:
             async with connect(
-                self.settings.polygon_ws_url,
+                self.url,
                 max_size=None,  # the vendor's frames can exceed 1 MiB
                 compression=None,
                 ping_interval=20,

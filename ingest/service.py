@@ -24,10 +24,10 @@ import psycopg
 from ingest.backfill import BackfillFailed, Filled, Gap, VendorRest, fill_gap
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
-from ingest.decode import decode_frame
+from ingest.decode import decode_frame, decode_market_frame
 from ingest.feed import SESSION_START, Feed, FrameBuffer
 from ingest.metrics import IngestMetrics
-from ingest.protocol import MinuteAgg, Trade
+from ingest.protocol import PROTOCOLS, MarketProtocol, MinuteAgg, Trade
 from ingest.recording import RecordingWriter
 from ingest.settings import IngestSettings
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
@@ -52,7 +52,17 @@ class Ingester:
         self.settings = settings
         self.metrics = IngestMetrics()
         self.frames = FrameBuffer(settings.ingest_receive_buffer_mib * 2**20)
-        self.feed = Feed(settings, self.frames, self._count_reconnect)
+        # A connection per market; the other markets' frames wait in buffers of their own.
+        self.feeds: dict[str, Feed] = {}
+        if "crypto" in settings.markets:
+            topics = ",".join(f"{c}.{p}" for c in settings.channels for p in settings.pairs)
+            url = settings.polygon_ws_url
+            self.feeds["crypto"] = Feed(settings, self.frames, url, topics, self._count_reconnect)
+        for market in settings.feeds:
+            self.feeds[market.market] = Feed(
+                settings, FrameBuffer(settings.ingest_receive_buffer_mib * 2**20),
+                settings.ws_url(market.market), market.topics, self._count_reconnect,
+            )  # fmt: skip
         self.spool = Spool(settings.ingest_spool_dir)
         self.dead_letters = DeadLetters(settings.ingest_dead_letter)
         self.recorder = RecordingWriter(record) if record else None
@@ -71,13 +81,25 @@ class Ingester:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def feed(self) -> Feed:
+        """Crypto's (when MARKETS has it)."""
+        return self.feeds["crypto"]
+
+    @property
+    def market_feeds(self) -> dict[str, Feed]:
+        """The markets after crypto."""
+        return {name: feed for name, feed in self.feeds.items() if name != "crypto"}
+
     async def run(self) -> None:
         """Ingest until ``stop()``; raises AuthFailed (fatal) if the key is refused."""
         sink = await asyncio.to_thread(make_sink, self.settings)
-        self._newest_ms = await asyncio.to_thread(sink.newest_trade_ms)
+        crypto = "crypto" in self.feeds
+        if crypto:
+            self._newest_ms = await asyncio.to_thread(sink.newest_trade_ms)
         if self._newest_ms is not None:
             log.info("newest stored trade: %s", _iso(self._newest_ms))
-        if self._wants_history():
+        if crypto and self._wants_history():
             pairs = [pair for pair in self.settings.pairs if pair != "*"]
             self._without_history = await asyncio.to_thread(sink.pairs_without_bars, pairs)
         if self.settings.ingest_backfill:
@@ -101,21 +123,25 @@ class Ingester:
             )
         if len(self.spool):
             log.info("draining %d spooled batches from the last run", len(self.spool))
-        feed = asyncio.create_task(self.feed.run(), name="feed")
+        feeds = {asyncio.create_task(f.run(), name=f"feed {f.url}") for f in self.feeds.values()}
         helpers = [
-            asyncio.create_task(self._process(), name="process"),
             asyncio.create_task(self._flush_on_time(), name="flush"),
             asyncio.create_task(self._report(), name="statistics"),
         ]
+        if crypto:
+            helpers.append(asyncio.create_task(self._process(), name="process"))
+        for name, feed in self.market_feeds.items():
+            helpers.append(asyncio.create_task(self._process_market(name, feed), name=name))
         if self.settings.store.store == "questdb":
             helpers.append(asyncio.create_task(self._keep_views(), name="views"))
         stopping = asyncio.create_task(self._stopping.wait())
         try:
-            await asyncio.wait({feed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if feed.done():
-                feed.result()  # AuthFailed: fatal
+            await asyncio.wait({*feeds, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for receiving in feeds:
+                if receiving.done():
+                    receiving.result()  # AuthFailed: fatal
         finally:
-            tasks = {feed, stopping, *helpers, *self.backfills}
+            tasks = {*feeds, stopping, *helpers, *self.backfills}
             for task in tasks:
                 task.cancel()
             # Let them finish: the feed's socket gets its close handshake (a connection left
@@ -136,9 +162,37 @@ class Ingester:
         while True:
             self._decode(await self.frames.get())
 
+    async def _process_market(self, name: str, feed: Feed) -> None:
+        protocol = PROTOCOLS[name]
+        while True:
+            self._decode_market(protocol, await feed.frames.get())
+
     def _drain_received(self) -> None:
         for frame in self.frames.drain():
             self._decode(frame)
+        for name, feed in self.market_feeds.items():
+            for frame in feed.frames.drain():
+                self._decode_market(PROTOCOLS[name], frame)
+
+    def _decode_market(self, protocol: MarketProtocol, frame: bytes) -> None:
+        """A frame of a market after crypto: its events to their tables' rows."""
+        assert self.writer is not None
+        if frame is SESSION_START or not frame:
+            return
+        self.metrics.frames.inc()
+        self.metrics.last_frame = time.monotonic()
+        decoded = decode_market_frame(protocol, frame)
+        for bad in decoded.malformed:
+            self._set_aside(bad)
+        if decoded.unknown:
+            self.metrics.unknown.inc(decoded.unknown)
+        now_ms = time.time_ns() // 1_000_000
+        pending = self.writer.pending
+        for table, events in decoded.rows.items():
+            pending.add(table, events, now_ms)
+            self.metrics.events.labels(table.name).inc(len(events))
+        if len(pending) >= self.settings.ingest_batch_rows:
+            self.writer.hand_over()
 
     def _decode(self, frame: bytes) -> None:
         assert self.writer is not None
@@ -272,22 +326,27 @@ class Ingester:
             self.metrics.spool_batches.set(len(self.spool))
             self.metrics.spool_bytes.set(self.spool.bytes)
             self.metrics.queued_rows.set(self.writer.queued_rows)
-            self.metrics.receive_buffer_bytes.set(self.frames.bytes)
+            self.metrics.receive_buffer_bytes.set(
+                self.frames.bytes + sum(f.frames.bytes for f in self.market_feeds.values())
+            )
 
     def _bound_spool(self) -> None:
         """A full spool (the store down for long) makes us leave the feed rather than fill the
         disk; once it is half drained we come back, and the gap is backfilled."""
         limit = self.settings.ingest_spool_max_mib * 2**20
-        if self.feed.wanted.is_set() and self.spool.bytes > limit:
+        feeds = self.feeds.values()
+        if all(feed.wanted.is_set() for feed in feeds) and self.spool.bytes > limit:
             log.error(
                 "spool full (%d MiB): leaving the feed until the store catches up; "
                 "what is missed meanwhile will be backfilled",
                 self.spool.bytes // 2**20,
             )
-            self.feed.pause("spool full")
-        elif not self.feed.wanted.is_set() and self.spool.bytes < limit // 2:
+            for feed in feeds:
+                feed.pause("spool full")
+        elif not all(feed.wanted.is_set() for feed in feeds) and self.spool.bytes < limit // 2:
             log.info("spool half drained: back to the feed")
-            self.feed.resume()
+            for feed in feeds:
+                feed.resume()
 
     async def _keep_views(self) -> None:
         """Materialized views QuestDB invalidated are refreshed in full: we own the schema,

@@ -9,12 +9,37 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from sql.markets import CRYPTO
+from sql.errors import SettingsError
+from sql.markets import CRYPTO, MARKETS, SymbolError
 from sql.settings import Secret, StoreSettings, settings_from_env
 
-__all__ = ["DEFAULT_PAIRS", "IngestSettings"]
+__all__ = ["DEFAULT_PAIRS", "DEFAULT_SYMBOLS", "IngestSettings", "MarketFeed"]
 
 DEFAULT_PAIRS = ("BTC-USD", "ETH-USD", "SOL-USD", "MATIC-USD", "AVAX-USD")
+# What the markets after crypto follow unless ``{MARKET}_SYMBOLS`` says otherwise, and on
+# which channels unless ``{MARKET}_CHANNELS`` does.
+DEFAULT_SYMBOLS = {
+    "stocks": ("AAPL", "MSFT", "NVDA", "TSLA", "SPY"),
+    "forex": ("EUR/USD", "USD/JPY", "GBP/USD"),
+    "indices": ("I:SPX", "I:NDX", "I:DJI"),
+}
+_DEFAULT_CHANNELS = {"stocks": ("T", "Q", "AM"), "forex": ("C", "CA"), "indices": ("V", "AM")}
+MarketName = Annotated[str, msgspec.Meta(pattern=f"^({'|'.join(MARKETS)})$")]
+
+
+class MarketFeed(msgspec.Struct, frozen=True):
+    """One market after crypto as the ingester follows it: its own connection, its own
+    symbols and channels."""
+
+    market: str
+    symbols: tuple[str, ...]  # or ("*",): all of them
+    channels: tuple[str, ...]
+
+    @property
+    def topics(self) -> str:
+        return ",".join(f"{c}.{s}" for c in self.channels for s in self.symbols)
+
+
 _VENDOR_HOSTS = {"socket.massive.com": "api.massive.com", "socket.polygon.io": "api.polygon.io"}
 
 # A WebSocket pair as the feed names it ("BTC-USD"), or "*" for every pair.
@@ -32,6 +57,10 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     )
     pairs: tuple[Pair, ...] = DEFAULT_PAIRS
     channels: tuple[Channel, ...] = ("XT", "XQ", "XA")
+    # The vendor's clusters to follow, one connection each: crypto (PAIRS, CHANNELS above),
+    # stocks, forex, indices ({MARKET}_SYMBOLS, {MARKET}_CHANNELS; DEFAULT_SYMBOLS).
+    markets: tuple[MarketName, ...] = ("crypto",)
+    feeds: tuple[MarketFeed, ...] = ()  # the markets after crypto, from MARKETS
     # Batching: a batch goes to the store at this many rows, or after this long.
     ingest_batch_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
     ingest_flush_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
@@ -77,7 +106,16 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         given: dict[str, object] = {"store": StoreSettings.from_env(env)}
         if key:
             given["polygon_api_key"] = Secret(key)
-        return settings_from_env(cls, env, **given)
+        settings = settings_from_env(cls, env, **given)
+        feeds = tuple(_feed_from_env(name, env) for name in settings.markets if name != "crypto")
+        return msgspec.structs.replace(settings, feeds=feeds)
+
+    def ws_url(self, market: str) -> str:
+        """The cluster of ``market``: POLYGON_WS_URL with its last path segment (``crypto``)
+        naming the market."""
+        url = urlsplit(self.polygon_ws_url)
+        path = url.path.rsplit("/", 1)[0] + "/" + market
+        return url._replace(path=path).geturl()
 
     @property
     def rest_url(self) -> str:
@@ -90,3 +128,21 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         for socket_host, api_host in _VENDOR_HOSTS.items():
             host = host.replace(socket_host, api_host)
         return f"{'https' if url.scheme == 'wss' else 'http'}://{host}"
+
+
+def _feed_from_env(name: str, env: Mapping[str, str]) -> MarketFeed:
+    """``{MARKET}_SYMBOLS`` and ``{MARKET}_CHANNELS`` of one market, checked against its
+    declaration; a wrong one raises SettingsError naming the variable."""
+    market, prefix = MARKETS[name], name.upper()
+    symbols = env.get(f"{prefix}_SYMBOLS", "").strip()
+    try:
+        named = ("*",) if symbols == "*" else market.pairs([symbols]) if symbols else ()
+    except SymbolError as exc:
+        raise SettingsError(f"{prefix}_SYMBOLS", str(exc)) from None
+    channels = tuple(c.strip() for c in env.get(f"{prefix}_CHANNELS", "").split(",") if c.strip())
+    if unknown := [c for c in channels if c not in market.channels]:
+        raise SettingsError(
+            f"{prefix}_CHANNELS",
+            f"{unknown[0][:20]!r} is not a {name} channel ({', '.join(market.channels)})",
+        )
+    return MarketFeed(name, named or DEFAULT_SYMBOLS[name], channels or _DEFAULT_CHANNELS[name])

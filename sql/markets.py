@@ -4,8 +4,9 @@ reads. Every entry point validates symbols with these rules: the API's parameter
 the backfill command's ``--pairs``, the decoder. (The wire Structs of each channel are in
 ``ingest/protocol.py``, the one module that speaks the feed's JSON.)
 
-Crypto is the only market so far. Another comes by adding a declaration here, its Structs
-there, and its tables in ``sql/tables.py``, not by editing the pipeline.
+A market comes by adding a declaration here, its Structs there (``ingest/protocol/``), and
+its tables in ``sql/tables.py``, not by editing the pipeline. Each market is its own cluster
+at the vendor (one connection each, ``wss://socket.massive.com/{name}``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 
 from sql.errors import StoreError
 
-__all__ = ["CRYPTO", "Market", "SymbolError"]
+__all__ = ["CRYPTO", "FOREX", "INDICES", "MARKETS", "STOCKS", "Market", "SymbolError"]
 
 
 class SymbolError(StoreError, ValueError):
@@ -25,7 +26,7 @@ class SymbolError(StoreError, ValueError):
 
     def __init__(self, symbol: str, market: Market) -> None:
         super().__init__(
-            f"{symbol[:40]!r} is not a {market.name} pair; pairs look like {market.example}"
+            f"{symbol[:40]!r} is not a {market.name} symbol; they look like {market.example}"
         )
         self.symbol = symbol
 
@@ -35,32 +36,47 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
     channels: tuple[str, ...]  # what a subscription may name, as the vendor spells them
     pair_pattern: str  # a pair as the feed and our tables write it
     example: str
-    ticker_prefix: str  # REST tickers: prefix + the pair without its dash
-    quote_length: int  # letters of the quote currency, to put the dash back
-    bars_path: str  # REST minute bars of a ticker, {ticker}, {from_ms}, {to_ms}
-    trades_path: str  # REST trades of a ticker, {ticker}
+    ticker_prefix: str  # REST tickers: prefix + the pair without its separator
+    quote_length: int  # letters of the quote currency, to put the separator back
+    separator: str = "-"  # between base and quote currency in a pair ("" for one name)
+    feed_sends_tickers: bool = False  # some frames name a REST ticker where a pair belongs
+    bars_path: str = "/v2/aggs/ticker/{ticker}/range/1/minute/{from_ms}/{to_ms}"
+    trades_path: str | None = None  # REST trades of a ticker, {ticker}; None: no history
+    quotes_path: str | None = None  # REST quotes of a ticker, {ticker}; None: no history
 
-    def regex(self, *, many: bool = False) -> str:
+    def regex(self, *, many: bool = False, url: bool = False) -> str:
         """Anchored, for a parameter or a setting that takes one pair (or, ``many``, a
-        comma-separated list of them)."""
-        one = self.pair_pattern
+        comma-separated list of them); ``url``: as a URL writes them (``from_url``)."""
+        one = self.pair_pattern.replace("/", "-") if url else self.pair_pattern
         return f"^ *{one}( *, *{one})* *$" if many else f"^{one}$"
 
     @property
     def feed_symbol(self) -> re.Pattern[str]:
-        """What the feed may send in ``pair``: our form, or (some frames do) a REST ticker."""
+        """What the feed may send as a symbol: our form, or (some crypto frames do) a REST
+        ticker."""
+        if not self.feed_sends_tickers:
+            return re.compile(self.pair_pattern)
         return re.compile(f"{self.pair_pattern}|{re.escape(self.ticker_prefix)}[A-Z0-9]{{2,29}}")
 
     def ticker(self, pair: str) -> str:
-        """``BTC-USD`` -> ``X:BTCUSD``."""
-        return self.ticker_prefix + pair.replace("-", "")
+        """``BTC-USD`` -> ``X:BTCUSD``, ``EUR/USD`` -> ``C:EURUSD``, ``AAPL`` -> ``AAPL``."""
+        return self.ticker_prefix + (pair.replace(self.separator, "") if self.separator else pair)
 
     def pair(self, symbol: str) -> str:
         """A REST ticker (``X:BTCUSD``) or a pair as the feed sends it -> ``BTC-USD``."""
-        if symbol.startswith(self.ticker_prefix):
+        if self.ticker_prefix and symbol.startswith(self.ticker_prefix):
             letters = symbol[len(self.ticker_prefix) :]
-            return f"{letters[: -self.quote_length]}-{letters[-self.quote_length :]}"
+            cut = len(letters) - self.quote_length
+            return f"{letters[:cut]}{self.separator}{letters[cut:]}"
         return symbol
+
+    def from_url(self, symbol: str) -> str:
+        """A symbol as a URL writes it -> as stored: ``EUR-USD`` -> ``EUR/USD`` (a slash
+        would split a path)."""
+        return symbol.replace("-", "/") if self.separator == "/" else symbol
+
+    def to_url(self, symbol: str) -> str:
+        return symbol.replace("/", "-") if self.separator == "/" else symbol
 
     def pairs(self, items: Iterable[str]) -> tuple[str, ...]:
         """Pairs from a comma list or several (``BTC-USD,ETH-USD`` or ``BTC-USD ETH-USD``);
@@ -79,6 +95,41 @@ CRYPTO = Market(
     example="BTC-USD",
     ticker_prefix="X:",
     quote_length=3,  # the feed's quote currencies: USD, EUR, BTC...
-    bars_path="/v2/aggs/ticker/{ticker}/range/1/minute/{from_ms}/{to_ms}",
+    feed_sends_tickers=True,
     trades_path="/v3/trades/{ticker}",
 )
+
+STOCKS = Market(
+    name="stocks",
+    channels=("T", "Q", "AM", "A"),  # trades, quotes (NBBO), minute bars, second bars
+    pair_pattern="[A-Z][A-Z0-9.]{0,9}",  # AAPL, BRK.A
+    example="AAPL",
+    ticker_prefix="",
+    quote_length=0,
+    separator="",
+    trades_path="/v3/trades/{ticker}",
+    quotes_path="/v3/quotes/{ticker}",
+)
+
+FOREX = Market(
+    name="forex",
+    channels=("C", "CA", "CAS"),  # quotes, minute bars, second bars: no trades
+    pair_pattern="[A-Z]{3}/[A-Z]{3}",
+    example="EUR/USD",
+    ticker_prefix="C:",
+    quote_length=3,
+    separator="/",
+    quotes_path="/v3/quotes/{ticker}",
+)
+
+INDICES = Market(
+    name="indices",
+    channels=("V", "AM", "A"),  # values, minute bars, second bars
+    pair_pattern="I:[A-Z0-9.]{1,15}",
+    example="I:SPX",
+    ticker_prefix="",
+    quote_length=0,
+    separator="",
+)
+
+MARKETS = {market.name: market for market in (CRYPTO, STOCKS, FOREX, INDICES)}

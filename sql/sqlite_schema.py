@@ -23,8 +23,6 @@ __all__ = ["apply_sqlite_schema", "sqlite_missing_columns", "sqlite_tables_scrip
 log = logging.getLogger(__name__)
 
 _DDL = resources.files("sql").joinpath("sqlite")
-_SQLITE_TYPES = {"symbol": "TEXT", "varchar": "TEXT", "double": "REAL", "int": "INTEGER",
-                 "timestamp": "INTEGER"}  # fmt: skip
 
 
 def apply_sqlite_schema(path: Path) -> None:
@@ -34,6 +32,9 @@ def apply_sqlite_schema(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(sqlite_tables_script())
         conn.executescript(_DDL.joinpath("quote_gaps.sql").read_text())
+        for table in TABLES:
+            if table.sqlite_declared:
+                conn.executescript(table.sqlite_ddl())
         for table, column in _missing(conn):
             _add(conn, table, column)
         conn.executescript(_DDL.joinpath("event_order.sql").read_text())
@@ -73,7 +74,7 @@ def _add(conn: sqlite3.Connection, table: Table, column: Column) -> None:
     """One column, and its value in the rows already there (names from the declarations,
     never from input)."""
     statements = [f"ALTER TABLE {table.sqlite} ADD COLUMN {column.sqlite} "
-                  f"{_SQLITE_TYPES[column.kind]};"]  # fmt: skip
+                  f"{column.sqlite_type};"]  # fmt: skip
     if column is table.timestamp and table.sqlite_seconds:
         statements.append(
             f"UPDATE {table.sqlite} SET {column.sqlite} = {table.sqlite_seconds} * 1000;"  # noqa: S608 (declared names)

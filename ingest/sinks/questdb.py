@@ -49,14 +49,21 @@ def _times(ms: list[int]) -> np.ndarray:
     return np.array(ms, dtype="datetime64[ms]")
 
 
+def _bools(values: list[bool]) -> np.ndarray:
+    return np.array(values, dtype=np.bool_)
+
+
 _AS: dict[str, Callable[[list[Any]], Any]] = {
-    "symbol": _text, "varchar": _text, "double": _floats, "int": _ints, "timestamp": _times,
+    "symbol": _text, "varchar": _text, "double": _floats, "int": _ints, "long": _ints,
+    "boolean": _bools, "timestamp": _times,
 }  # fmt: skip
 
 
 def _values(column: Column, values: list[Any]) -> Any:
-    if column.nullable and column.kind == "int":
-        return pd.array(values, dtype="Int64")  # None: not sent
+    """A column for the client's dataframe path; a None is not sent (NULL): a NaN double,
+    a NaT time, a masked integer."""
+    if column.nullable and column.kind in ("int", "long"):
+        return pd.array(values, dtype="Int64")
     return _AS[column.kind](values)
 
 
@@ -65,7 +72,7 @@ def _frames(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
     for table, rows in batch.tables():
         if rows:
             yield table, pd.DataFrame({
-                c.name: _values(c, getattr(rows, c.batch_field)) for c in table.columns
+                c.name: _values(c, rows.values(c.batch_field)) for c in table.columns
             })  # fmt: skip
 
 
@@ -99,7 +106,7 @@ class QuestDBSink:
         """Once a batch is stored: every row received up to its newest arrival is (batches
         are stored in the order their rows arrived), which the live push reads up to."""
         arrivals = (
-            getattr(rows, table.column("ingested_ts").batch_field) for table, rows in batch.tables()
+            rows.values(table.column("ingested_ts").batch_field) for table, rows in batch.tables()
         )
         newest = max((max(times, default=0) for times in arrivals), default=0)
         if not newest:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ingest.batch import Batch, TableColumns
+from ingest.batch import Batch, TableColumns, TableRows
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_sqlite_schema
 from sql.tables import TABLES, Table
@@ -41,10 +41,10 @@ def _insert(table: Table) -> str:
 _INSERTS = {table.name: _insert(table) for table in TABLES if table.sqlite}
 
 
-def _rows(table: Table, rows: TableColumns) -> Iterator[tuple[object, ...]]:
-    values = [getattr(rows, c.batch_field) for c in table.sqlite_columns]
+def _rows(table: Table, rows: TableColumns | TableRows) -> Iterator[tuple[object, ...]]:
+    values = [rows.values(c.batch_field) for c in table.sqlite_columns]
     if table.sqlite_seconds:
-        values.append([ms // 1000 for ms in getattr(rows, table.timestamp.batch_field)])
+        values.append([ms // 1000 for ms in rows.values(table.timestamp.batch_field)])
     return zip(*values, strict=True)
 
 

@@ -1,9 +1,7 @@
 """The Polygon / Massive crypto WebSocket protocol as msgspec Structs.
 
 Shared by the feed client (decode) and the simulator (encode), so both speak exactly one
-protocol. Wire names are kept through ``field(name=...)``; unknown fields are ignored, as live
-frames carry undocumented ones (``lp``/``ls`` on quotes). The server sends only JSON arrays;
-the client sends single objects (``Action``).
+protocol. Live quote frames carry undocumented fields (``lp``/``ls``), kept here.
 
 Facts from the vendor spec and its clients (see shared/DESIGN.md): ``v`` and ``z`` of
 aggregates are floats although the spec says integers; a trade id ``i`` is a string (numeric
@@ -17,37 +15,23 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, field
 
+from ingest.protocol.common import Amount, ExchangeId, Millis, Price, Status, Symbol
 from sql.markets import CRYPTO
 
 __all__ = [
     "PAIR_SHAPE",
-    "UNDECODABLE",
-    "Action",
-    "Amount",
     "Event",
-    "ExchangeId",
     "MinuteAgg",
-    "Price",
     "Quote",
     "SecondAgg",
-    "Status",
     "Trade",
     "TradeId",
     "event_decoder",
     "frame_decoder",
-    "status_frame",
 ]
 
-
-# What a value may be, checked as it is decoded: an event breaking one is set aside as
-# malformed, never stored (a 10^30 timestamp or an exchange id past INT would make the store
-# refuse the whole batch it came in, again at every retry).
-Pair = Annotated[str, Meta(max_length=32)]  # and of PAIR_SHAPE, checked by the decoder
+Pair = Symbol  # and of PAIR_SHAPE, checked by the decoder
 PAIR_SHAPE = CRYPTO.feed_symbol
-Price = Annotated[float, Meta(ge=0, lt=1e15)]  # also keeps out 1e400, which decodes as inf
-Amount = Annotated[float, Meta(ge=0, lt=1e15)]
-Millis = Annotated[int, Meta(ge=0, lt=4_102_444_800_000)]  # epoch ms before the year 2100
-ExchangeId = Annotated[int, Meta(ge=0, le=2**31 - 1)]  # a 32-bit INT column
 TradeId = Annotated[str, Meta(max_length=128)] | int
 
 
@@ -97,34 +81,9 @@ class SecondAgg(_Agg, tag="XAS", frozen=True, gc=False, omit_defaults=True):
     """A 1-second bar, sent like the minute bars."""
 
 
-class Status(msgspec.Struct, tag_field="ev", tag="status", frozen=True):
-    status: str
-    message: str
-
-
 Event = Trade | Quote | MinuteAgg | SecondAgg | Status
 
-
-class Action(msgspec.Struct, frozen=True):
-    """What a client sends: ``auth`` with the key, ``subscribe``/``unsubscribe`` with topics."""
-
-    action: str
-    params: str = ""
-
-    def __repr__(self) -> str:  # the auth action carries the API key
-        return f"Action(action={self.action!r}, params=<{len(self.params)} chars>)"
-
-
-# What decoding hostile input raises: msgspec's DecodeError, but RecursionError for JSON
-# nested deeper than it goes and UnicodeDecodeError for a string that is not UTF-8.
-UNDECODABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 # Built once each (msgspec's perf advice); decoding a frame in one call is the fast path.
 frame_decoder = msgspec.json.Decoder(list[Event])
 event_decoder = msgspec.json.Decoder(Event)
-_encoder = msgspec.json.Encoder()
-
-
-def status_frame(status: str, message: str) -> bytes:
-    """A server status frame, e.g. ``[{"ev":"status","status":"connected",...}]``."""
-    return _encoder.encode([Status(status, message)])

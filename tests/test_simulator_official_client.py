@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 from massive import RESTClient, WebSocketClient
 from massive.exceptions import AuthError
-from massive.websocket.models import CryptoQuote, CryptoTrade, CurrencyAgg
+from massive.websocket.models import (
+    CryptoQuote,
+    CryptoTrade,
+    CurrencyAgg,
+    EquityAgg,
+    EquityQuote,
+    EquityTrade,
+    ForexQuote,
+    IndexValue,
+)
 
 from ingest.recording import read_recording
 from ingest.simulator import Market
@@ -81,6 +90,96 @@ def test_the_websocket_client_receives_exactly_what_the_simulator_sent(tmp_path:
             assert message.timestamp is not None
             truth = market.trades("BTC-USD", message.timestamp // 1000)
             assert any(t.trade_id == message.id and t.price == message.price for t in truth)
+
+
+# Each market after crypto: the topics of one symbol on every channel, the official client's
+# class for each event type, and its attribute for each wire field.
+_EQUITY_AGG = {
+    "symbol": "sym", "volume": "v", "accumulated_volume": "av", "official_open_price": "op",
+    "vwap": "vw", "open": "o", "close": "c", "high": "h", "low": "l", "aggregate_vwap": "a",
+    "average_size": "z", "start_timestamp": "s", "end_timestamp": "e",
+}
+_CURRENCY_AGG = {
+    "pair": "pair", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "v",
+    "vwap": "vw", "start_timestamp": "s", "end_timestamp": "e",
+}
+MARKETS_AFTER_CRYPTO: dict[str, tuple[list[str], dict[str, type], dict[type, dict[str, str]]]] = {
+    "stocks": (
+        ["T.AAPL", "Q.AAPL", "AM.AAPL", "A.AAPL"],
+        {"T": EquityTrade, "Q": EquityQuote, "AM": EquityAgg, "A": EquityAgg},
+        {
+            EquityTrade: {
+                "symbol": "sym", "exchange": "x", "id": "i", "tape": "z", "price": "p",
+                "size": "s", "fractional_shares": "ds", "conditions": "c", "timestamp": "t",
+                "sequence_number": "q", "trf_id": "trfi", "trf_timestamp": "trft",
+            },
+            EquityQuote: {
+                "symbol": "sym", "bid_exchange_id": "bx", "bid_price": "bp", "bid_size": "bs",
+                "ask_exchange_id": "ax", "ask_price": "ap", "ask_size": "as", "condition": "c",
+                "indicators": "i", "timestamp": "t", "tape": "z", "sequence_number": "q",
+            },
+            EquityAgg: _EQUITY_AGG,
+        },
+    ),
+    "forex": (
+        ["C.EUR/USD", "CA.EUR/USD", "CAS.EUR/USD"],
+        {"C": ForexQuote, "CA": CurrencyAgg, "CAS": CurrencyAgg},
+        {
+            ForexQuote: {
+                "pair": "p", "exchange_id": "x", "ask_price": "a", "bid_price": "b",
+                "timestamp": "t",
+            },
+            CurrencyAgg: _CURRENCY_AGG,
+        },
+    ),
+    "indices": (
+        ["V.I:SPX", "AM.I:SPX", "A.I:SPX"],
+        {"V": IndexValue, "AM": EquityAgg, "A": EquityAgg},
+        {IndexValue: {"ticker": "T", "value": "val", "timestamp": "t"}, EquityAgg: _EQUITY_AGG},
+    ),
+}  # fmt: skip
+_MINUTE_BARS = {"AM", "CA"}
+
+
+@pytest.mark.parametrize("market", MARKETS_AFTER_CRYPTO)
+def test_the_websocket_client_of_each_market_receives_exactly_what_the_simulator_sent(
+    market: str, tmp_path: Path
+) -> None:
+    """Every event type of the market, through the official client's own parsers (it picks
+    them by the URL's path), equal field by field to what the simulator sent."""
+    topics, classes, fields = MARKETS_AFTER_CRYPTO[market]
+    journal = tmp_path / "sent.jsonl.gz"
+    received: list[Any] = []
+
+    async def scenario() -> None:
+        async with running(config(speed=60, journal=journal, markets=(market,))) as sim:
+            ws_client = WebSocketClient(
+                api_key=KEY, feed=f"127.0.0.1:{sim.port}", market=market, secure=False,
+                subscriptions=topics,
+            )  # fmt: skip
+
+            async def handle(messages: list[Any]) -> None:
+                received.extend(messages)
+                kinds = {m.event_type for m in received}
+                if _MINUTE_BARS & kinds and len(kinds) == len(classes):
+                    await ws_client.close()
+
+            await asyncio.wait_for(ws_client.connect(handle), timeout=scaled(60))
+
+    asyncio.run(scenario())
+    sent = [
+        event
+        for recorded in read_recording(journal)
+        for event in json.loads(recorded.frame)
+        if event["ev"] != "status"
+    ]
+    assert {m.event_type for m in received} == set(classes)
+    assert [type(m) for m in received] == [classes[e["ev"]] for e in sent[: len(received)]]
+    for message, event in zip(received, sent, strict=False):
+        wire = fields[type(message)]
+        assert {attr: getattr(message, attr) for attr in wire} == {
+            attr: event.get(name) for attr, name in wire.items()
+        }
 
 
 def test_the_websocket_client_raises_auth_error_for_a_wrong_key() -> None:

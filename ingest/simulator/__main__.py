@@ -24,6 +24,7 @@ from ingest.simulator.market import DEFAULT_MARKET, Market
 from ingest.simulator.recorder import record
 from ingest.simulator.server import Simulator
 from ingest.simulator.tape import CHANNELS, Tape
+from sql.markets import MARKETS
 from sql.settings import Secret
 
 
@@ -48,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the simulated feed")
     _add_market_options(serve, CHANNELS)
+    serve.add_argument(
+        "--markets", type=_csv, default=("crypto",),
+        help=f"clusters served, each on its own path: {','.join(MARKETS)}",
+    )  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     serve.add_argument(
@@ -105,6 +110,7 @@ async def _serve(args: argparse.Namespace) -> None:
             seed=args.seed,
             pairs=args.pairs,
             channels=args.channels,
+            markets=args.markets,
             activity=args.activity,
             speed=args.speed,
             stepped=args.stepped,
@@ -128,7 +134,8 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stopping.set)
     base = f"{args.host}:{simulator.port}"
     print(
-        f"simulator listening on ws://{base}/crypto (REST http://{base}, control http://{base}/sim/stats)",
+        f"simulator listening on ws://{base}/crypto (REST http://{base}, control"
+        f" http://{base}/sim/stats; markets {','.join(args.markets)}, each on its own path)",
         flush=True,
     )
     await stopping.wait()
@@ -137,6 +144,10 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    unknown_markets = set(getattr(args, "markets", ())) - set(MARKETS)
+    if unknown_markets:
+        print(f"error: unknown markets {sorted(unknown_markets)}", file=sys.stderr)
+        return 2
     unknown = set(getattr(args, "pairs", ())) - set(DEFAULT_MARKET)
     if unknown:
         print(

@@ -21,7 +21,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 1
     pairs: tuple[str, ...] = tuple(DEFAULT_MARKET)
     activity: float = 1.0  # scales every pair's trade and quote rates
-    channels: tuple[str, ...] = CHANNELS
+    channels: tuple[str, ...] = CHANNELS  # crypto's; the other markets send all theirs
+    # The clusters served, each on its own path (/crypto, /stocks, /forex, /indices).
+    markets: tuple[str, ...] = ("crypto",)
     api_keys: tuple[str, ...] = ()  # accepted keys; empty: any non-empty key
     denied_channels: tuple[str, ...] = ()  # channels the "plan" lacks: error / not authorized
     auth_timeout_s: float = 10.0

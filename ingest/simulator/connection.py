@@ -13,7 +13,8 @@ from websockets.exceptions import ConnectionClosed
 
 from ingest.protocol import Action, status_frame
 from ingest.simulator.outbox import Outbox
-from ingest.simulator.tape import CHANNELS, TapeEvent
+from ingest.simulator.tape import TapeEvent
+from sql.markets import MARKETS
 
 __all__ = ["MAX_CONNECTIONS_MESSAGE", "Connection", "ConnectionStats", "authenticate"]
 
@@ -44,10 +45,14 @@ class ConnectionStats(msgspec.Struct):
 class Connection:
     """One authenticated client: its topics, its outbox, its counters, its pending faults."""
 
-    def __init__(self, ws: ServerConnection, key: str, number: int, max_frame_events: int) -> None:
+    def __init__(
+        self, ws: ServerConnection, key: str, number: int, max_frame_events: int, market: str
+    ) -> None:
         self.ws = ws
         self.key = key
         self.number = number
+        self.market = market  # the cluster it connected to
+        self.channels = MARKETS[market].channels
         self.topics: set[tuple[str, str]] = set()  # (channel, pair or "*")
         self.outbox = Outbox(max_frame_events)
         self.sending = asyncio.Event()  # cleared while a stall or ping silence lasts
@@ -60,7 +65,9 @@ class Connection:
         self.stats = ConnectionStats(number, [])
 
     def wants(self, event: TapeEvent) -> bool:
-        return (event.channel, event.pair) in self.topics or (event.channel, "*") in self.topics
+        return event.market == self.market and (
+            (event.channel, event.pair) in self.topics or (event.channel, "*") in self.topics
+        )
 
     @property
     def listening(self) -> bool:
@@ -79,7 +86,7 @@ class Connection:
     def change_subscription(self, action: str, topic: str, denied: tuple[str, ...]) -> bytes:
         """Subscribe or unsubscribe one topic; the status frame the vendor answers with."""
         channel, _, pair = topic.partition(".")
-        if channel not in CHANNELS or not pair:
+        if channel not in self.channels or not pair:
             return status_frame("error", f"invalid subscription: {topic}")
         if channel in denied:
             return status_frame("error", "not authorized")

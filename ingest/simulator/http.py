@@ -41,13 +41,20 @@ class HttpSide:
         self.rest_faults: dict[int, int] = defaultdict(int)  # HTTP status -> requests left
         self.bad_rows = 0  # REST pages left to spoil
 
+    def cluster_of(self, path: str) -> str | None:
+        """The market a WebSocket path names (``/`` is crypto), if this simulator serves it."""
+        name = urlsplit(path).path.strip("/") or "crypto"
+        return name if name in self.sim.config.markets else None
+
     def answer(self, request: Request) -> Response | None:
         """A response for anything but a WebSocket upgrade the feed accepts (None)."""
         path = urlsplit(request.path).path
         if request.headers.get("Upgrade", "").lower() == "websocket":
             if self.sim.outages:
                 return _json(503, {"error": "feed unavailable (simulated outage)"})
-            return None if path in ("/", "/crypto") else _json(404, {"error": f"no feed at {path}"})
+            if self.cluster_of(path) is None:
+                return _json(404, {"error": f"no feed at {path}"})
+            return None
         if path.startswith("/sim/"):
             return self._control(request.path)
         key = _request_key(request)

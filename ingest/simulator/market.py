@@ -2,43 +2,29 @@
 
 Every event is a pure function of (seed, pair, second), so the WebSocket feed, the REST twin
 and the tests' ground truth agree exactly, for any time range, in any order, in any process.
-Prices are a random walk: hourly anchors walk away from ``ORIGIN_S``, and the seconds of each
-hour form a Brownian bridge between two anchors.
+Prices follow the seeded paths of ``prices.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import TypeVar
 
-import msgspec
-import numpy as np
-import numpy.typing as npt
-
 from ingest.protocol import MinuteAgg, Quote, SecondAgg, Trade
+from ingest.simulator.prices import HOUR_S, ORIGIN_S, PathModel, PricePath
 
 __all__ = ["DEFAULT_MARKET", "EXCHANGE_IDS", "ORIGIN_S", "Market", "PairModel", "aggregate"]
 
 AggT = TypeVar("AggT", MinuteAgg, SecondAgg)
 
-ORIGIN_S = 1_704_067_200  # 2024-01-01T00:00:00Z: where every pair's walk starts
-_HOUR = 3600
-_REVERSION_PER_HOUR = 5e-4
-_PHI = 1 - _REVERSION_PER_HOUR
-_SHOCK_BLOCK = 1024  # hours of price shocks drawn from one generator
 
-
-class PairModel(msgspec.Struct, frozen=True):
+class PairModel(PathModel, frozen=True):
     """How one pair trades: price level at ``ORIGIN_S``, volatility, activity, sizes."""
 
-    price: float
-    daily_vol: float  # standard deviation of the daily log return
     trades_per_s: float
     quotes_per_s: float
     median_size: float
@@ -61,74 +47,17 @@ _ID_STYLE = {1: "numeric", 2: "uuid", 6: "number", 23: "numeric"}
 _LATENCY_MS = {1: 5, 2: 40, 6: 90, 23: 20}
 
 
-class Market:
+class Market(PricePath):
     """The deterministic market for ``seed``; ``activity`` scales every pair's event rates."""
 
     def __init__(
         self, seed: int, pairs: Mapping[str, PairModel] = DEFAULT_MARKET, activity: float = 1.0
     ) -> None:
-        self.seed = seed
+        super().__init__(seed, pairs)
         self.pairs = dict(pairs)
         self.activity = activity
-        self._block_ends: dict[tuple[str, int], list[float]] = defaultdict(list)
         # Per-instance caches: the feed, the bars and the REST twin ask for the same seconds.
         self.trades = lru_cache(maxsize=8192)(self._trades)
-        self._hour_path = lru_cache(maxsize=256)(self._bridge)
-
-    def rng(self, *key: object) -> random.Random:
-        """A generator seeded by this market's seed and ``key``: same key, same numbers."""
-        # Synthetic market data, not security: a seeded, reproducible generator is the point.
-        return random.Random("/".join(map(str, (self.seed, *key))))  # noqa: S311
-
-    def _anchor(self, pair: str, hour: int) -> float:
-        """Log price change from ``ORIGIN_S`` to the start of ``hour`` (hours since origin).
-
-        Mean-reverting (Ornstein-Uhlenbeck) across hours, walking away from the origin in
-        both directions: a random walk at the scale of days that keeps prices within about
-        25% of the pair's level for years. The hours are drawn a block at a time with numpy
-        (one generator a block, the recurrence as a cumulative sum), so a market years from
-        the origin is reached in milliseconds rather than seconds."""
-        if hour == 0:
-            return 0.0
-        side = 1 if hour > 0 else -1
-        block, within = divmod(abs(hour) - 1, _SHOCK_BLOCK)
-        return float(self._anchor_block(pair, side, block)[within])
-
-    def _anchor_block(self, pair: str, side: int, block: int) -> npt.NDArray[np.float64]:
-        """The anchors of hours ``side * (block * B + 1 .. (block + 1) * B)``, B a block."""
-        ends = self._block_ends[(pair, side)]  # anchor at the end of each block so far
-        while len(ends) < block:
-            ends.append(float(self._walk(pair, side, len(ends), ends[-1] if ends else 0.0)[-1]))
-        return self._walk(pair, side, block, ends[block - 1] if block else 0.0)
-
-    def _walk(self, pair: str, side: int, block: int, start: float) -> npt.NDArray[np.float64]:
-        sigma = self.pairs[pair].daily_vol / math.sqrt(24)
-        key = f"{self.seed}/{pair}/hours/{side}/{block}".encode()
-        generator = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8]))
-        shocks = generator.normal(0.0, sigma, _SHOCK_BLOCK)
-        # a[k] = phi * a[k-1] + shock[k]  ==  phi**k * (start + sum(phi**-j * shock[j], j<=k))
-        powers = _PHI ** np.arange(1, _SHOCK_BLOCK + 1)
-        walked: npt.NDArray[np.float64] = powers * (start + np.cumsum(shocks / powers))
-        return walked
-
-    def _bridge(self, pair: str, hour: int) -> tuple[float, ...]:
-        """Log prices at each second of ``hour`` (3601 points, both anchors included)."""
-        start, end = self._anchor(pair, hour), self._anchor(pair, hour + 1)
-        rng = self.rng(pair, "seconds", hour)
-        sigma = self.pairs[pair].daily_vol / math.sqrt(86_400)
-        walk = [0.0]
-        for _ in range(_HOUR):
-            walk.append(walk[-1] + rng.gauss(0.0, sigma))
-        drift = walk[-1] - (end - start)
-        return tuple(start + w - drift * i / _HOUR for i, w in enumerate(walk))
-
-    def mid(self, pair: str, ts_ms: int) -> float:
-        """The pair's fair price at ``ts_ms`` (milliseconds since the epoch)."""
-        second, ms = divmod(ts_ms, 1000)
-        hour, within = divmod(second - ORIGIN_S, _HOUR)
-        path = self._hour_path(pair, hour)
-        log_change = path[within] + (path[within + 1] - path[within]) * ms / 1000
-        return self.pairs[pair].price * math.exp(log_change)
 
     def _trades(self, pair: str, second: int) -> tuple[Trade, ...]:
         """The trades of ``pair`` during ``second``, in exchange-time order."""
@@ -218,7 +147,7 @@ class Market:
         count = _poisson(rng, model.trades_per_s * self.activity * 60)
         if not count:
             return None
-        hour, within = divmod(start_s - ORIGIN_S, _HOUR)  # minutes never cross an hour
+        hour, within = divmod(start_s - ORIGIN_S, HOUR_S)  # minutes never cross an hour
         path = self._hour_path(pair, hour)[within : within + 61]
         decimals = _decimals(model.tick)
         o, h, lo, c = (round(model.price * math.exp(x), decimals) for x in

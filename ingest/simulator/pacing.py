@@ -17,7 +17,7 @@ from typing import Protocol
 
 from ingest.recording import read_recording
 from ingest.simulator.clock import MarketClock
-from ingest.simulator.tape import Tape, TapeEvent
+from ingest.simulator.tape import SecondsTape, TapeEvent
 
 __all__ = ["Audience", "Pacer", "RecordedData", "read_ahead", "recorded_data"]
 
@@ -40,7 +40,7 @@ class Pacer:
     def __init__(
         self,
         clock: MarketClock,
-        tape: Tape,
+        tape: SecondsTape,
         audience: Audience,
         *,
         speed: float,

@@ -1,7 +1,8 @@
 """The simulator: the vendor's WebSocket feed on one loopback port, with its HTTP side there
 too (``http.py``: the REST twin, ``/sim/`` control).
 
-- ``ws://HOST:PORT/crypto`` (and ``/``): ``connected``, auth, subscribe/unsubscribe, data.
+- ``ws://HOST:PORT/crypto`` (and ``/``): ``connected``, auth, subscribe/unsubscribe, data;
+  ``/stocks``, ``/forex``, ``/indices`` alike, for the markets configured (``clusters.py``).
 
 This module holds the connections and what they are sent: the pacer (``pacing.py``) publishes
 the market's events as its clock (``clock.py``) moves, each connection (``connection.py``) gets
@@ -26,6 +27,7 @@ from websockets.http11 import Request, Response
 from ingest.protocol import status_frame
 from ingest.recording import RecordingWriter
 from ingest.simulator.clock import MarketClock
+from ingest.simulator.clusters import Clusters
 from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.connection import (
     MAX_CONNECTIONS_MESSAGE,
@@ -54,10 +56,11 @@ class Simulator:
             config.seed, {p: DEFAULT_MARKET[p] for p in config.pairs}, config.activity
         )
         self.tape = Tape(self.market, config.channels)
+        self.clusters = Clusters(self.tape, config.markets, config.seed, config.activity)
         start_ms = config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
         self.clock = MarketClock(start_ms, config.clock_mode)
         self._pacer = Pacer(
-            self.clock, self.tape, self, speed=config.speed,
+            self.clock, self.clusters, self, speed=config.speed,
             max_frame_events=config.max_frame_events, preload_s=config.preload_s,
         )  # fmt: skip
         self._connections: dict[int, Connection] = {}
@@ -130,7 +133,8 @@ class Simulator:
         key = await authenticate(ws, self.config.api_keys, self.config.auth_timeout_s)
         if key is None:
             return
-        conn = Connection(ws, key, next(self._numbers), self.config.max_frame_events)
+        market = self.http.cluster_of(ws.request.path if ws.request else "/") or "crypto"
+        conn = Connection(ws, key, next(self._numbers), self.config.max_frame_events, market)
         self._connections[conn.number] = conn
         sender = asyncio.create_task(self._send_loop(conn))
         try:
@@ -162,11 +166,15 @@ class Simulator:
                 if conn.stats.subscribed_ms is None:
                     conn.stats.subscribed_ms = self.sim_ms
                 self.subscribed.set()
-                self._enforce_connection_limit(conn.key)
+                self._enforce_connection_limit(conn.key, conn.market)
 
-    def _enforce_connection_limit(self, key: str) -> None:
-        """The vendor serves a second connection until it subscribes, then closes one."""
-        same_key = [c for c in self._connections.values() if c.key == key and c.close_after is None]
+    def _enforce_connection_limit(self, key: str, market: str) -> None:
+        """The vendor serves a second connection to a cluster until it subscribes, then
+        closes one (a key may hold one connection per cluster)."""
+        same_key = [
+            c for c in self._connections.values()
+            if c.key == key and c.market == market and c.close_after is None
+        ]  # fmt: skip
         excess = len(same_key) - self.config.max_connections_per_key
         if excess > 0:
             ordered = sorted(same_key, key=lambda c: c.number)

@@ -9,6 +9,7 @@ frames. Each event is encoded once here; connections only filter and join the by
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import msgspec
 
@@ -16,7 +17,7 @@ from ingest.protocol import MinuteAgg, Quote, SecondAgg, Trade
 from ingest.simulator.market import Market
 from sql.markets import CRYPTO
 
-__all__ = ["CHANNELS", "Tape", "TapeEvent"]
+__all__ = ["CHANNELS", "SecondsTape", "Tape", "TapeEvent", "emitted"]
 
 CHANNELS = CRYPTO.channels
 _encode = msgspec.json.Encoder().encode
@@ -25,8 +26,30 @@ _encode = msgspec.json.Encoder().encode
 class TapeEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
     emit_ms: int
     channel: str
-    pair: str
+    pair: str  # the symbol a topic names
     data: bytes  # the event's JSON object, ready to join into a frame
+    market: str = "crypto"  # the cluster (the WebSocket path) that sends it
+
+
+def emitted(
+    market: str,
+    channel: str,
+    events: Iterable[tuple[int, str, msgspec.Struct]],
+    start_ms: int,
+    end_ms: int,
+) -> list[TapeEvent]:
+    """Those of ``events`` ((emit ms, symbol, event)) emitted in ``[start_ms, end_ms)``."""
+    return [
+        TapeEvent(emit_ms, channel, symbol, _encode(event), market)
+        for emit_ms, symbol, event in events
+        if start_ms <= emit_ms < end_ms
+    ]  # fmt: skip
+
+
+class SecondsTape(Protocol):
+    """What the pacer plays: the events emitted during each second, in emission order."""
+
+    def second(self, second: int) -> list[TapeEvent]: ...
 
 
 class Tape:

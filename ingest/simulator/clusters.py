@@ -1,0 +1,41 @@
+"""The clusters one simulator serves, each on its own path as at the vendor
+(``/crypto``, ``/stocks``, ``/forex``, ``/indices``), played as one tape by one clock."""
+
+from __future__ import annotations
+
+import functools
+import heapq
+from collections.abc import Callable
+
+from ingest.simulator.forex import ForexMarket
+from ingest.simulator.indices import IndexMarket
+from ingest.simulator.stocks import StockMarket
+from ingest.simulator.tape import Tape, TapeEvent
+from sql.markets import MARKETS
+
+__all__ = ["Clusters"]
+
+
+class Clusters:
+    """The crypto tape and the other markets' (all their channels), merged by emission time."""
+
+    def __init__(self, crypto: Tape, names: tuple[str, ...], seed: int, activity: float) -> None:
+        self.names = names
+        self.markets: dict[str, StockMarket | ForexMarket | IndexMarket] = {
+            "stocks": StockMarket(seed, activity=activity),
+            "forex": ForexMarket(seed, activity=activity),
+            "indices": IndexMarket(seed),
+        }
+        self._seconds: list[Callable[[int], list[TapeEvent]]] = []
+        if "crypto" in names:
+            self._seconds.append(crypto.second)
+        for name in names:
+            if name != "crypto":
+                market, channels = self.markets[name], frozenset(MARKETS[name].channels)
+                self._seconds.append(functools.partial(market.second, channels=channels))
+
+    def second(self, second: int) -> list[TapeEvent]:
+        if len(self._seconds) == 1:
+            return self._seconds[0](second)
+        key = lambda event: event.emit_ms  # noqa: E731
+        return list(heapq.merge(*(tape(second) for tape in self._seconds), key=key))

@@ -95,13 +95,30 @@ def test_the_websocket_client_receives_exactly_what_the_simulator_sent(tmp_path:
 # Each market after crypto: the topics of one symbol on every channel, the official client's
 # class for each event type, and its attribute for each wire field.
 _EQUITY_AGG = {
-    "symbol": "sym", "volume": "v", "accumulated_volume": "av", "official_open_price": "op",
-    "vwap": "vw", "open": "o", "close": "c", "high": "h", "low": "l", "aggregate_vwap": "a",
-    "average_size": "z", "start_timestamp": "s", "end_timestamp": "e",
+    "symbol": "sym",
+    "volume": "v",
+    "accumulated_volume": "av",
+    "official_open_price": "op",
+    "vwap": "vw",
+    "open": "o",
+    "close": "c",
+    "high": "h",
+    "low": "l",
+    "aggregate_vwap": "a",
+    "average_size": "z",
+    "start_timestamp": "s",
+    "end_timestamp": "e",
 }
 _CURRENCY_AGG = {
-    "pair": "pair", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "v",
-    "vwap": "vw", "start_timestamp": "s", "end_timestamp": "e",
+    "pair": "pair",
+    "open": "o",
+    "high": "h",
+    "low": "l",
+    "close": "c",
+    "volume": "v",
+    "vwap": "vw",
+    "start_timestamp": "s",
+    "end_timestamp": "e",
 }
 MARKETS_AFTER_CRYPTO: dict[str, tuple[list[str], dict[str, type], dict[type, dict[str, str]]]] = {
     "stocks": (

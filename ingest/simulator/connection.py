@@ -40,6 +40,7 @@ class ConnectionStats(msgspec.Struct):
     last_ms: int | None = None
     kicked: str | None = None  # the status it was sent before the server closes it
     open: bool = True
+    market: str = "crypto"  # the cluster it connected to
 
 
 class Connection:
@@ -62,7 +63,7 @@ class Connection:
         self.duplicates_left = 0
         self.silenced = False  # reads nothing more: would never finish a closing handshake
         self.closing: asyncio.Task[None] | None = None  # a close it was asked to make
-        self.stats = ConnectionStats(number, [])
+        self.stats = ConnectionStats(number, [], market=market)
 
     def wants(self, event: TapeEvent) -> bool:
         return event.market == self.market and (

@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import enum
-import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, WebSocket, get, websocket
 from litestar.config.cors import CORSConfig
-from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
+from litestar.exceptions import NotFoundException, WebSocketDisconnect
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, YamlRenderPlugin
@@ -35,6 +33,7 @@ from prometheus_client import REGISTRY
 from api.assets import ensure_assets
 from api.auth import BearerTokenAuth
 from api.errors import StoreUnavailable, Unsupported
+from api.market_routes import market_routes
 from api.push import (
     CLOSE_BAD_PARAMETER,
     CLOSE_REFUSED,
@@ -48,62 +47,35 @@ from api.push import (
 from api.queries import CandleQuery, Interval
 from api.response_cache import ResponseCache
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
+from api.routing import (
+    ERRORS,
+    ERRORS_OR_NONE,
+    CandleEnd,
+    CandleFill,
+    CandleInterval,
+    CandleStart,
+    CandleZone,
+    Limit,
+    TimeZone,
+    check_range,
+    found,
+    now,
+    store_of,
+)
 from api.settings import ApiSettings
 from api.store import Store, open_store
-from sql.markets import CRYPTO
+from sql.markets import CRYPTO, MARKETS
 
 __all__ = ["create_app"]
 
-T = TypeVar("T")
-
-# Calendar zones as an enum, so the OpenAPI schema lists exactly what is accepted. Two entries
-# of the tz database name no place (the host's own zone, a placeholder) and QuestDB refuses them.
-_NOT_PLACES = {"localtime", "Factory"}
-TimeZone = enum.Enum(  # type: ignore[misc]
-    "TimeZone",
-    [(zone, zone) for zone in sorted(zoneinfo.available_timezones() - _NOT_PLACES)],
-    type=str,
-)
-
-
-class ErrorBody(msgspec.Struct):
-    status_code: int
-    detail: str
-    extra: dict[str, str] | list[dict[str, str]] | None = None
-
-
-_UNAVAILABLE = ResponseSpec(ErrorBody, description="The database is unreachable (Retry-After)")
-# Every route may answer these besides 200 (and 400 for bad parameters).
-_ERRORS = {503: _UNAVAILABLE}
-_ERRORS_OR_NONE = {
-    404: ResponseSpec(ErrorBody, description="A well-formed pair with no data"),
-    503: _UNAVAILABLE,
-}
 Symbol = Annotated[
     str, Parameter(pattern=CRYPTO.regex(), description=f"A pair, e.g. {CRYPTO.example}")
 ]
-Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
 QUOTE_GAPS_SHOWN = 50
 VIEW_CHECK_S = 5.0
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
-
-
-def _found(rows: list[T], what: str) -> list[T]:
-    """``rows``, or a 404 saying there are no ``what`` (a well-formed pair without data)."""
-    if not rows:
-        raise NotFoundException(f"no {what}")
-    return rows
-
-
-def _store(request: Request | WebSocket) -> Store:  # type: ignore[type-arg]
-    store: Store = request.app.state.store
-    return store
-
-
-@get("/api/market/prices", responses=_ERRORS)
+@get("/api/market/prices", responses=ERRORS)
 async def prices(
     request: Request,  # type: ignore[type-arg]
     symbols: Annotated[
@@ -115,52 +87,44 @@ async def prices(
     ] = None,
 ) -> PricesResponse:
     wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
-    found = await _store(request).prices(wanted)
-    return PricesResponse(found, len(found), _now())
+    listed = await store_of(request).prices(wanted)
+    return PricesResponse(listed, len(listed), now())
 
 
-@get("/api/market/ohlcv/{symbol:str}", responses=_ERRORS_OR_NONE)
+@get("/api/market/ohlcv/{symbol:str}", responses=ERRORS_OR_NONE)
 async def ohlcv(
     request: Request,  # type: ignore[type-arg]
     symbol: Symbol,
-    interval: Annotated[Interval, Parameter(description="Candle width")] = "1h",
+    interval: CandleInterval = "1h",
     limit: Limit = 100,
     source: Annotated[
         Literal["bars", "trades"],
         Parameter(description="Resample the vendor's 1-minute bars or raw trades"),
     ] = "bars",
-    start: Annotated[dt.datetime | None, Parameter(description="Inclusive, ISO-8601 (UTC)")] = None,
-    end: Annotated[dt.datetime | None, Parameter(description="Exclusive, ISO-8601 (UTC)")] = None,
-    fill: Annotated[
-        Literal["none", "prev", "null"],
-        Parameter(
-            description="Buckets without trades: left out (none), previous prices (prev), nulls"
-        ),
-    ] = "none",
-    tz: Annotated[
-        TimeZone, Parameter(description="Calendar alignment zone, e.g. Europe/London")
-    ] = TimeZone["UTC"],
+    start: CandleStart = None,
+    end: CandleEnd = None,
+    fill: CandleFill = "none",
+    tz: CandleZone = TimeZone["UTC"],
 ) -> OhlcvResponse:
-    if start is not None and end is not None and start >= end:
-        raise ValidationException("start: must be before end", extra={"parameter": "start"})
+    check_range(start, end)
     query = CandleQuery(
         symbol=symbol, interval=interval, limit=limit, source=source, start=start, end=end,
         fill=fill, tz=tz.value,
     )  # fmt: skip
-    candles = _found(await _store(request).candles(query), f"{source} for {symbol} in that range")
-    return OhlcvResponse(symbol, interval, candles, len(candles), _now())
+    candles = found(await store_of(request).candles(query), f"{source} for {symbol} in that range")
+    return OhlcvResponse(symbol, interval, candles, len(candles), now())
 
 
-@get("/api/market/trades/{symbol:str}", responses=_ERRORS_OR_NONE)
+@get("/api/market/trades/{symbol:str}", responses=ERRORS_OR_NONE)
 async def trades(request: Request, symbol: Symbol, limit: Limit = 100) -> TradesResponse:  # type: ignore[type-arg]
-    rows = _found(await _store(request).trades(symbol, limit), f"trades for {symbol}")
-    return TradesResponse(symbol, rows, len(rows), _now())
+    rows = found(await store_of(request).trades(symbol, limit), f"trades for {symbol}")
+    return TradesResponse(symbol, rows, len(rows), now())
 
 
-@get("/api/market/quotes/{symbol:str}", responses=_ERRORS_OR_NONE)
+@get("/api/market/quotes/{symbol:str}", responses=ERRORS_OR_NONE)
 async def quotes(request: Request, symbol: Symbol, limit: Limit = 100) -> QuotesResponse:  # type: ignore[type-arg]
-    rows = _found(await _store(request).quotes(symbol, limit), f"quotes for {symbol}")
-    return QuotesResponse(symbol, rows, len(rows), _now())
+    rows = found(await store_of(request).quotes(symbol, limit), f"quotes for {symbol}")
+    return QuotesResponse(symbol, rows, len(rows), now())
 
 
 @get("/health", responses={503: ResponseSpec(Health, description="The database is unreachable")})
@@ -168,13 +132,13 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
     """Up, and whether the database answers (503 when it does not, for load balancers); the
     newest windows in which quotes may be missing; each materialized view's state and whether
     it answers now; how old a cached answer may be; how far behind the live push is."""
-    store = _store(request)
+    store = store_of(request)
     try:
         newest = await store.newest_trade()
         quote_gaps = await store.quote_gaps(QUOTE_GAPS_SHOWN)
         views = await store.views()
     except StoreUnavailable:
-        return Response(Health("degraded", "unreachable", None, _now()), status_code=503)
+        return Response(Health("degraded", "unreachable", None, now()), status_code=503)
     age = None
     if newest is not None:
         age = round(
@@ -183,7 +147,7 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
     cache_ms: int = request.app.state.response_cache_ms
     tailer: Tailer | None = request.app.state.tailer
     push = tailer.health() if tailer else None
-    return Response(Health("ok", "reachable", age, _now(), quote_gaps, views, cache_ms, push))
+    return Response(Health("ok", "reachable", age, now(), quote_gaps, views, cache_ms, push))
 
 
 PushPairs = Annotated[str, msgspec.Meta(pattern=CRYPTO.regex(many=True))]
@@ -220,7 +184,7 @@ async def push(socket: WebSocket) -> None:  # type: ignore[type-arg]
         return
     tailer: Tailer | None = socket.app.state.tailer
     if tailer is None:
-        await socket.close(CLOSE_REFUSED, _store(socket).push_refused)
+        await socket.close(CLOSE_REFUSED, store_of(socket).push_refused)
         return
     subscription = Subscription(
         _pairs(asked.trades), _pairs(asked.quotes),
@@ -364,6 +328,12 @@ def create_app(settings: ApiSettings) -> Litestar:
             ohlcv,
             trades,
             quotes,
+            *(
+                route
+                for market in MARKETS.values()
+                if market.served
+                for route in market_routes(market)
+            ),
             push,
             health,
             MetricsController,

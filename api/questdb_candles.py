@@ -38,8 +38,20 @@ from psycopg import sql
 
 from api.queries import SECONDS, CandleQuery, floor_to, naive_utc
 from api.responses import Candle
+from sql.tables import Table
 
-__all__ = ["FROM_TS", "RowSource", "coarsest", "finest", "merge", "plan", "sampled_sql", "selected"]
+__all__ = [
+    "FROM_TS",
+    "Piece",
+    "RowSource",
+    "bar_source",
+    "coarsest",
+    "finest",
+    "merge",
+    "plan",
+    "sampled_sql",
+    "selected",
+]
 
 
 class RowSource(msgspec.Struct, frozen=True):
@@ -114,6 +126,7 @@ class Piece(msgspec.Struct, frozen=True):
     start: dt.datetime | None  # inclusive, naive UTC; None: from the first row
     end: dt.datetime | None  # exclusive; None: to the last
     after_bars: bool = False  # only rows from the end of the pair's newest bar on
+    regular_session: bool = False  # only rows of 09:30-16:00 America/New_York
 
 
 # Where the vendor's bars of a pair end: the newest one's minute, plus a minute (the epoch
@@ -122,6 +135,30 @@ _BARS_END = (
     "(SELECT coalesce(dateadd('m', 1, max(ts)), 0::timestamp)"
     " FROM (SELECT ts FROM bars_1m WHERE symbol = %s ORDER BY ts DESC LIMIT 1))"
 )
+
+
+# Minutes of the day in New York from the open (09:30) to the last minute before the close.
+_NEW_YORK_MINUTE = (
+    "hour(to_timezone(ts, 'America/New_York')) * 60 + minute(to_timezone(ts, 'America/New_York'))"
+)
+_REGULAR_SESSION = f"{_NEW_YORK_MINUTE} BETWEEN 570 AND 959"
+
+
+def bar_source(table: Table) -> RowSource:
+    """A market's minute bars as candle rows: the aggregates ``Candle`` names, NULL for a
+    figure the market has no column for (an index has no volume)."""
+    names = {column.name for column in table.columns}
+    figures = {
+        "volume": ("sum(volume)", {"volume"}),
+        "vwap": ("sum(vwap * volume) / sum(volume)", {"vwap", "volume"}),
+        "trades": ("sum(trade_count)", {"trade_count"}),
+    }
+    sums = ", ".join(
+        f"{expression if needs <= names else 'cast(NULL AS double)'} {name}"
+        for name, (expression, needs) in figures.items()
+    )
+    prices = "first(open) open, max(high) high, min(low) low, last(close) close"
+    return RowSource(f"SELECT ts, {prices}, {sums} FROM {table.name}", 0)  # noqa: S608 (declared names)
 
 
 def plan(query: CandleQuery, start: dt.datetime | None, view: RowSource | None) -> list[Piece]:
@@ -178,6 +215,8 @@ def sampled_sql(
         if piece.after_bars:
             conditions.append(sql.SQL(f"ts >= {_BARS_END}"))
             params.append(query.symbol)
+        if piece.regular_session:
+            conditions.append(sql.SQL(_REGULAR_SESSION))
         params.append(limit)
         selects.append(
             sql.SQL(

@@ -31,13 +31,16 @@ from psycopg.rows import AsyncRowFactory, DictRow, RowMaker, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.errors import StoreUnavailable, Unsupported
+from api.market_responses import row_struct
 from api.pool_metrics import PoolCollector
 from api.push_messages import LOOKBACK_S, Arrived, QuoteEvent, Subscribed, TradeEvent
 from api.queries import CandleQuery, iso_ms, newest_candles, rolling_day_start
 from api.questdb_candles import FROM_TS, coarsest, merge, plan, sampled_sql, selected
+from api.questdb_markets import candles_sql, prices_sql, rows_sql
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.view_metrics import ViewCollector
 from api.views import ViewGuard, ViewHealth
+from sql.markets import Served
 from sql.tables import QUOTES, TRADES, Table
 from sql.views import VIEWS
 
@@ -190,6 +193,22 @@ class QuestDBStore:
     async def trades(self, symbol: str, limit: int) -> list[TradeOut]:
         return await self._structs(_NEWEST_TRADES, (symbol, limit), TradeOut)
 
+    async def market_prices(self, served: Served, symbols: list[str] | None) -> list[Price]:
+        statement, params = prices_sql(served, symbols)
+        return await self._structs(statement, params, Price)
+
+    async def market_rows(self, table: Table, symbol: str, limit: int) -> list[msgspec.Struct]:
+        return await self._structs(rows_sql(table), (symbol, limit), row_struct(table))
+
+    async def market_candles(
+        self, served: Served, query: CandleQuery, regular: bool
+    ) -> list[Candle]:
+        async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
+            statement, params = candles_sql(served, query, count, since, regular)
+            return await self._candles(statement, params, query.tz)
+
+        return await newest_candles(sample, query)
+
     async def quotes(self, symbol: str, limit: int) -> list[QuoteOut]:
         return await self._structs(_NEWEST_QUOTES, (symbol, limit), QuoteOut)
 
@@ -285,12 +304,17 @@ class QuestDBStore:
         if view is not None and view.view is not None:
             view = view if await self.guards[view.view].fresh(self._connection) else None
         statement, params = sampled_sql(query, plan(query, start, view), limit)
+        return merge(await self._candles(statement, params, query.tz), limit)
+
+    async def _candles(
+        self, statement: sql.Composed, params: list[object], tz: str
+    ) -> list[Candle]:
         try:
-            return merge(await self._structs(statement, tuple(params), Candle), limit)
+            return await self._structs(statement, tuple(params), Candle)
         except psycopg.DatabaseError as exc:
             if "invalid timezone" not in str(exc):
                 raise
-            raise Unsupported("tz", f"QuestDB does not know the time zone {query.tz}") from exc
+            raise Unsupported("tz", f"QuestDB does not know the time zone {tz}") from exc
 
 
 def struct_rows(out: type[S]) -> AsyncRowFactory[S]:

@@ -22,6 +22,7 @@ import msgspec
 from prometheus_client.registry import Collector
 
 from api.errors import StoreUnavailable
+from api.market_responses import row_struct
 from api.queries import (
     SECONDS,
     CandleQuery,
@@ -33,7 +34,17 @@ from api.queries import (
 )
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.sqlite_calendar import filled, in_utc, local_offset_sql
+from api.sqlite_markets import (
+    candles_sql,
+    day_open_sql,
+    day_stats_sql,
+    latest_sql,
+    span_sql,
+    symbols_sql,
+)
+from api.sqlite_markets import rows_sql as market_rows_sql
 from api.views import ViewHealth
+from sql.markets import Served
 from sql.tables import QUOTES, TRADES, Table
 
 __all__ = ["SQLiteStore"]
@@ -43,6 +54,7 @@ _SPAN = (
     "SELECT (SELECT min(timestamp) FROM {table} WHERE symbol = ?) first,"
     " (SELECT max(timestamp) FROM {table} WHERE symbol = ?) + 1 last"
 )
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")  # the regular session's clock
 _MONDAY = 4 * 86400  # the epoch was a Thursday; calendar weeks start on Monday 1970-01-05
 
 _CANDLES = {
@@ -260,6 +272,60 @@ class SQLiteStore:
             forming = _FORMING.format(local=local) if tables[1:] else ""
             statement = _CANDLES[query.source].format(local=local, forming=forming)
             rows = await self._rows(statement, params)
+            candles = [
+                msgspec.convert({**row, "timestamp": row["bucket"], "time": ""}, Candle)
+                for row in rows
+            ]
+            return [in_utc(c, zone) for c in filled(candles, step, query.fill)[-count:]]
+
+        return await newest_candles(sample, query)
+
+    async def market_prices(self, served: Served, symbols: list[str] | None) -> list[Price]:
+        return await asyncio.to_thread(self._market_prices, served, symbols)
+
+    def _market_prices(self, served: Served, symbols: list[str] | None) -> list[Price]:
+        since_ms = _epoch(rolling_day_start()) * 1000
+        prices = []
+        with self._connect() as conn:
+            found = symbols or [row["symbol"] for row in conn.execute(symbols_sql(served))]
+            for symbol in found:
+                latest = conn.execute(latest_sql(served), (symbol,)).fetchone()
+                if latest is None:
+                    continue
+                opening = conn.execute(day_open_sql(served), (symbol, since_ms)).fetchone()
+                day = conn.execute(day_stats_sql(served), (symbol, since_ms)).fetchone()
+                row = {**(dict(day) if opening else {}), **(dict(opening) if opening else {})}
+                row |= {"symbol": symbol, "price": latest["price"],
+                        "timestamp": iso_of_epoch(latest["ts"] // 1000)}  # fmt: skip
+                prices.append(msgspec.convert(row, Price))
+        return sorted(prices, key=lambda p: p.symbol)
+
+    async def market_rows(self, table: Table, symbol: str, limit: int) -> list[msgspec.Struct]:
+        rows = await self._rows(market_rows_sql(table), (symbol, limit))
+        return [msgspec.convert(row, row_struct(table), strict=False) for row in rows]
+
+    async def market_candles(
+        self, served: Served, query: CandleQuery, regular: bool
+    ) -> list[Candle]:
+        step = SECONDS[query.interval]
+        zone = zoneinfo.ZoneInfo(query.tz)
+
+        async def sample(count: int, since: dt.datetime | None) -> list[Candle]:
+            first = _epoch(since) if since else None
+            last = _epoch(query.end) if query.end else None
+            if (query.tz != "UTC" or regular) and (first is None or last is None):
+                span = (await self._rows(span_sql(served), (query.symbol,)))[0]
+                first = span["first"] if first is None else first
+                last = span["last"] if last is None else last
+            local = local_offset_sql(zone, first, last) if query.tz != "UTC" else "0"
+            new_york = local_offset_sql(NEW_YORK, first, last) if regular else None
+            params = {
+                "symbol": query.symbol, "step": step,
+                "shift": _MONDAY if query.interval == "1w" else 0,
+                "start": first if first is not None else -(2**40),
+                "end": last if last is not None else 2**40,
+            }  # fmt: skip
+            rows = await self._rows(candles_sql(served, local, new_york), params)
             candles = [
                 msgspec.convert({**row, "timestamp": row["bucket"], "time": ""}, Candle)
                 for row in rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
+import msgspec
 from prometheus_client.registry import Collector
 
 from api.queries import CandleQuery
@@ -13,7 +14,9 @@ from api.questdb_store import QuestDBStore
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.sqlite_store import SQLiteStore
 from api.views import ViewHealth
+from sql.markets import Served
 from sql.settings import StoreSettings
+from sql.tables import Table
 
 __all__ = ["Store", "open_store"]
 
@@ -33,6 +36,17 @@ class Store(Protocol):
     async def newest_trade(self) -> dt.datetime | None: ...
 
     async def quote_gaps(self, limit: int) -> list[QuoteGap]: ...
+
+    # The markets after crypto (``sql/markets.py``: what each serves).
+    async def market_prices(self, served: Served, symbols: list[str] | None) -> list[Price]: ...
+
+    async def market_rows(self, table: Table, symbol: str, limit: int) -> list[msgspec.Struct]:
+        """The newest rows of ``symbol``, newest first, as ``row_struct(table)``."""
+
+    async def market_candles(
+        self, served: Served, query: CandleQuery, regular: bool
+    ) -> list[Candle]:
+        """From the market's minute bars; ``regular``: of 09:30-16:00 New York alone."""
 
     # Why this store cannot serve the live push (/ws); None: it can (``api/push.py``'s
     # ``PushSource``).

@@ -17,8 +17,18 @@ from collections.abc import Iterable
 import msgspec
 
 from sql.errors import StoreError
+from sql.tables import (
+    FOREX_BARS_1M,
+    FOREX_QUOTES,
+    INDEX_BARS_1M,
+    INDEX_VALUES,
+    STOCK_BARS_1M,
+    STOCK_QUOTES,
+    STOCK_TRADES,
+    Table,
+)
 
-__all__ = ["CRYPTO", "FOREX", "INDICES", "MARKETS", "STOCKS", "Market", "SymbolError"]
+__all__ = ["CRYPTO", "FOREX", "INDICES", "MARKETS", "STOCKS", "Market", "Served", "SymbolError"]
 
 
 class SymbolError(StoreError, ValueError):
@@ -29,6 +39,19 @@ class SymbolError(StoreError, ValueError):
             f"{symbol[:40]!r} is not a {market.name} symbol; they look like {market.example}"
         )
         self.symbol = symbol
+
+
+class Served(msgspec.Struct, frozen=True):
+    """What the API serves of a market after crypto (crypto keeps the seed's routes): candles
+    from its minute bars, its price from the newest row of one table (the mean of
+    ``price_columns``: a forex price is the mid of bid and ask), and its rows newest first,
+    a route each (``rows``: the route's name and its table)."""
+
+    bars: Table
+    latest: Table
+    price_columns: tuple[str, ...]
+    rows: tuple[tuple[str, Table], ...]
+    sessions: bool = False  # candles of the regular session alone, or of all trading
 
 
 class Market(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +66,7 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
     bars_path: str = "/v2/aggs/ticker/{ticker}/range/1/minute/{from_ms}/{to_ms}"
     trades_path: str | None = None  # REST trades of a ticker, {ticker}; None: no history
     quotes_path: str | None = None  # REST quotes of a ticker, {ticker}; None: no history
+    served: Served | None = None  # None: the seed's /api/market routes serve it (crypto)
 
     def regex(self, *, many: bool = False, url: bool = False) -> str:
         """Anchored, for a parameter or a setting that takes one pair (or, ``many``, a
@@ -109,6 +133,13 @@ STOCKS = Market(
     separator="",
     trades_path="/v3/trades/{ticker}",
     quotes_path="/v3/quotes/{ticker}",
+    served=Served(
+        STOCK_BARS_1M,
+        STOCK_TRADES,
+        ("price",),
+        (("trades", STOCK_TRADES), ("quotes", STOCK_QUOTES)),
+        sessions=True,
+    ),
 )
 
 FOREX = Market(
@@ -120,6 +151,9 @@ FOREX = Market(
     quote_length=3,
     separator="/",
     quotes_path="/v3/quotes/{ticker}",
+    served=Served(
+        FOREX_BARS_1M, FOREX_QUOTES, ("bid_price", "ask_price"), (("quotes", FOREX_QUOTES),)
+    ),
 )
 
 INDICES = Market(
@@ -130,6 +164,7 @@ INDICES = Market(
     ticker_prefix="",
     quote_length=0,
     separator="",
+    served=Served(INDEX_BARS_1M, INDEX_VALUES, ("value",), (("values", INDEX_VALUES),)),
 )
 
 MARKETS = {market.name: market for market in (CRYPTO, STOCKS, FOREX, INDICES)}

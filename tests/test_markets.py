@@ -8,19 +8,23 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
+from api.process import get, serve_api
+from api.queries import iso_of_epoch
 from ingest.batch import Batch
 from ingest.decode import decode_market_frame
 from ingest.protocol import PROTOCOLS
 from ingest.recording import read_recording
 from ingest.service import Ingester, make_sink
 from ingest.settings import DEFAULT_SYMBOLS, MarketFeed
+from ingest.simulator.sessions import NEW_YORK
 from sql import StoreSettings
 from sql.markets import MARKETS
 from sql.questdb_local import ServerState
@@ -110,24 +114,37 @@ def stored(store: StoreSettings, table: Table, start_ms: int, expected: int) -> 
         return wait_for(rows, until=lambda found: len(found) >= expected, what=table.name)
 
 
-@pytest.fixture(params=["questdb", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
-    if request.param == "sqlite":
-        return StoreSettings(store="sqlite", database_path=tmp_path / "trading.db")
+def store_for(kind: str, request: pytest.FixtureRequest, tmp: Path) -> StoreSettings:
+    if kind == "sqlite":
+        return StoreSettings(store="sqlite", database_path=tmp / "trading.db")
     server: ServerState = request.getfixturevalue("questdb_with_schema")
     return StoreSettings(questdb_ilp=server.ilp_conf, questdb_pg=server.pg_dsn)
 
 
-def test_one_ingester_stores_every_market_each_event_once(
-    store: StoreSettings, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    start_ms = trading_day_for(request.node.name)
-    journal = tmp_path / "sent.jsonl.gz"
+@pytest.fixture(params=["questdb", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
+    return store_for(request.param, request, tmp_path)
+
+
+class Ingested(msgspec.Struct):
+    store: StoreSettings
+    start_ms: int
+    sent: dict[Table, set[Row]]  # what each table should hold: what the simulator sent
+    events: dict[str, list[dict[str, Any]]]  # each cluster's events as sent
+
+
+@pytest.fixture(scope="module", params=["questdb", "sqlite"])
+def ingested(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Ingested:
+    """Two minutes of every market, from a stepped simulator through one ingester."""
+    tmp = tmp_path_factory.mktemp(f"markets-{request.param}")
+    store = store_for(request.param, request, tmp)
+    start_ms = trading_day_for(f"markets-{request.param}")
+    journal = tmp / "sent.jsonl.gz"
 
     async def scenario() -> dict[int, str]:
         sim_config = config(stepped=True, start_ms=start_ms, journal=journal, markets=ALL)
         async with running(sim_config) as sim:
-            settings = ingest_settings(sim.port, store, tmp_path, markets=ALL, feeds=every_feed())
+            settings = ingest_settings(sim.port, store, tmp, markets=ALL, feeds=every_feed())
             ingester = Ingester(settings)
             task = asyncio.create_task(ingester.run())
             await until(lambda: listeners(sim) == len(ALL))
@@ -139,12 +156,147 @@ def test_one_ingester_stores_every_market_each_event_once(
             await task
         return markets
 
-    sent = sent_by_table(journal, asyncio.run(scenario()))
-    for table, expected in sent.items():
+    markets = asyncio.run(scenario())
+    events: dict[str, list[dict[str, Any]]] = {name: [] for name in ALL}
+    for recorded in read_recording(journal):
+        events[markets[recorded.conn]] += json.loads(recorded.frame)
+    return Ingested(store, start_ms, sent_by_table(journal, markets), events)
+
+
+def test_one_ingester_stores_every_market_each_event_once(ingested: Ingested) -> None:
+    for table, expected in ingested.sent.items():
         assert expected, f"the simulator sent nothing for {table.name}"
-        rows = stored(store, table, start_ms, len(expected))
+        rows = stored(ingested.store, table, ingested.start_ms, len(expected))
         assert len(rows) == len(set(rows)), f"a row of {table.name} was stored twice"
         assert set(rows) == expected, table.name
+
+
+@pytest.fixture(scope="module")
+def api(ingested: Ingested) -> Iterator[str]:
+    store = ingested.store
+    if store.store == "sqlite":
+        yield from serve_api("", STORE="sqlite", DATABASE_PATH=str(store.database_path))
+    else:
+        yield from serve_api(store.questdb_pg)
+
+
+def of(ingested: Ingested, market: str, ev: str, symbol_field: str, symbol: str) -> list[Any]:
+    return [e for e in ingested.events[market] if e["ev"] == ev and e[symbol_field] == symbol]
+
+
+def test_each_market_s_price_is_its_newest_trade_mid_quote_or_value(
+    api: str, ingested: Ingested
+) -> None:
+    for market, ev, field, symbol, url, price in (
+        ("stocks", "T", "sym", "AAPL", "AAPL", lambda e: e["p"]),
+        ("forex", "C", "p", "EUR/USD", "EUR-USD", lambda e: (e["b"] + e["a"]) / 2),
+        ("indices", "V", "T", "I:SPX", "I:SPX", lambda e: e["val"]),
+    ):
+        events = of(ingested, market, ev, field, symbol)
+        newest_ms = max(e["t"] for e in events)
+        status, body, _ = get(api, f"/api/{market}/prices?symbols={url}")
+        assert status == 200, body
+        (listed,) = body["prices"]
+        assert listed["symbol"] == symbol
+        assert listed["price"] in [pytest.approx(price(e)) for e in events if e["t"] == newest_ms]
+        assert listed["timestamp"] == iso_of_epoch(newest_ms // 1000)
+
+
+def test_each_market_s_minute_candles_are_the_vendor_s_bars(api: str, ingested: Ingested) -> None:
+    for market, ev, field, symbol, url in (
+        ("stocks", "AM", "sym", "NVDA", "NVDA"),
+        ("forex", "CA", "pair", "USD/JPY", "USD-JPY"),
+        ("indices", "AM", "sym", "I:NDX", "I:NDX"),
+    ):
+        bars = sorted(of(ingested, market, ev, field, symbol), key=lambda e: e["s"])
+        assert len(bars) >= 2
+        start = iso_of_epoch(ingested.start_ms // 1000 - 60)
+        status, body, _ = get(api, f"/api/{market}/ohlcv/{url}?interval=1m&start={start}")
+        assert status == 200, body
+        assert body["symbol"] == symbol
+        candles = [(c["timestamp"], c["open"], c["high"], c["low"], c["close"], c["volume"])
+                   for c in body["data"]]  # fmt: skip
+        assert candles == [
+            (b["s"] // 1000, b["o"], b["h"], b["l"], b["c"], b.get("v")) for b in bars
+        ]
+
+
+def test_each_market_s_rows_come_newest_first(api: str, ingested: Ingested) -> None:
+    for market, route, ev, field, symbol, url in (
+        ("stocks", "trades", "T", "sym", "TSLA", "TSLA"),
+        ("stocks", "quotes", "Q", "sym", "TSLA", "TSLA"),
+        ("forex", "quotes", "C", "p", "GBP/USD", "GBP-USD"),
+        ("indices", "values", "V", "T", "I:DJI", "I:DJI"),
+    ):
+        events = of(ingested, market, ev, field, symbol)
+        status, body, _ = get(api, f"/api/{market}/{route}/{url}?limit=5")
+        assert status == 200, body
+        assert body["symbol"] == symbol
+        assert body["count"] == 5
+        times = [row["ts"] for row in body["data"]]
+        newest = sorted({e["t"] for e in events}, reverse=True)
+        assert times == sorted(times, reverse=True)
+        assert {iso_ms_of(t) for t in times} <= set(newest[:5]), (market, route, times, newest[:5])
+        assert iso_ms_of(times[0]) == newest[0]
+
+
+def iso_ms_of(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/forex/ohlcv/EURUSD", "symbol"),
+        ("/api/stocks/trades/aapl", "symbol"),
+        ("/api/indices/values/SPX", "symbol"),
+        ("/api/indices/ohlcv/I:SPX?session=regular", "session"),
+        ("/api/stocks/ohlcv/AAPL?session=night", "session"),
+        ("/api/stocks/quotes/AAPL?limit=0", "limit"),
+        ("/api/forex/prices?symbols=EUR/USD", "symbols"),
+    ],
+)
+def test_a_bad_parameter_of_a_market_route_is_a_400_naming_it(
+    api: str, path: str, parameter: str
+) -> None:
+    status, body, _ = get(api, path)
+    assert status == 400, body
+    assert parameter in json.dumps(body)
+
+
+def test_a_well_formed_symbol_without_rows_is_a_404(api: str) -> None:
+    status, body, _ = get(api, "/api/stocks/trades/ZZZZ")
+    assert status == 404, body
+
+
+def test_stock_candles_of_the_regular_session_leave_out_the_extended_hours(
+    store: StoreSettings, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Minute bars at 09:29, 09:30, 15:59 and 16:00 New York on a summer day (EDT, UTC-4):
+    the regular session is the middle two."""
+    day = dt.datetime(2026, 7, 15, tzinfo=NEW_YORK)
+    minutes = [(9, 29), (9, 30), (15, 59), (16, 0)]
+    starts = [int(day.replace(hour=h, minute=m).timestamp()) for h, m in minutes]
+    bar = {"ev": "AM", "sym": "SPY", "v": 100, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5}
+    frame = json.dumps([{**bar, "s": s * 1000, "e": s * 1000 + 60_000} for s in starts])
+    batch = Batch()
+    for table, events in decode_market_frame(PROTOCOLS["stocks"], frame).rows.items():
+        batch.add(table, events, starts[0] * 1000)
+    sink = make_sink(ingest_settings(1, store, tmp_path))
+    try:
+        sink.write(batch)
+    finally:
+        sink.close()
+    stored(store, STOCK_BARS_1M, starts[0] * 1000, len(starts))
+    env = {"STORE": "sqlite", "DATABASE_PATH": str(store.database_path)}
+    for base in serve_api(store.questdb_pg, **(env if store.store == "sqlite" else {})):
+        window = f"start={iso_of_epoch(starts[0])}&end={iso_of_epoch(starts[-1] + 60)}"
+        for session, expected in (("all", starts), ("regular", starts[1:3])):
+            status, body, _ = get(
+                base, f"/api/stocks/ohlcv/SPY?interval=1m&{window}&session={session}"
+            )
+            assert status == 200, body
+            assert [c["timestamp"] for c in body["data"]] == expected, session
 
 
 def test_a_bad_event_of_a_market_is_set_aside_and_its_neighbours_kept() -> None:

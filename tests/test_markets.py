@@ -187,11 +187,12 @@ def of(ingested: Ingested, market: str, ev: str, symbol_field: str, symbol: str)
 def test_each_market_s_price_is_its_newest_trade_mid_quote_or_value(
     api: str, ingested: Ingested
 ) -> None:
-    for market, ev, field, symbol, url, price in (
+    priced: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], float]]] = [
         ("stocks", "T", "sym", "AAPL", "AAPL", lambda e: e["p"]),
         ("forex", "C", "p", "EUR/USD", "EUR-USD", lambda e: (e["b"] + e["a"]) / 2),
         ("indices", "V", "T", "I:SPX", "I:SPX", lambda e: e["val"]),
-    ):
+    ]
+    for market, ev, field, symbol, url, price in priced:
         events = of(ingested, market, ev, field, symbol)
         newest_ms = max(e["t"] for e in events)
         status, body, _ = get(api, f"/api/{market}/prices?symbols={url}")

@@ -56,10 +56,14 @@ class _Child:
 
 
 def _simulator(env: dict[str, str], logs: Path) -> tuple[_Child, str]:
-    """The simulator on a free port (or SIMULATOR_PORT); its URL is the first line it prints,
-    the rest goes to its log."""
+    """The simulator on a free port (or SIMULATOR_PORT), serving the MARKETS (from
+    SIMULATOR_START_MS if set, else now); its URL is the first line it prints, the rest goes
+    to its log."""
+    args = ["--port", env.get("SIMULATOR_PORT", "0"), "--markets", env.get("MARKETS", "crypto")]
+    if env.get("SIMULATOR_START_MS"):
+        args += ["--start-ms", env["SIMULATOR_START_MS"]]
     process = subprocess.Popen(
-        [_PYTHON, "-m", "ingest.simulator", "serve", "--port", env.get("SIMULATOR_PORT", "0")],
+        [_PYTHON, "-m", "ingest.simulator", "serve", *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -130,9 +134,14 @@ def main() -> int:
         )
         children.append(_Child.spawn("api", [_PYTHON, "-m", "api"], env, logs / "api.log"))
         api = f"http://{env.get('API_HOST', '127.0.0.1')}:{env.get('API_PORT', '8000')}"
+        markets = [m.strip() for m in env.get("MARKETS", "crypto").split(",") if m.strip()]
+        routes = "".join(
+            f"  {name:<12} {api}/api/{'market' if name == 'crypto' else name}/prices\n"
+            for name in markets
+        )
         print(
             f"tickpipe is up ({env['STORE']}), fed by {feed}\n"
-            f"  API          {api}/api/market/prices\n"
+            f"  dashboard    {api}/\n{routes}"
             f"  API docs     {api}/schema\n"
             + (f"  QuestDB      http://{server.host}:{server.http_port}/ (web console)\n"
                if server else f"  SQLite       {env['DATABASE_PATH']}\n")

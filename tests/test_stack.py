@@ -13,6 +13,7 @@ import pytest
 
 from api.process import free_port, get
 from tests.polling import scaled, wait_for
+from tests.simulation import START_MS
 
 
 def _stack(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
@@ -87,3 +88,30 @@ def test_make_up_serves_changing_prices_and_ctrl_c_stops_everything(
         assert "No usable Java" in output
         assert "SQLite FALLBACK" in output
         assert "tickpipe is up (sqlite)" in output
+
+
+@pytest.mark.slow
+def test_make_up_with_every_market_serves_all_four(tmp_path: Path) -> None:
+    """MARKETS=crypto,stocks,forex,indices: the simulator serves each cluster, the ingester
+    holds a connection to each, the API answers each market's prices. The simulated clock
+    starts in the US session (a Monday, 11:00 New York), where stocks and indices trade."""
+    markets = {"crypto": "market", "stocks": "stocks", "forex": "forex", "indices": "indices"}
+    process, api = _stack(tmp_path, MARKETS=",".join(markets), SIMULATOR_START_MS=str(START_MS))
+
+    def listed() -> dict[str, int]:
+        counts = {}
+        for name, route in markets.items():
+            try:
+                status, body, _ = get(api, f"/api/{route}/prices")
+            except OSError:
+                return {}
+            counts[name] = len(body["prices"]) if status == 200 else 0
+        return counts
+
+    every = {"crypto": 5, "stocks": 5, "forex": 3, "indices": 3}  # the default symbols
+    try:
+        wait_for(listed, until=lambda c: c == every, timeout_s=90, what="every symbol's price")
+    finally:
+        output = _stop_and_check(process, tmp_path) if process.poll() is None else ""
+    for name in markets:
+        assert name in output.split("Ctrl+C")[0]

@@ -73,7 +73,7 @@ class Filled(msgspec.Struct):
     fetching: str = ""  # "bars", then "trades"
 
 
-Row = TypeVar("Row", RestBar, RestTrade)
+Row = TypeVar("Row", bound=msgspec.Struct)
 
 
 class VendorRest:

@@ -16,12 +16,15 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import psycopg
 
 from ingest.backfill import BackfillFailed, Filled, Gap, VendorRest, fill_gap
+from ingest.backfill_markets import HISTORIES, QuotesMissed, fill_market_gap
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decode import decode_frame, decode_market_frame
@@ -29,10 +32,11 @@ from ingest.feed import SESSION_START, Feed, FrameBuffer
 from ingest.metrics import IngestMetrics
 from ingest.protocol import PROTOCOLS, MarketProtocol, MinuteAgg, Trade
 from ingest.recording import RecordingWriter
-from ingest.settings import IngestSettings
+from ingest.settings import IngestSettings, MarketFeed
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
 from ingest.spool import Spool
 from ingest.writer import BatchWriter
+from sql.markets import MARKETS
 from sql.views import RefreshedView, ViewKeeper
 
 __all__ = ["Ingester", "make_sink"]
@@ -77,6 +81,8 @@ class Ingester:
         self.backfills: set[asyncio.Task[None]] = set()
         # Pairs with no stored bar at start-up: their history is fetched at the first event.
         self._without_history: list[str] = []
+        # Each market after crypto's own account of where its feed may have missed events.
+        self._following = {market.market: _Following(market) for market in settings.feeds}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -99,6 +105,10 @@ class Ingester:
             self._newest_ms = await asyncio.to_thread(sink.newest_trade_ms)
         if self._newest_ms is not None:
             log.info("newest stored trade: %s", _iso(self._newest_ms))
+        for following in self._following.values():
+            latest = MARKETS[following.feed.market].served
+            assert latest is not None
+            following.newest_ms = await asyncio.to_thread(sink.newest_ms, latest.latest)
         if crypto and self._wants_history():
             pairs = [pair for pair in self.settings.pairs if pair != "*"]
             self._without_history = await asyncio.to_thread(sink.pairs_without_bars, pairs)
@@ -177,7 +187,9 @@ class Ingester:
     def _decode_market(self, protocol: MarketProtocol, frame: bytes) -> None:
         """A frame of a market after crypto: its events to their tables' rows."""
         assert self.writer is not None
+        following = self._following[protocol.market.name]
         if frame is SESSION_START or not frame:
+            following.session_started, following.gap_from = True, following.newest_ms
             return
         self.metrics.frames.inc()
         self.metrics.last_frame = time.monotonic()
@@ -191,8 +203,61 @@ class Ingester:
         for table, events in decoded.rows.items():
             pending.add(table, events, now_ms)
             self.metrics.events.labels(table.name).inc(len(events))
+        times = [e.ts_ms for events in decoded.rows.values() for e in events if hasattr(e, "ts_ms")]
+        if times:
+            if following.session_started:
+                following.session_started = False
+                self._market_gap(following, following.gap_from, min(times))
+            following.newest_ms = max(following.newest_ms or 0, max(times))
         if len(pending) >= self.settings.ingest_batch_rows:
             self.writer.hand_over()
+
+    def _market_gap(self, following: _Following, from_ms: int | None, first_ms: int) -> None:
+        """``_gap_before`` for a market after crypto: its histories are fetched over REST;
+        its quotes are recorded as missing only where they cannot be."""
+        if from_ms is None or from_ms >= first_ms:
+            return
+        feed = following.feed
+        log.info("feed %s: events may be missing from %s to %s", feed.market, _iso(from_ms),
+                 _iso(first_ms))  # fmt: skip
+        earliest = first_ms - round(self.settings.ingest_backfill_max_s * 1000)
+        gap = Gap(max(from_ms, earliest), first_ms)
+        if self._rest is None:
+            self._quotes_missing(feed, feed.symbols, gap)
+            return
+        self._start_backfill(self._backfill_market(self._rest, feed, gap))
+
+    def _quotes_missing(self, feed: MarketFeed, symbols: Sequence[str], gap: Gap) -> None:
+        quotes = {h.channel for h in HISTORIES[feed.market] if h.kind == "quotes"}
+        named = [s for s in symbols if s != "*"]
+        if quotes & set(feed.channels) and named:
+            assert self.writer is not None
+            now_ms = time.time_ns() // 1_000_000
+            self.writer.pending.quote_gaps.add(named, gap.from_ms, gap.to_ms, now_ms)
+
+    async def _backfill_market(self, rest: VendorRest, feed: MarketFeed, gap: Gap) -> None:
+        span = f"{feed.market} {_iso(gap.from_ms)} to {_iso(gap.to_ms)}"
+        log.info("backfill: fetching %s for %d symbols", span, len(feed.symbols))
+        overlap_ms = round(self.settings.ingest_backfill_overlap_s * 1000)
+        try:
+            fetched = await fill_market_gap(
+                rest, feed, gap, self._deliver_market, overlap_ms=overlap_ms
+            )
+        except QuotesMissed as exc:
+            log.error("backfill of %s: quotes not fetched (%s): recorded as a gap", span, exc)
+            self._quotes_missing(feed, exc.symbols, gap)
+            return
+        except BackfillFailed as exc:
+            log.error("backfill of %s failed: %s", span, exc)
+            return
+        log.info("backfill: %s filled: %d events", span, fetched)
+
+    def _deliver_market(self, events: list[Any]) -> None:
+        if events:
+            assert self.writer is not None
+            table = events[0].table
+            self.writer.add_market_fetched(table, events, self.settings.ingest_batch_rows)
+            self.metrics.backfilled.labels(table.name).inc(len(events))
 
     def _decode(self, frame: bytes) -> None:
         assert self.writer is not None
@@ -379,6 +444,16 @@ class Ingester:
 
     def _count_reconnect(self, reason: str) -> None:
         self.metrics.reconnects.labels(reason.split(" (")[0]).inc()
+
+
+class _Following(msgspec.Struct):
+    """Where a market's feed stands: the newest event received (at start: stored), and,
+    while a new connection has sent nothing yet, the newest before it."""
+
+    feed: MarketFeed
+    newest_ms: int | None = None
+    session_started: bool = False
+    gap_from: int | None = None
 
 
 def _iso(ms: int) -> str:

@@ -17,12 +17,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Trade
 from ingest.sinks.base import Sink, SinkUnavailable
 from ingest.spool import Spool
 from sql.backoff import Backoff
+from sql.tables import Table
 
 __all__ = ["BatchWriter"]
 
@@ -62,6 +64,12 @@ class BatchWriter:
         now_ms = time.time_ns() // 1_000_000
         self.pending.trades.extend(trades, now_ms)
         self.pending.bars.extend(bars, now_ms)
+        if len(self.pending) >= batch_rows:
+            self.hand_over()
+
+    def add_market_fetched(self, table: Table, events: list[Any], batch_rows: int) -> None:
+        """Events of a market after crypto fetched over REST, to ``table``'s rows."""
+        self.pending.add(table, events, time.time_ns() // 1_000_000)
         if len(self.pending) >= batch_rows:
             self.hand_over()
 

@@ -169,12 +169,13 @@ async def quiesce(
     await until(received_all, timeout_s)
 
 
-def backfilled_events(ingester: Ingester) -> float:
-    """Trades and bars the ingester has fetched over REST so far."""
+def backfilled_events(ingester: Ingester, types: Sequence[str] = ("trade", "bar")) -> float:
+    """Events the ingester has fetched over REST so far: crypto's trades and bars, or the
+    other markets' by table."""
     return sum(
         ingester.metrics.registry.get_sample_value("tickpipe_ingest_backfilled_total", {"type": t})
         or 0.0
-        for t in ("trade", "bar")
+        for t in types
     )
 
 

@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,11 @@ from ingest.protocol import PROTOCOLS
 from ingest.recording import read_recording
 from ingest.service import Ingester, make_sink
 from ingest.settings import DEFAULT_SYMBOLS, MarketFeed
+from ingest.simulator import Simulator
+from ingest.simulator.forex import FOREX_MODELS, ForexMarket
+from ingest.simulator.indices import INDEX_MODELS, IndexMarket
 from ingest.simulator.sessions import NEW_YORK
+from ingest.simulator.stocks import LATE_S, STOCK_MODELS, StockMarket
 from sql import StoreSettings
 from sql.markets import MARKETS
 from sql.questdb_local import ServerState
@@ -38,7 +42,7 @@ from sql.tables import (
     STOCK_TRADES,
     Table,
 )
-from tests.ingestion import DAY_MS, ingest_settings, quiesce, window_for
+from tests.ingestion import DAY_MS, backfilled_events, ingest_settings, quiesce, window_for
 from tests.polling import wait_for
 from tests.simulation import config, listeners, running, until
 
@@ -111,7 +115,8 @@ def stored(store: StoreSettings, table: Table, start_ms: int, expected: int) -> 
         def rows() -> list[Row]:
             return [tuple(r) for r in pg.execute(query, (start_ms - 60_000, start_ms + DAY_MS))]
 
-        return wait_for(rows, until=lambda found: len(found) >= expected, what=table.name)
+        wait_for(lambda: len(rows()), until=lambda n: n >= expected, what=f"{table.name} rows")
+        return rows()
 
 
 def store_for(kind: str, request: pytest.FixtureRequest, tmp: Path) -> StoreSettings:
@@ -339,3 +344,126 @@ def test_stock_trades_sharing_a_millisecond_stay_distinct_and_a_resent_batch_cha
     found = [(r[3], r[4]) for r in rows if r[0] == ts_ms]
     assert len(found) == 3
     assert set(found) == {("1", None), ("2", None), ("2", 201)}
+
+
+AFTER_CRYPTO = ALL[1:]
+AFTER_TABLES = tuple(t.name for t in CHECKED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backfill", [True, False], ids=["backfilled", "no-backfill"])
+def test_an_outage_of_every_market_is_backfilled_or_its_quotes_recorded_missing(
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest, backfill: bool
+) -> None:
+    """90 s of outage on stocks, forex and indices, each market's own connection. Backfilled,
+    every stock trade and quote and forex quote of the whole span is stored, and every minute
+    bar; index values have no history, so those of the outage stay missing. Without a
+    backfill, the quotes of the outage are recorded as a gap for each symbol. A QuestDB of its
+    own: the ingester's history of each market starts at its newest stored row."""
+    start_ms = trading_day_for(request.node.name)
+    store = StoreSettings(questdb_ilp=own_questdb.ilp_conf, questdb_pg=own_questdb.pg_dsn)
+    span: dict[str, int] = {}
+
+    async def scenario() -> Simulator:
+        sim_config = config(stepped=True, start_ms=start_ms, markets=AFTER_CRYPTO)
+        async with running(sim_config) as sim:
+            settings = ingest_settings(
+                sim.port, store, tmp_path, markets=AFTER_CRYPTO, feeds=every_feed(),
+                ingest_backfill=backfill, ingest_backfill_requests_per_s=50.0,
+                ingest_silence_s=3600.0,
+            )  # fmt: skip
+            ingester = Ingester(settings)
+            task = asyncio.create_task(ingester.run())
+            await until(lambda: listeners(sim) == len(AFTER_CRYPTO))
+            span["from_ms"] = sim.sim_ms
+            await sim.play(60)
+            sim.inject("outage", seconds=90)
+            await sim.play(90)  # published to nobody
+            sessions = {name: 2 for name in AFTER_CRYPTO}
+            await until(
+                lambda: (
+                    {n: f.sessions for n, f in ingester.feeds.items()} == sessions
+                    and listeners(sim) == len(AFTER_CRYPTO)
+                )
+            )
+            await sim.play(60)  # each market's first event closes its gap
+            await quiesce(sim, ingester)  # every gap seen, so every backfill begun
+            await until(lambda: not ingester.backfills, 60)
+            if backfill:
+                assert backfilled_events(ingester, AFTER_TABLES) > 0
+            ingester.stop()
+            await task
+            span["to_ms"] = sim.sim_ms
+            return sim
+
+    sim = asyncio.run(scenario())
+    # From whole seconds after the first subscription to some seconds before the end: a
+    # stock trade's TRF report may be emitted up to LATE_S after it.
+    lo_ms = span["from_ms"] + (LATE_S + 1) * 1000
+    hi_ms = span["to_ms"] - (LATE_S + 1) * 1000
+    outage = (span["from_ms"] + 60_000, span["from_ms"] + 150_000)
+    markets = sim.clusters.markets
+    stocks, forex, indices = markets["stocks"], markets["forex"], markets["indices"]
+    assert isinstance(stocks, StockMarket)
+    assert isinstance(forex, ForexMarket)
+    assert isinstance(indices, IndexMarket)
+
+    def held(table: Table, lo: int, hi: int, width: int = 99) -> set[Row]:
+        """The rows of ``table`` in [lo, hi), once QuestDB has applied every commit (the
+        ingester has stopped: nothing more is coming)."""
+        with psycopg.connect(store.questdb_pg, autocommit=True) as pg:
+            wait_for(
+                lambda: pg.execute(
+                    "SELECT writerTxn = sequencerTxn FROM wal_tables() WHERE name = %s",
+                    (table.name,),
+                ).fetchone(),
+                until=lambda row: row is not None and bool(row[0]),
+                what=f"{table.name} applied",
+            )
+        return {row[:width] for row in stored(store, table, lo, 0) if lo <= row[0] < hi}
+
+    def as_rows(table: Table, events: Iterable[msgspec.Struct], width: int = 99) -> set[Row]:
+        return {CHECKED[table][3](msgspec.to_builtins(e))[:width] for e in events}
+
+    ticks: dict[Table, list[Any]] = {
+        STOCK_TRADES: [t for s in STOCK_MODELS for t in stocks.trades_between(s, lo_ms, hi_ms)],
+        STOCK_QUOTES: [q for s in STOCK_MODELS for sec in range(lo_ms // 1000, hi_ms // 1000)
+                       for q in stocks.quotes(s, sec)],
+        FOREX_QUOTES: [q for p in FOREX_MODELS for q in forex.quotes_between(p, lo_ms, hi_ms)],
+    }  # fmt: skip
+    in_outage = [
+        v
+        for i in INDEX_MODELS
+        for s in range(*outage)
+        if (v := indices.values(i, s // 1000)) and s % 1000 == 0
+    ]
+    for table, events in ticks.items():
+        expected = as_rows(table, events)
+        got = held(table, lo_ms, hi_ms)
+        missed = expected - got
+        if backfill:
+            assert not missed, f"{table.name}: {len(missed)} of {len(expected)} not stored"
+        else:
+            assert missed, f"{table.name}: the outage lost nothing?"
+    minutes = range(-(-lo_ms // 60_000) * 60_000, hi_ms // 60_000 * 60_000 - 60_000, 60_000)
+    # Each market's bars, compared in the columns REST gives too (no day figures).
+    starts = [m // 1000 for m in minutes]
+    bars: dict[Table, tuple[list[Any], int]] = {
+        STOCK_BARS_1M: ([stocks.minute_bar(s, m) for s in STOCK_MODELS for m in starts], 7),
+        FOREX_BARS_1M: ([forex.minute_bar(p, m) for p in FOREX_MODELS for m in starts], 5),
+        INDEX_BARS_1M: ([indices.minute_bar(i, m) for i in INDEX_MODELS for m in starts], 6),
+    }
+    for table, (made, width) in bars.items():
+        expected = as_rows(table, [b for b in made if b is not None], width)
+        got = held(table, minutes[0], minutes[-1] + 60_000, width)
+        assert (got == expected) is backfill, table.name
+    with psycopg.connect(store.questdb_pg, autocommit=True) as pg:
+        gaps = pg.execute(
+            "SELECT DISTINCT symbol FROM quote_gaps WHERE ts >= %s::long * 1000"
+            " AND ts < %s::long * 1000", (span["from_ms"], span["to_ms"]),
+        ).fetchall()  # fmt: skip
+    stored_values = held(INDEX_VALUES, *outage)
+    quoted = {*STOCK_MODELS, *FOREX_MODELS}
+    assert {row[0] for row in gaps} == (set() if backfill else quoted)
+    assert not stored_values, "index values have no history to fill the outage with"
+    assert any(in_outage), "the index computed values during the outage"

@@ -34,6 +34,11 @@ class Clusters:
                 market, channels = self.markets[name], frozenset(MARKETS[name].channels)
                 self._seconds.append(functools.partial(market.second, channels=channels))
 
+    @property
+    def served_markets(self) -> dict[str, StockMarket | ForexMarket | IndexMarket]:
+        """The markets after crypto this simulator serves (their REST history too)."""
+        return {name: self.markets[name] for name in self.names if name != "crypto"}
+
     def second(self, second: int) -> list[TapeEvent]:
         if len(self._seconds) == 1:
             return self._seconds[0](second)

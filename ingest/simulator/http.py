@@ -67,7 +67,8 @@ class HttpSide:
                 return _json(status, RestError(status, error).body)
         host = request.headers.get("Host", f"{self.sim.config.host}:{self.sim.port}")
         exact_from_ms = self.sim.clock.now_ms - EXACT_BARS_MS
-        twin = RestTwin(self.sim.market, f"http://{host}", exact_from_ms)
+        others = self.sim.clusters.served_markets
+        twin = RestTwin(self.sim.market, f"http://{host}", exact_from_ms, others)
         status, body = twin.get(request.path)
         if status == 200 and self.bad_rows:
             body = self._spoil(body)

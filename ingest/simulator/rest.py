@@ -1,10 +1,14 @@
-"""The REST twin: the two vendor endpoints the backfill needs, from the same synthetic market.
+"""The REST twin: the vendor endpoints the backfill needs, from the same synthetic markets.
 
 - ``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}``: bars ``o h l c v vw
   t n`` for windows with trades; ``from``/``to`` as epoch ms or YYYY-MM-DD, both inclusive;
   ``limit`` (default 5000, max 50000), ``sort``; ``next_url`` continues from the next window.
-- ``/v3/trades/{ticker}``: ``timestamp[.gte|.gt|.lte|.lt]`` in ns (or a date), ``order``
-  (default desc), ``limit`` (default 1000, max 50000); ``next_url`` carries a cursor.
+  Crypto at any span; stocks, forex (``C:EURUSD``) and indices (``I:SPX``: ``o h l c t``)
+  at one minute, the span their backfill asks for.
+- ``/v3/trades/{ticker}`` (crypto, stocks), ``/v3/quotes/{ticker}`` (stocks, forex):
+  ``timestamp[.gte|.gt|.lte|.lt]`` in ns (or a date), ``order`` (default desc), ``limit``
+  (default 1000, max 50000); ``next_url`` carries a cursor. No crypto quotes, no forex
+  trades, as at the vendor.
 
 Tickers are REST style (``X:BTCUSD``). Auth: ``apiKey`` query parameter or a bearer token.
 """
@@ -14,17 +18,33 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgspec
 
 from ingest.errors import IngestError
 from ingest.protocol import MinuteAgg, Trade
+from ingest.protocol.forex import ForexMinuteBar
+from ingest.protocol.indices import IndexMinuteBar
+from ingest.rest_markets import (
+    RestForexQuote,
+    RestIndexBar,
+    RestMarketBar,
+    RestStockQuote,
+    RestStockTrade,
+)
 from ingest.rest_schema import RestBar, RestTrade
+from ingest.simulator.forex import ForexMarket
+from ingest.simulator.indices import IndexMarket
 from ingest.simulator.market import Market, aggregate
-from sql.markets import CRYPTO
+from ingest.simulator.stocks import StockMarket
+from sql.markets import CRYPTO, FOREX, MARKETS
+
+Markets = Mapping[str, StockMarket | ForexMarket | IndexMarket]
 
 __all__ = ["RestError", "RestTwin", "pair_of_ticker"]
 
@@ -47,7 +67,18 @@ class _Cursor(msgspec.Struct, frozen=True):
     lt_ns: int
     order: str
     limit: int
-    after: tuple[int, int] | None  # (second, index within it) of the last trade returned
+    after: tuple[int, int] | None  # (second, index within it) of the last row returned
+    endpoint: str = "trades"  # or "quotes"
+
+
+class _Ticks(msgspec.Struct, frozen=True):
+    """A REST history of events by time: a symbol's events in a second, and each one's row."""
+
+    per_second: Callable[[str, int], Sequence[Any]]
+    row: Callable[[Any], msgspec.Struct]
+
+
+BarOf = Callable[[int, int], msgspec.Struct | None]  # (window start ms, span ms) -> its bar
 
 
 def pair_of_ticker(ticker: str) -> str:
@@ -63,10 +94,17 @@ class RestTwin:
     (``Market.sketched_bar``) rather than summed from the trades: a week of history for a
     new store in seconds, not minutes. The trades, and the bars since, agree exactly."""
 
-    def __init__(self, market: Market, base_url: str, exact_from_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        market: Market,
+        base_url: str,
+        exact_from_ms: int | None = None,
+        others: Markets | None = None,
+    ) -> None:
         self.market = market
         self.base_url = base_url
         self.exact_from_ms = exact_from_ms
+        self.others = others  # the markets after crypto, if the simulator serves them
 
     def get(self, target: str) -> tuple[int, bytes]:
         """Answer ``GET target`` (path and query) with a status and a JSON body."""
@@ -75,14 +113,52 @@ class RestTwin:
         parts = url.path.strip("/").split("/")
         try:
             if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 9 and parts[4] == "range":
-                body = self._aggs(parts[3], parts[5], parts[6], parts[7], parts[8], query)
-            elif parts[:2] == ["v3", "trades"] and len(parts) == 3:
-                body = self._trades(parts[2], query)
+                ticker, multiplier, timespan = parts[3], parts[5], parts[6]
+                bar_of = self._bar_of(ticker, multiplier, timespan)
+                body = self._aggs(ticker, multiplier, timespan, parts[7], parts[8], query, bar_of)
+            elif parts[0] == "v3" and parts[1:2] in (["trades"], ["quotes"]) and len(parts) == 3:
+                body = self._ticks(parts[2], query, parts[1])
             else:
                 raise RestError(404, "not found", "NOT_FOUND")
         except RestError as exc:
             return exc.status, msgspec.json.encode(exc.body)
         return 200, msgspec.json.encode(body)
+
+    def _bar_of(self, ticker: str, multiplier: str, timespan: str) -> BarOf:
+        """How the bars of ``ticker`` are made: crypto's from its trades (or sketched), any
+        span; another market's from its minute bars, one minute."""
+        if timespan not in _SPAN_MS or not multiplier.isdigit() or int(multiplier) < 1:
+            raise RestError(400, f"invalid range {multiplier}/{timespan}")
+        if ticker.startswith(CRYPTO.ticker_prefix):
+            pair = self._known_pair(ticker)
+            return lambda start_ms, span_ms: self._bar(pair, start_ms, span_ms)
+        name, symbol = self._other(ticker)
+        if (multiplier, timespan) != ("1", "minute"):
+            raise RestError(400, f"the simulator serves {name} bars of 1/minute only")
+        market = self._others()[name]
+        if isinstance(market, IndexMarket):
+            return lambda start_ms, _: _index_bar(market.minute_bar(symbol, start_ms // 1000))
+        if isinstance(market, StockMarket):
+            return lambda start_ms, _: _stock_bar(market, symbol, start_ms)
+        return lambda start_ms, _: _forex_bar(market.minute_bar(symbol, start_ms // 1000))
+
+    def _others(self) -> Markets:
+        if self.others is None:
+            raise RestError(404, "this simulator serves crypto only", "NOT_FOUND")
+        return self.others
+
+    def _other(self, ticker: str) -> tuple[str, str]:
+        """The market after crypto a REST ticker belongs to, and the symbol it names."""
+        name = "forex" if ticker.startswith(FOREX.ticker_prefix) else (
+            "indices" if ticker.startswith("I:") else "stocks")  # fmt: skip
+        market = MARKETS[name]
+        symbol = market.pair(ticker)
+        if not re.fullmatch(market.pair_pattern, symbol):
+            raise RestError(400, f"unknown ticker {ticker!r}: {name} tickers look like"
+                                 f" {market.ticker(market.example)}")  # fmt: skip
+        if symbol not in self._others()[name].models:
+            raise RestError(404, f"no data for {ticker}", "NOT_FOUND")
+        return name, symbol
 
     def _aggs(
         self,
@@ -92,23 +168,21 @@ class RestTwin:
         start: str,
         end: str,
         query: Mapping[str, str],
+        bar_of: BarOf,
     ) -> dict[str, object]:
-        pair = self._known_pair(ticker)
-        if timespan not in _SPAN_MS or not multiplier.isdigit() or int(multiplier) < 1:
-            raise RestError(400, f"invalid range {multiplier}/{timespan}")
         span_ms = int(multiplier) * _SPAN_MS[timespan]
         first_ms = _ms(start)
         last_ms = _ms(end, end_of_day=True)
         limit = _limit(query, default=5000)
         descending = query.get("sort", "asc") == "desc"
         windows = range(first_ms - first_ms % span_ms, last_ms + 1, span_ms)
-        results: list[RestBar] = []
+        results: list[msgspec.Struct] = []
         next_start: int | None = None
         for window in reversed(windows) if descending else windows:
             if len(results) == limit:
                 next_start = window
                 break
-            bar = self._bar(pair, window, span_ms)
+            bar = bar_of(window, span_ms)
             if bar is not None:
                 results.append(bar)
         body: dict[str, object] = {
@@ -152,7 +226,23 @@ class RestTwin:
             n=sum(round(m.volume / m.avg_trade_size) for m in minutes),
         )  # fmt: skip
 
-    def _trades(self, ticker: str, query: Mapping[str, str]) -> dict[str, object]:
+    def _source(self, endpoint: str, ticker: str) -> tuple[str, _Ticks]:
+        """The symbol ``ticker`` names and its history at ``endpoint`` (trades, quotes)."""
+        if ticker.startswith(CRYPTO.ticker_prefix):
+            if endpoint == "quotes":
+                raise RestError(404, "crypto has no quote history", "NOT_FOUND")
+            return self._known_pair(ticker), _Ticks(self.market.trades, _crypto_trade)
+        name, symbol = self._other(ticker)
+        market = self._others()[name]
+        if isinstance(market, StockMarket):
+            if endpoint == "trades":
+                return symbol, _Ticks(market.trades, RestStockTrade.of)
+            return symbol, _Ticks(market.quotes, RestStockQuote.of)
+        if isinstance(market, ForexMarket) and endpoint == "quotes":
+            return symbol, _Ticks(market.quotes, RestForexQuote.of)
+        raise RestError(404, f"{name} has no {endpoint} history", "NOT_FOUND")
+
+    def _ticks(self, ticker: str, query: Mapping[str, str], endpoint: str) -> dict[str, object]:
         if "cursor" in query:
             cursor = _decode_cursor(query["cursor"])
         else:
@@ -171,20 +261,16 @@ class RestTwin:
             if order not in ("asc", "desc"):
                 raise RestError(400, f"order must be asc or desc, not {order!r}")
             gte = max(gte, lt - 7 * 86_400 * 10**9)  # look back a week at most, as served
-            cursor = _Cursor(ticker, gte, lt, order, _limit(query, default=1000), None)
-        pair = self._known_pair(cursor.ticker)
-        results: list[RestTrade] = []
+            cursor = _Cursor(ticker, gte, lt, order, _limit(query, default=1000), None, endpoint)
+        symbol, source = self._source(cursor.endpoint, cursor.ticker)
+        results: list[msgspec.Struct] = []
         last: tuple[int, int] | None = None
         more = False
-        for position, trade in self._trades_in(pair, cursor):
+        for position, event in self._ticks_in(symbol, cursor, source):
             if len(results) == cursor.limit:
                 more = True
                 break
-            results.append(
-                RestTrade(participant_timestamp=trade.ts_ms * 1_000_000, price=trade.price,
-                          size=trade.size, exchange=trade.exchange_id, id=str(trade.trade_id),
-                          conditions=trade.conditions)
-            )  # fmt: skip
+            results.append(source.row(event))
             last = position
         body: dict[str, object] = {
             "results": results,
@@ -195,29 +281,61 @@ class RestTwin:
             token = base64.urlsafe_b64encode(
                 msgspec.json.encode(msgspec.structs.replace(cursor, after=last))
             )
-            body["next_url"] = f"{self.base_url}/v3/trades/{cursor.ticker}?cursor={token.decode()}"
+            path = f"/v3/{cursor.endpoint}/{cursor.ticker}"
+            body["next_url"] = f"{self.base_url}{path}?cursor={token.decode()}"
         return body
 
-    def _trades_in(self, pair: str, cursor: _Cursor) -> Iterator[tuple[tuple[int, int], Trade]]:
+    def _ticks_in(
+        self, symbol: str, cursor: _Cursor, source: _Ticks
+    ) -> Iterator[tuple[tuple[int, int], Any]]:
         first_s, last_s = cursor.gte_ns // 10**9, (cursor.lt_ns - 1) // 10**9
         ascending = cursor.order == "asc"
         seconds = range(first_s, last_s + 1) if ascending else range(last_s, first_s - 1, -1)
         for second in seconds:
-            trades = list(enumerate(self.market.trades(pair, second)))
-            for index, trade in trades if ascending else reversed(trades):
+            events = list(enumerate(source.per_second(symbol, second)))
+            for index, event in events if ascending else reversed(events):
                 position = (second, index)
                 if cursor.after is not None and (
                     position <= cursor.after if ascending else position >= cursor.after
                 ):
                     continue
-                if cursor.gte_ns <= trade.ts_ms * 1_000_000 < cursor.lt_ns:
-                    yield position, trade
+                if cursor.gte_ns <= event.ts_ms * 1_000_000 < cursor.lt_ns:
+                    yield position, event
 
     def _known_pair(self, ticker: str) -> str:
         pair = pair_of_ticker(ticker)
         if pair not in self.market.pairs:
             raise RestError(404, f"no data for {ticker}", "NOT_FOUND")
         return pair
+
+
+def _crypto_trade(trade: Trade) -> RestTrade:
+    return RestTrade(
+        participant_timestamp=trade.ts_ms * 1_000_000, price=trade.price, size=trade.size,
+        exchange=trade.exchange_id, id=str(trade.trade_id), conditions=trade.conditions,
+    )  # fmt: skip
+
+
+def _stock_bar(market: StockMarket, symbol: str, start_ms: int) -> RestMarketBar | None:
+    bar = market.minute_bar(symbol, start_ms // 1000)
+    if bar is None:
+        return None
+    trades = sum(1 for _ in market.trades_between(symbol, start_ms, start_ms + 60_000))
+    return RestMarketBar(t=bar.start_ms, o=bar.open, h=bar.high, l=bar.low, c=bar.close,
+                         v=bar.volume, vw=bar.vwap, n=trades)  # fmt: skip
+
+
+def _forex_bar(bar: ForexMinuteBar | None) -> RestMarketBar | None:
+    if bar is None:
+        return None
+    return RestMarketBar(t=bar.start_ms, o=bar.open, h=bar.high, l=bar.low, c=bar.close,
+                         v=bar.volume, vw=bar.vwap)  # fmt: skip
+
+
+def _index_bar(bar: IndexMinuteBar | None) -> RestIndexBar | None:
+    if bar is None:
+        return None
+    return RestIndexBar(t=bar.start_ms, o=bar.open, h=bar.high, l=bar.low, c=bar.close)
 
 
 def _ms(value: str, *, end_of_day: bool = False) -> int:

@@ -144,7 +144,7 @@ class StockMarket(PricePath):
             symbol=ticker, volume=volume, open=prices[0][0], close=prices[-1][0],
             high=max(p for p, _ in prices), low=min(p for p, _ in prices),
             start_ms=start_ms, end_ms=start_ms + length_ms, vwap=round(vwap, 4),
-            avg_trade_size=round(volume / len(prices)), day_volume=day_volume,
+            avg_trade_size=volume / len(prices), day_volume=day_volume,
             official_open=official_open, day_vwap=round((official_open + vwap) / 2, 4),
         )  # fmt: skip
 

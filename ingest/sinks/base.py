@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ingest.batch import Batch
 from ingest.errors import IngestError
+from sql.tables import Table
 
 __all__ = ["Sink", "SinkUnavailable"]
 
@@ -29,6 +30,9 @@ class Sink(Protocol):
 
     def newest_trade_ms(self) -> int | None:
         """Exchange time of the newest stored trade (where a backfill at start-up begins)."""
+
+    def newest_ms(self, table: Table) -> int | None:
+        """The newest stored row's time in ``table`` (a market's history ends there)."""
 
     def pairs_without_bars(self, pairs: Sequence[str]) -> list[str]:
         """Those of ``pairs`` with no stored minute bar (they get a history at start-up)."""

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import psycopg
+from psycopg import sql
 from questdb import QuestDBError, Sender, TimestampMicros, TimestampNanos
 
 from ingest.batch import Batch
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
-from sql.tables import INGEST_PROGRESS, Column, Table
+from sql.tables import INGEST_PROGRESS, TRADES, Column, Table
 
 if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
     from questdb._client import Buffer
@@ -126,8 +127,12 @@ class QuestDBSink:
             raise SinkUnavailable(str(exc)) from exc
 
     def newest_trade_ms(self) -> int | None:
+        return self.newest_ms(TRADES)
+
+    def newest_ms(self, table: Table) -> int | None:
         with psycopg.connect(self._pg_dsn, autocommit=True) as conn:
-            row = conn.execute("SELECT max(ts) FROM trades").fetchone()
+            query = sql.SQL("SELECT max(ts) FROM {}").format(sql.Identifier(table.name))
+            row = conn.execute(query).fetchone()
         return round(row[0].replace(tzinfo=dt.UTC).timestamp() * 1000) if row and row[0] else None
 
     def pairs_without_bars(self, pairs: Sequence[str]) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ingest.batch import Batch, TableColumns, TableRows
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_sqlite_schema
-from sql.tables import TABLES, Table
+from sql.tables import TABLES, TRADES, Table
 
 __all__ = ["SQLiteSink"]
 
@@ -64,7 +64,11 @@ class SQLiteSink:
             raise SinkUnavailable(str(exc)) from exc
 
     def newest_trade_ms(self) -> int | None:
-        (newest,) = self._conn.execute("SELECT max(ts_ms) FROM trades_data").fetchone()
+        return self.newest_ms(TRADES)
+
+    def newest_ms(self, table: Table) -> int | None:
+        column = table.timestamp.sqlite  # epoch ms (declared names, never input)
+        (newest,) = self._conn.execute(f"SELECT max({column}) FROM {table.sqlite}").fetchone()  # noqa: S608
         return int(newest) if newest is not None else None
 
     def pairs_without_bars(self, pairs: Sequence[str]) -> list[str]:

@@ -24,6 +24,9 @@ from massive.websocket.models import (
 
 from ingest.recording import read_recording
 from ingest.simulator import Market
+from ingest.simulator.forex import ForexMarket
+from ingest.simulator.indices import IndexMarket
+from ingest.simulator.stocks import StockMarket
 from tests.polling import scaled
 from tests.simulation import KEY, START_MS, config, running
 
@@ -257,3 +260,61 @@ def test_the_rest_client_reads_bars_and_pages_trades_equal_to_the_market() -> No
     assert [(t.id, t.price, t.size, t.participant_timestamp) for t in trades] == [
         (str(e.trade_id), e.price, e.size, e.ts_ms * 1_000_000) for e in expected_trades
     ]
+
+
+def test_the_rest_client_reads_every_market_s_history_equal_to_the_market() -> None:
+    """Stock trades and quotes, forex quotes, and minute bars of all three, through the
+    official client's own paging, equal to the simulated markets (as REST writes them)."""
+    start_ms = START_MS - 5 * 60_000
+    end_ms = START_MS
+    ns = 1_000_000
+
+    async def scenario() -> dict[str, list[Any]]:
+        async with running(config(markets=("stocks", "forex", "indices"))) as sim:
+            rest = RESTClient(api_key=KEY, base=f"http://127.0.0.1:{sim.port}", retries=0)
+            window = {"timestamp_gte": start_ms * ns, "timestamp_lt": (start_ms + 60_000) * ns,
+                      "order": "asc", "limit": 200}  # fmt: skip
+
+            def fetch() -> dict[str, list[Any]]:
+                return {
+                    "stock trades": list(rest.list_trades("AAPL", **window)),
+                    "stock quotes": list(rest.list_quotes("AAPL", **window)),
+                    "forex quotes": list(rest.list_quotes("C:EURUSD", **window)),
+                    **{
+                        f"{ticker} bars": list(
+                            rest.list_aggs(ticker, 1, "minute", start_ms, end_ms - 1, limit=2)
+                        )
+                        for ticker in ("AAPL", "C:EURUSD", "I:SPX")
+                    },
+                }
+
+            return await asyncio.to_thread(fetch)
+
+    got = asyncio.run(scenario())
+    stocks, forex, indices = StockMarket(7), ForexMarket(7), IndexMarket(7)
+    seconds = range(start_ms // 1000, start_ms // 1000 + 60)
+    trades = [t for s in seconds for t in stocks.trades("AAPL", s)]
+    quotes = [q for s in seconds for q in stocks.quotes("AAPL", s)]
+    assert len(got["stock trades"]) == len(trades) > 200  # more than one page
+    assert [(t.sip_timestamp, t.id, t.price, t.size, t.trf_id) for t in got["stock trades"]] == [
+        (t.ts_ms * ns, t.trade_id, t.price,
+         float(t.fractional_size) if t.fractional_size else t.size, t.trf_id)
+        for t in trades
+    ]  # fmt: skip
+    assert [(q.sip_timestamp, q.sequence_number, q.bid_price, q.ask_size)
+            for q in got["stock quotes"]] == [
+        (q.ts_ms * ns, q.sequence, q.bid_price, q.ask_size) for q in quotes
+    ]  # fmt: skip
+    fx = list(forex.quotes_between("EUR/USD", start_ms, start_ms + 60_000))
+    assert [(q.participant_timestamp, q.bid_price, q.ask_price) for q in got["forex quotes"]] == [
+        (q.ts_ms * ns, q.bid_price, q.ask_price) for q in fx
+    ]
+    minutes = range(start_ms // 1000, end_ms // 1000, 60)
+    for ticker, market, symbol in (
+        ("AAPL", stocks, "AAPL"), ("C:EURUSD", forex, "EUR/USD"), ("I:SPX", indices, "I:SPX"),
+    ):  # fmt: skip
+        bars = [b for m in minutes if (b := market.minute_bar(symbol, m)) is not None]
+        assert len(bars) == 5
+        assert [(b.timestamp, b.open, b.high, b.low, b.close) for b in got[f"{ticker} bars"]] == [
+            (b.start_ms, b.open, b.high, b.low, b.close) for b in bars
+        ]

@@ -23,11 +23,15 @@ import pytest
 
 from api.process import free_port, serve_api
 from ingest.protocol import MinuteAgg, Trade
+from ingest.simulator.forex import ForexMarket
+from ingest.simulator.indices import IndexMarket
 from ingest.simulator.market import DEFAULT_MARKET, Market
+from ingest.simulator.stocks import StockMarket
 from sql import apply_questdb_schema
 from sql.questdb_local import ServerState
 from tests.ingestion import written_now
 from tests.polling import scaled, wait_for
+from tests.simulation import START_MS
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -67,7 +71,15 @@ def browser() -> Iterator[object]:
 
 
 def wait(page: object, condition: str, timeout_s: float = 30.0) -> None:
-    page.wait_for_function(condition, timeout=scaled(timeout_s) * 1000)  # type: ignore[attr-defined]
+    """Until ``condition`` holds in the page; at the deadline, fail saying where it stands."""
+    try:
+        page.wait_for_function(condition, timeout=scaled(timeout_s) * 1000)  # type: ignore[attr-defined]
+    except sync_api.TimeoutError:
+        where = page.evaluate(  # type: ignore[attr-defined]
+            "JSON.stringify({market: tickpipe.market, pair: tickpipe.pair, live: tickpipe.live,"
+            " candles: tickpipe.candles, status: document.querySelector('#status').innerText})"
+        )
+        raise AssertionError(f"timed out waiting for {condition}: {where}") from None
 
 
 def test_the_page_charts_candles_and_a_trade_moves_the_forming_candle_and_tape(
@@ -101,12 +113,15 @@ def control(base: str, query: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fed(questdb: ServerState, tmp: Path, start_ms: int) -> Iterator[str]:
+def fed(
+    questdb: ServerState, tmp: Path, start_ms: int, markets: tuple[str, ...] = ("crypto",)
+) -> Iterator[str]:
     """``python -m ingest.simulator serve --stepped`` and ``python -m ingest`` streaming it into
-    ``questdb``, the ingester subscribed: the simulator's base URL."""
+    ``questdb``, the ingester subscribed to every market: the simulator's base URL."""
     server = subprocess.Popen(
         [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0", "--stepped",
-         "--start-ms", str(start_ms), "--pairs", FED_PAIR, "--seed", str(FED_SEED)],
+         "--start-ms", str(start_ms), "--pairs", FED_PAIR, "--seed", str(FED_SEED),
+         "--markets", ",".join(markets)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     ingester = None
@@ -123,13 +138,14 @@ def fed(questdb: ServerState, tmp: Path, start_ms: int) -> Iterator[str]:
                  "INGEST_SPOOL_DIR": str(tmp / "spool"),
                  "INGEST_DEAD_LETTER": str(tmp / "dead.jsonl"), "INGEST_METRICS_PORT": "0",
                  "INGEST_HISTORY_DAYS": "0", "INGEST_BACKFILL": "false",
+                 "MARKETS": ",".join(markets),
                  "INGEST_SILENCE_S": "3600"},  # (the stepped feed is silent between steps)
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(
             lambda: control(base)["connections"],
-            lambda conns: any(c["subscribed_ms"] is not None for c in conns),
-            what="the ingester to subscribe",
+            lambda conns: sum(c["subscribed_ms"] is not None for c in conns) == len(markets),
+            what="the ingester to subscribe to every market",
         )
         yield base
     finally:
@@ -167,6 +183,43 @@ def test_trades_the_simulator_sends_reach_the_tape_and_move_the_forming_candle(
                 str(t.trade_id) for t in market.trades_between(FED_PAIR, start_ms, live_ms + 15_000)
             }
             assert set(shown) <= made  # nothing the simulator did not send
+
+
+def test_the_page_shows_a_stock_a_forex_pair_and_an_index(
+    own_questdb: ServerState, browser: object, tmp_path: Path
+) -> None:
+    """Fed by the simulator's stocks, forex and indices clusters through the ingester: each
+    market's symbol charts its minute bars (the newest closes as the market's bar did), a
+    stock's tape shows its trades, a forex pair's book its quotes, an index's tape its
+    values."""
+    apply_questdb_schema(own_questdb.pg_dsn)
+    start_ms = START_MS  # a Monday, 11:00 New York: stocks and indices trade
+    markets = ("stocks", "forex", "indices")
+    with fed(own_questdb, tmp_path, start_ms, markets) as simulator:
+        control(simulator, f"to={start_ms + 185_000}")  # three minutes' bars
+        wait_for(lambda: control(simulator)["sim_ms"], lambda ms: ms >= start_ms + 185_000)
+        models = {"stocks": StockMarket(FED_SEED), "forex": ForexMarket(FED_SEED),
+                  "indices": IndexMarket(FED_SEED)}  # fmt: skip
+        for api in serve_api(own_questdb.pg_dsn):
+            page = browser.new_page()  # type: ignore[attr-defined]
+            errors: list[str] = []
+            page.on("pageerror", lambda error, seen=errors: seen.append(str(error)))
+            page.goto(f"{api}/#pair=stocks|AAPL")
+            for market, symbol, shown in (
+                ("stocks", "AAPL", "#tape"), ("forex", "EUR/USD", "#book"),
+                ("indices", "I:SPX", "#tape"),
+            ):  # fmt: skip
+                page.select_option("#pair", f"{market}|{symbol}")  # the picker lists them all
+                wait(
+                    page,
+                    f"tickpipe.live && tickpipe.market === '{market}' && tickpipe.candles >= 3",
+                )
+                newest = page.evaluate("tickpipe.forming")
+                bar = models[market].minute_bar(symbol, newest["timestamp"])
+                assert bar is not None
+                assert newest["close"] == bar.close
+                wait(page, f"document.querySelector('{shown}').innerText.length > 3")
+            assert errors == []
 
 
 def test_after_the_api_restarts_the_page_resumes_with_nothing_missing(

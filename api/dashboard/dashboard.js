@@ -1,4 +1,6 @@
 // The dashboard: history over REST, then live over /ws, resumed with since= on reconnect.
+// Crypto pairs are pushed live; stocks, forex pairs and indices (/api/{market}/...) are
+// polled, as the push serves crypto only so far.
 // With API_TOKEN set, open the page as /#token=<API_TOKEN>: the fragment never reaches the
 // server or its logs; the page sends it as a bearer header and as a WebSocket subprotocol.
 "use strict";
@@ -10,7 +12,7 @@ const headers = token ? { Authorization: `Bearer ${token}` } : {};
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  pair: null, interval: "1m", tz: "UTC", seq: null, socket: null, reconnects: 0,
+  pair: null, market: "crypto", interval: "1m", tz: "UTC", seq: null, socket: null, reconnects: 0,
   lastTime: 0, candles: 0, trades: [], seen: new Set(), book: new Map(), live: false,
   generation: 0,
 };
@@ -47,8 +49,14 @@ function draw(candle) {
   state.forming = candle;
 }
 
+// A market's routes: crypto keeps the seed's /api/market; a forex pair is EUR-USD in a URL.
+function route(kind, symbol = state.pair, market = state.market) {
+  const base = market === "crypto" ? "/api/market" : `/api/${market}`;
+  return `${base}/${kind}/${encodeURIComponent(symbol.replace("/", "-"))}`;
+}
+
 async function loadHistory() {
-  const path = `/api/market/ohlcv/${state.pair}?interval=${state.interval}` +
+  const path = `${route("ohlcv")}?interval=${state.interval}` +
     `&tz=${encodeURIComponent(state.tz)}&limit=1000`;
   let data = [];
   try { data = (await get(path)).data; } catch (error) { status(`no candles yet (${error.message})`); }
@@ -60,6 +68,7 @@ async function loadHistory() {
                                       color: c.close >= c.open ? "#1f4d2e" : "#5c2626" })));
   state.candles = unique.length;
   state.lastTime = unique.length ? unique[unique.length - 1].timestamp : 0;
+  state.forming = unique.length ? unique[unique.length - 1] : null;
   chart.timeScale().scrollToRealTime();
 }
 
@@ -125,14 +134,43 @@ function connect() {
 // The SQLite profile does not push: the page polls instead.
 function poll() { setTimeout(async () => { await loadHistory(); poll(); }, 5000); }
 
+// Stocks, forex and indices: candles, the tape (stock trades, index values) and the book
+// (the NBBO, the forex contributors' best) every two seconds.
+const MARKET_ROWS = {
+  stocks: { tape: "trades", book: "quotes" }, forex: { book: "quotes" }, indices: { tape: "values" },
+};
+
+async function pollMarket(generation) {
+  if (generation !== state.generation) return;
+  const rows = MARKET_ROWS[state.market];
+  try {
+    await loadHistory();
+    if (rows.tape) {
+      const tape = (await get(`${route(rows.tape)}?limit=50`)).data;
+      addTrades(tape.map((r) => ({ time_ms: Date.parse(`${r.ts}Z`), price: r.price ?? r.value,
+        size: r.decimal_size ?? r.size ?? "", exchange_id: r.exchange_id ?? 0,
+        trade_id: r.trade_id ?? r.ts, side: "" })));
+    }
+    if (rows.book) {
+      const quotes = (await get(`${route(rows.book)}?limit=20`)).data;
+      addQuotes(quotes.map((q) => ({ exchange_id: q.exchange_id ?? "nbbo", bid_price: q.bid_price,
+        ask_price: q.ask_price })));
+    }
+    state.live = true;
+    status(`polling ${state.market} (live push serves crypto)`);
+  } catch (error) { status(`no ${state.market} data yet (${error.message})`, true); }
+  setTimeout(() => pollMarket(generation), 2000);
+}
+
 async function switchTo() {
   state.generation += 1;
   if (state.socket) state.socket.close();
-  Object.assign(state, { pair: $("pair").value, interval: $("interval").value, tz: $("tz").value,
+  const [market, pair] = $("pair").value.split("|");
+  Object.assign(state, { pair, market, interval: $("interval").value, tz: $("tz").value,
     seq: null, trades: [], seen: new Set(), book: new Map(), live: false });
   $("tape").innerHTML = ""; $("book").textContent = "-";
   await loadHistory();
-  connect();
+  if (market === "crypto") connect(); else pollMarket(state.generation);
 }
 
 async function health() {
@@ -147,12 +185,23 @@ async function health() {
   } catch (error) { $("health").innerHTML = `<tr><td class="bad">${error.message}</td></tr>`; }
 }
 
+async function symbolsOf(market) {
+  const path = market === "crypto" ? "/api/market/prices" : `/api/${market}/prices`;
+  return (await get(path).catch(() => ({ prices: [] }))).prices.map((p) => p.symbol);
+}
+
 async function start() {
-  const prices = await get("/api/market/prices").catch(() => ({ prices: [] }));
-  const pairs = prices.prices.map((p) => p.symbol);
-  const wanted = params.get("pair") || (pairs.includes("BTC-USD") ? "BTC-USD" : pairs[0] || "BTC-USD");
-  if (!pairs.includes(wanted)) pairs.unshift(wanted); // a pair with bars but no trade yet
-  $("pair").innerHTML = pairs.map((p) => `<option>${p}</option>`).join("");
+  const markets = ["crypto", "stocks", "forex", "indices"];
+  const listed = Object.fromEntries(await Promise.all(markets.map(async (m) => [m, await symbolsOf(m)])));
+  const pairs = listed.crypto;
+  const asked = params.get("pair");
+  const wanted = asked ? (asked.includes("|") ? asked : `crypto|${asked}`)
+    : `crypto|${pairs.includes("BTC-USD") ? "BTC-USD" : pairs[0] || "BTC-USD"}`;
+  const [wantedMarket, wantedPair] = wanted.split("|");
+  if (!listed[wantedMarket].includes(wantedPair)) listed[wantedMarket].unshift(wantedPair); // bars, no trade yet
+  $("pair").innerHTML = markets.filter((m) => listed[m].length).map((m) =>
+    `<optgroup label="${m}">` + listed[m].map((s) => `<option value="${m}|${s}">${s}</option>`).join("") +
+    "</optgroup>").join("");
   $("pair").value = wanted;
   if (params.get("interval")) $("interval").value = params.get("interval");
   for (const id of ["pair", "interval", "tz"]) $(id).onchange = switchTo;

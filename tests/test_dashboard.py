@@ -198,8 +198,10 @@ def test_the_page_shows_a_stock_a_forex_pair_and_an_index(
     with fed(own_questdb, tmp_path, start_ms, markets) as simulator:
         control(simulator, f"to={start_ms + 185_000}")  # three minutes' bars
         wait_for(lambda: control(simulator)["sim_ms"], lambda ms: ms >= start_ms + 185_000)
-        models = {"stocks": StockMarket(FED_SEED), "forex": ForexMarket(FED_SEED),
-                  "indices": IndexMarket(FED_SEED)}  # fmt: skip
+        models: dict[str, StockMarket | ForexMarket | IndexMarket] = {
+            "stocks": StockMarket(FED_SEED), "forex": ForexMarket(FED_SEED),
+            "indices": IndexMarket(FED_SEED),
+        }  # fmt: skip
         for api in serve_api(own_questdb.pg_dsn):
             page = browser.new_page()  # type: ignore[attr-defined]
             errors: list[str] = []

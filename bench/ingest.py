@@ -10,7 +10,12 @@ subscription to the moment it had stored what it was sent (or the settle time ra
 with the feed's speed. Latency is an upper bound at the polling resolution: a row counts as
 visible at the first poll whose newest ``ingested_ts`` reaches it (QuestDB only).
 
+A stocks tape (``--market stocks``) is the US open: from 09:29:50 New York, ten seconds of
+pre-market, then the opening burst, trades and quotes about 1:4, at ``--activity`` times the
+simulator's midday rates; the three consumers are run flat-out on it.
+
     python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
+    python -m bench.ingest --market stocks [--tape-seconds 60] [--activity 40]
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from bench.replay import (
     usage,
 )
 from bench.report import command_line, save, tape_options, throwaway_questdb
+from ingest.recording import read_recording
+from sql.tables import STOCK_QUOTES, STOCK_TRADES
 
 
 class IngestRun(msgspec.Struct, frozen=True):
@@ -62,12 +69,13 @@ def run(
     speed: float,
     seconds: float,
     settle_s: float = 30.0,
+    market: str = "crypto",
 ) -> IngestRun:
     """Replay ``tape`` into the consumer for ``seconds``, then stop the feed and give the
     consumer up to ``settle_s`` to store what it has: what it has not stored by then (a
     consumer slower than the feed) counts as lost."""
     polls: list[tuple[float, int, float | None]] = []
-    with replaying(tape, speed, consumer) as replay:
+    with replaying(tape, speed, consumer, market) as replay:
         until_subscribed(replay)  # the timed window starts when the feed does, not before
         began = time.time()
         while time.time() - began < seconds:
@@ -194,6 +202,84 @@ def measure(
     )
 
 
+# 2025-11-24 (a Monday), 09:29:50 New York: the stocks tape begins ten seconds before the open.
+STOCKS_TAPE_START_MS = 1_763_994_590_000
+
+
+class TapeShape(msgspec.Struct, frozen=True):
+    """What a stocks tape holds: trades and quotes, and the busiest second's trades."""
+
+    trades: int
+    quotes: int
+    peak_trades_per_s: int
+
+
+def _shape(tape: Path) -> TapeShape:
+    per_second: dict[int, int] = {}
+    quotes = 0
+    for recorded in read_recording(tape):
+        second = recorded.ns // 1_000_000_000
+        per_second[second] = per_second.get(second, 0) + recorded.frame.count('"ev":"T"')
+        quotes += recorded.frame.count('"ev":"Q"')
+    return TapeShape(sum(per_second.values()), quotes, max(per_second.values(), default=0))
+
+
+class StocksIngestSuite(msgspec.Struct, frozen=True):
+    tape_events: int
+    tape: TapeShape
+    seconds: float
+    runs: list[IngestRun]
+    questdb_over_sqlite: float | None  # sustained events/s, flat-out
+    questdb_over_seed: float | None
+
+
+def measure_stocks(
+    tape_seconds: int, activity: float, seconds: float, settle_s: float = 30.0
+) -> StocksIngestSuite:
+    """This ingester (MARKETS=stocks) into QuestDB, into SQLite, and the seed's design, each
+    flat-out on the same stocks tape for ``seconds``."""
+    tape, events = tape_for(activity, tape_seconds, "stocks", STOCKS_TAPE_START_MS, ("T", "Q"))
+    tables = (STOCK_TRADES, STOCK_QUOTES)
+    runs: list[IngestRun] = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+
+        def ingester(**store: str) -> Consumer:
+            def consumer(url: str) -> tuple[list[str], dict[str, str]]:
+                env = {**os.environ, **store, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": url,
+                       "MARKETS": "stocks", "STOCKS_SYMBOLS": "*", "STOCKS_CHANNELS": "T,Q",
+                       "INGEST_METRICS_PORT": "0", "INGEST_DEAD_LETTER": str(scratch / "dead"),
+                       "INGEST_SPOOL_DIR": str(scratch / f"spool-{len(runs)}"),
+                       "INGEST_BACKFILL": "false"}  # fmt: skip
+                return [sys.executable, "-m", "ingest"], env
+
+            return consumer
+
+        def seed(url: str) -> tuple[list[str], dict[str, str]]:
+            argv = [sys.executable, "-m", "bench.seed", url, str(scratch / "seed.db"), "stocks"]
+            return argv, {**os.environ}
+
+        with throwaway_questdb(scratch / "questdb") as server:
+            store = ingester(STORE="questdb", QUESTDB_ILP=server.ilp_conf,
+                             QUESTDB_PG=server.pg_dsn)  # fmt: skip
+            probe = questdb_probe(server.pg_dsn, tables)
+            runs.append(run("questdb", store, probe, tape, 0, seconds, settle_s, "stocks"))
+        db = scratch / "ingest.db"
+        sqlite = ingester(STORE="sqlite", DATABASE_PATH=str(db))
+        runs.append(run("sqlite", sqlite, sqlite_probe(db, tables), tape, 0, seconds, settle_s,
+                        "stocks"))  # fmt: skip
+        seed_db = sqlite_probe(scratch / "seed.db", tables)
+        runs.append(run("seed design", seed, seed_db, tape, 0, seconds, settle_s, "stocks"))
+    return StocksIngestSuite(
+        tape_events=events,
+        tape=_shape(tape),
+        seconds=seconds,
+        runs=runs,
+        questdb_over_sqlite=_ratio(runs[0].events_per_s, runs[1].events_per_s),
+        questdb_over_seed=_ratio(runs[0].events_per_s, runs[2].events_per_s),
+    )
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 1) if b else None
 
@@ -202,8 +288,15 @@ def main() -> None:
     parser = command_line(__doc__)
     tape_options(parser, tape_seconds=1800, seconds=30.0)
     parser.add_argument("--rate", type=float, default=300_000, help="events/s of the paced run")
+    parser.add_argument("--market", choices=("crypto", "stocks"), default="crypto")
+    parser.set_defaults(tape_seconds=None, activity=None)  # each market's own, below
     args = parser.parse_args()
-    suite = measure(args.tape_seconds, args.activity, args.seconds, args.rate)
+    if args.market == "stocks":
+        tape_seconds, activity = args.tape_seconds or 60, args.activity or 40.0
+        stocks = measure_stocks(tape_seconds, activity, args.seconds)
+        print(save("ingest-stocks", "ingest", **msgspec.structs.asdict(stocks)).decode())
+        return
+    suite = measure(args.tape_seconds or 1800, args.activity or 200.0, args.seconds, args.rate)
     print(save("ingest", "ingest", **msgspec.structs.asdict(suite)).decode())
 
 

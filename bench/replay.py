@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +23,7 @@ import psycopg
 
 from ingest.recording import read_recording
 from sql.questdb_local import cache_dir
+from sql.tables import BARS_1M, QUOTES, TRADES, Table
 
 __all__ = [
     "POLL_S",
@@ -46,15 +47,23 @@ PRELOAD_S = 86_400  # the whole tape in memory first: the simulator's CPU goes t
 Probe = Callable[[], tuple[int, float | None]]
 
 
-def tape_for(activity: float, seconds: int) -> tuple[Path, int]:
-    """A generated recording, cached by its parameters, and how many events it holds."""
-    tape = cache_dir() / "bench" / f"tape-a{activity:g}-s{seconds}.jsonl.gz"
+def tape_for(
+    activity: float, seconds: int, market: str = "crypto", start_ms: int | None = None,
+    channels: tuple[str, ...] = (),
+) -> tuple[Path, int]:  # fmt: skip
+    """A generated recording of one market (from ``start_ms``, else the generator's default
+    start; ``channels``, else the generator's), cached by its parameters, and how many events
+    it holds."""
+    named = "" if market == "crypto" else f"{market}-{start_ms}-{'-'.join(channels)}-"
+    tape = cache_dir() / "bench" / f"tape-{named}a{activity:g}-s{seconds}.jsonl.gz"
     if not tape.exists():
         tape.parent.mkdir(parents=True, exist_ok=True)
         partial = tape.with_suffix(".partial")
+        start = ["--start-ms", str(start_ms)] if start_ms is not None else []
+        start += ["--channels", ",".join(channels)] if channels else []
         subprocess.run(
             [sys.executable, "-m", "ingest.simulator", "generate", "--activity", str(activity),
-             "--seconds", str(seconds), "--out", str(partial)],
+             "--seconds", str(seconds), "--markets", market, *start, "--out", str(partial)],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         partial.rename(tape)
@@ -62,12 +71,16 @@ def tape_for(activity: float, seconds: int) -> tuple[Path, int]:
     return tape, events
 
 
-def questdb_probe(dsn: str) -> Probe:
+CRYPTO_TABLES = (TRADES, QUOTES, BARS_1M)
+
+
+def questdb_probe(dsn: str, tables: Sequence[Table] = CRYPTO_TABLES) -> Probe:
     conn = psycopg.connect(dsn, autocommit=True)
+    names = [table.name for table in tables]
 
     def probe() -> tuple[int, float | None]:
         total, newest = 0, 0.0
-        for table in ("trades", "quotes", "bars_1m"):
+        for table in names:
             # count() is metadata; max() over only the newest rows keeps the poll from
             # scanning the whole table ten times a second and stealing the server's CPU.
             count = conn.execute(f"SELECT count() FROM {table}").fetchone()  # noqa: S608
@@ -80,16 +93,17 @@ def questdb_probe(dsn: str) -> Probe:
     return probe
 
 
-def sqlite_probe(path: Path) -> Probe:
+def sqlite_probe(path: Path, tables: Sequence[Table] = CRYPTO_TABLES) -> Probe:
+    names = [str(table.sqlite) for table in tables]
+
     def probe() -> tuple[int, float | None]:
         if not path.exists():
             return 0, None
         # closing(): sqlite3's own context manager commits but leaves the connection (and, in
         # the seed's rollback-journal mode, its read lock) open until the GC gets to it.
         with contextlib.closing(sqlite3.connect(path)) as conn:
-            tables = ("trades_data", "quotes", "market_data")
             try:
-                total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)  # noqa: S608
+                total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in names)  # noqa: S608
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     raise
@@ -112,18 +126,20 @@ class Replay(msgspec.Struct, frozen=True):
 
 
 @contextlib.contextmanager
-def replaying(tape: Path, speed: float, consumer: Consumer) -> Iterator[Replay]:
-    """The simulator serving ``tape`` (pre-loaded) at ``speed`` (0: flat-out), and the
-    consumer reading it; both stopped afterwards."""
+def replaying(
+    tape: Path, speed: float, consumer: Consumer, market: str = "crypto"
+) -> Iterator[Replay]:
+    """The simulator serving ``tape`` (pre-loaded) at ``speed`` (0: flat-out) on ``market``'s
+    path, and the consumer reading it; both stopped afterwards."""
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0",
+        [sys.executable, "-m", "ingest.simulator", "serve", "--port", "0", "--markets", market,
          "--replay", str(tape), "--preload", str(PRELOAD_S), "--speed", str(speed)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert simulator.stdout is not None
     port = re.search(r":(\d+)/crypto", simulator.stdout.readline())
     assert port, "simulator did not start"
-    argv, env = consumer(f"ws://127.0.0.1:{port[1]}/crypto")
+    argv, env = consumer(f"ws://127.0.0.1:{port[1]}/{market}")
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvloop
 
+from ingest.simulator.clusters import Clusters
 from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.faults import parse_periodic_fault
 from ingest.simulator.generate import generate
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="write market data to a recording, to replay")
     _add_market_options(gen, ("XT", "XQ", "XA"))
     gen.add_argument("--start-ms", type=int, default=1_764_000_000_000, help="epoch ms")
+    gen.add_argument(
+        "--markets", type=_csv, default=("crypto",),
+        help="markets written: the --channels of each it names any of, else all of its own",
+    )  # fmt: skip
     gen.add_argument("--seconds", type=int, default=60, help="simulated seconds to write")
     gen.add_argument("--frame-events", type=int, default=1000, help="events per frame")
     gen.add_argument("--out", type=Path, required=True)
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.run(_serve(args))
     elif args.command == "generate":
         market = Market(args.seed, {p: DEFAULT_MARKET[p] for p in args.pairs}, args.activity)
-        tape = Tape(market, args.channels)
+        crypto = Tape(market, args.channels)
+        tape = Clusters(crypto, args.markets, args.seed, args.activity, args.channels)
         events = generate(
             tape, args.start_ms // 1000, args.seconds, args.out, frame_events=args.frame_events
         )

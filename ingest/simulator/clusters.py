@@ -17,9 +17,13 @@ __all__ = ["Clusters"]
 
 
 class Clusters:
-    """The crypto tape and the other markets' (all their channels), merged by emission time."""
+    """The crypto tape and the other markets', merged by emission time. ``channels`` picks a
+    market's channels where it names any of them; a market it names none of sends all."""
 
-    def __init__(self, crypto: Tape, names: tuple[str, ...], seed: int, activity: float) -> None:
+    def __init__(
+        self, crypto: Tape, names: tuple[str, ...], seed: int, activity: float,
+        channels: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         self.names = names
         self.markets: dict[str, StockMarket | ForexMarket | IndexMarket] = {
             "stocks": StockMarket(seed, activity=activity),
@@ -31,8 +35,9 @@ class Clusters:
             self._seconds.append(crypto.second)
         for name in names:
             if name != "crypto":
-                market, channels = self.markets[name], frozenset(MARKETS[name].channels)
-                self._seconds.append(functools.partial(market.second, channels=channels))
+                offered = frozenset(MARKETS[name].channels)
+                chosen = offered & frozenset(channels) or offered
+                self._seconds.append(functools.partial(self.markets[name].second, channels=chosen))
 
     @property
     def served_markets(self) -> dict[str, StockMarket | ForexMarket | IndexMarket]:

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ingest.recording import RecordingWriter
-from ingest.simulator.tape import Tape, TapeEvent
+from ingest.simulator.tape import SecondsTape, TapeEvent
 
 __all__ = ["generate"]
 
 
-def generate(tape: Tape, start_s: int, seconds: int, out: Path, *, frame_events: int) -> int:
+def generate(tape: SecondsTape, start_s: int, seconds: int, out: Path, *, frame_events: int) -> int:
     """Frames of up to ``frame_events`` events, stamped with their emission time; returns the
     number of events written. Shows progress on stderr."""
     events = 0

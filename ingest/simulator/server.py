@@ -56,7 +56,9 @@ class Simulator:
             config.seed, {p: DEFAULT_MARKET[p] for p in config.pairs}, config.activity
         )
         self.tape = Tape(self.market, config.channels)
-        self.clusters = Clusters(self.tape, config.markets, config.seed, config.activity)
+        self.clusters = Clusters(
+            self.tape, config.markets, config.seed, config.activity, config.channels
+        )
         start_ms = config.start_ms if config.start_ms is not None else time.time_ns() // 1_000_000
         self.clock = MarketClock(start_ms, config.clock_mode)
         self._pacer = Pacer(

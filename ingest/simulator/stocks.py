@@ -30,7 +30,7 @@ LATE_S = 5  # the latest a TRF report arrives after its trade
 _TRF_EXCHANGE = 4
 _EXCHANGES = (4, 4, 4, 11, 12, 19, 10, 15, 21, 8)  # TRF reports are about a third of trades
 _TRF_IDS = (201, 202, 203)
-_PER_SECOND = 2048  # sequence numbers a ticker may use in a second, trades then quotes
+_PER_SECOND = 2**16  # sequence numbers a ticker may use in a second, trades then quotes
 
 
 class StockModel(PathModel, frozen=True):

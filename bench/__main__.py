@@ -25,6 +25,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     ingest_seconds: float  # each ingest run's length
     rate: float  # events/s of the paced (latency) run
     settle_s: float  # how long a consumer may take to store what it received
+    stocks_tape_seconds: int  # the stocks tape: the US open (bench/ingest.py)
+    stocks_activity: float
     trades: tuple[int, ...]  # query benchmark data sizes
     query_seconds: float  # load per endpoint, store and concurrency (wrk: whole seconds)
     mixed_concurrencies: tuple[int, ...]  # the mixed workload (distinct requests, uncached)
@@ -34,12 +36,13 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
 
 FULL = Plan(
     tape_seconds=1800, activity=200, ingest_seconds=30, rate=300_000, settle_s=60,
-    trades=(1_000_000, 10_000_000), query_seconds=5, mixed_concurrencies=(1, 32, 128),
-    concurrencies=(1, 32),
+    stocks_tape_seconds=60, stocks_activity=40, trades=(1_000_000, 10_000_000), query_seconds=5,
+    mixed_concurrencies=(1, 32, 128), concurrencies=(1, 32),
 )  # fmt: skip
 QUICK = Plan(
     tape_seconds=20, activity=50, ingest_seconds=2, rate=20_000, settle_s=8,
-    trades=(20_000,), query_seconds=1, mixed_concurrencies=(8,), concurrencies=(1, 8),
+    stocks_tape_seconds=14, stocks_activity=4, trades=(20_000,), query_seconds=1,
+    mixed_concurrencies=(8,), concurrencies=(1, 8),
     endpoints=("prices", "ohlcv 1h over 30 days"),
 )  # fmt: skip
 
@@ -59,6 +62,10 @@ def main() -> int:
         print("== ingest: (a) QuestDB, (b) SQLite profile, (c) the seed's design", file=sys.stderr)
         report["ingest"] = ingest.measure(
             plan.tape_seconds, plan.activity, plan.ingest_seconds, plan.rate, plan.settle_s
+        )
+        print("== ingest, a stocks tape (the US open): the same three", file=sys.stderr)
+        report["ingest_stocks"] = ingest.measure_stocks(
+            plan.stocks_tape_seconds, plan.stocks_activity, plan.ingest_seconds, plan.settle_s
         )
     if args.only in (None, "query"):
         suites = []
@@ -82,6 +89,7 @@ def main() -> int:
     (args.out / f"{name}.md").write_text(markdown(decoded))
     if "ingest" in decoded:
         ingest_chart(decoded["ingest"], args.out / f"{name}-ingest.png")
+        ingest_chart(decoded["ingest_stocks"], args.out / f"{name}-ingest-stocks.png")
     if "query" in decoded:
         mixed_chart(decoded["query"], args.out / f"{name}-mixed.png")
         query_chart(decoded["query"], args.out / f"{name}-query.png")

@@ -129,8 +129,13 @@ def markdown(report: dict[str, object]) -> str:
         "Machine speed at the start (fixed work; compare runs of different days through it): "
         + ", ".join(f"{k} {v}" for k, v in stamp["speed_probe"].items()),
     ]
-    if isinstance(suite := report.get("ingest"), dict):
-        lines += ["", f"## Ingest ({suite['tape_events']:,} events in the tape)", ""]
+    for key, title in (("ingest", "Ingest"), ("ingest_stocks", "Ingest, stocks (the US open)")):
+        if not isinstance(suite := report.get(key), dict):
+            continue
+        lines += ["", f"## {title} ({suite['tape_events']:,} events in the tape)", ""]
+        if isinstance(shape := suite.get("tape"), dict):
+            lines += [f"{shape['trades']:,} trades, {shape['quotes']:,} quotes; the busiest"
+                      f" second {shape['peak_trades_per_s']:,} trades.", ""]  # fmt: skip
         lines += _table(
             suite["runs"],
             ["name", "events_per_s", "caught_up", "seconds", "events", "stored", "lost",

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from bench.__main__ import Plan
-from bench.ingest import IngestSuite
+from bench.ingest import IngestSuite, StocksIngestSuite
 from bench.mixed import KINDS
 from bench.query import QuerySuite
 from tests.polling import scaled
@@ -21,6 +21,7 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
     stamp: dict[str, object]
     plan: Plan
     ingest: IngestSuite
+    ingest_stocks: StocksIngestSuite
     query: list[QuerySuite]
 
 
@@ -28,16 +29,20 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
 def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=scaled(400),
+        capture_output=True, text=True, timeout=scaled(600),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)
     assert report.stamp["git_commit"]
     runs = {run.name: run for run in report.ingest.runs}
     assert {"questdb", "sqlite", "seed design"} <= runs.keys()
+    stocks = {run.name: run for run in report.ingest_stocks.runs}
+    assert stocks.keys() == {"questdb", "sqlite", "seed design"}
+    assert report.ingest_stocks.tape.quotes > report.ingest_stocks.tape.trades > 0
     for name in ("questdb", "sqlite"):  # ours lose nothing, whatever the speed
-        assert runs[name].lost == 0, runs[name]
-        assert runs[name].stored == runs[name].events > 0
+        for run in (runs[name], stocks[name]):
+            assert run.lost == 0, run
+            assert run.stored == run.events > 0
     assert {row.store for row in report.query[0].rows} == {"questdb", "sqlite"}
     assert all(row.errors == 0 for row in report.query[0].rows)
     mixed = report.query[0].mixed
@@ -47,6 +52,7 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     # (errors are not asserted: on this little data a candle range may hold no trade, a 404)
     assert all(row.requests > 0 for row in mixed), mixed
     assert all(row.distinct_requests > 1 for row in mixed)
-    assert "## Ingest" in (tmp_path / "bench-quick.md").read_text()
-    for chart in ("bench-quick-ingest.png", "bench-quick-mixed.png", "bench-quick-query.png"):
+    assert "## Ingest, stocks" in (tmp_path / "bench-quick.md").read_text()
+    charts = ("ingest", "ingest-stocks", "mixed", "query")
+    for chart in (f"bench-quick-{name}.png" for name in charts):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

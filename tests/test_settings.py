@@ -42,6 +42,24 @@ def test_values_are_parsed() -> None:
     assert ingest.polygon_ws_url == "ws://127.0.0.1:8765/crypto"
 
 
+def test_each_market_gets_its_own_cluster_symbols_and_channels() -> None:
+    env = {
+        "MARKETS": "crypto,stocks,forex,indices",
+        "POLYGON_WS_URL": "ws://127.0.0.1:8765/crypto",
+        "STOCKS_SYMBOLS": "AAPL, BRK.A",
+        "FOREX_CHANNELS": "C",
+    }
+    ingest = IngestSettings.from_env(env)
+    feeds = {feed.market: feed for feed in ingest.feeds}
+    assert feeds.keys() == {"stocks", "forex", "indices"}
+    assert feeds["stocks"].symbols == ("AAPL", "BRK.A")
+    assert feeds["stocks"].topics == "T.AAPL,T.BRK.A,Q.AAPL,Q.BRK.A,AM.AAPL,AM.BRK.A"
+    assert feeds["forex"].topics == "C.EUR/USD,C.USD/JPY,C.GBP/USD"
+    assert feeds["indices"].channels == ("V", "AM")
+    assert ingest.ws_url("indices") == "ws://127.0.0.1:8765/indices"
+    assert IngestSettings.from_env({}).feeds == ()  # crypto alone, as before
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -53,6 +71,10 @@ def test_values_are_parsed() -> None:
         ({"PAIRS": "BTC-USD,BTC/USD"}, "PAIRS"),
         ({"POLYGON_WS_URL": "https://socket.massive.com"}, "POLYGON_WS_URL"),
         ({"CHANNELS": "XT,XZ"}, "CHANNELS"),
+        ({"MARKETS": "crypto,bonds"}, "MARKETS"),
+        ({"MARKETS": "stocks", "STOCKS_SYMBOLS": "AAPL,aapl"}, "STOCKS_SYMBOLS"),
+        ({"MARKETS": "forex", "FOREX_SYMBOLS": "EURUSD"}, "FOREX_SYMBOLS"),
+        ({"MARKETS": "indices", "INDICES_CHANNELS": "V,T"}, "INDICES_CHANNELS"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:

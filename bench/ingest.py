@@ -151,6 +151,30 @@ class IngestSuite(msgspec.Struct, frozen=True):
     questdb_over_seed: float | None
 
 
+def _ingester(scratch: Path, runs: list[IngestRun], **env: str) -> Consumer:
+    """``python -m ingest`` reading the feed's URL into the store ``env`` names: the feed's
+    rows only (no history fetched at the first event), a spool of its own a run."""
+
+    def consumer(url: str) -> tuple[list[str], dict[str, str]]:
+        given = {**os.environ, **env, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": url,
+                 "INGEST_METRICS_PORT": "0", "INGEST_DEAD_LETTER": str(scratch / "dead"),
+                 "INGEST_SPOOL_DIR": str(scratch / f"spool-{len(runs)}"),
+                 "INGEST_HISTORY_DAYS": "0"}  # fmt: skip
+        return [sys.executable, "-m", "ingest"], given
+
+    return consumer
+
+
+def _seed(scratch: Path, *market: str) -> Consumer:
+    """The seed's design (``bench/seed.py``) reading the feed into its own file."""
+
+    def consumer(url: str) -> tuple[list[str], dict[str, str]]:
+        argv = [sys.executable, "-m", "bench.seed", url, str(scratch / "seed.db"), *market]
+        return argv, {**os.environ}
+
+    return consumer
+
+
 def measure(
     tape_seconds: int, activity: float, seconds: float, rate: float, settle_s: float = 30.0
 ) -> IngestSuite:
@@ -162,21 +186,9 @@ def measure(
         scratch = Path(scratch_dir)
 
         def ingester(**store: str) -> Consumer:
-            def consumer(url: str) -> tuple[list[str], dict[str, str]]:
-                # The feed's rows only: no week of history fetched at the first event.
-                env = {**os.environ, **store, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": url,
-                       "INGEST_METRICS_PORT": "0", "INGEST_DEAD_LETTER": str(scratch / "dead"),
-                       "INGEST_SPOOL_DIR": str(scratch / f"spool-{len(runs)}"),
-                       "INGEST_HISTORY_DAYS": "0"}  # fmt: skip
-                return [sys.executable, "-m", "ingest"], env
+            return _ingester(scratch, runs, **store)
 
-            return consumer
-
-        def seed(url: str) -> tuple[list[str], dict[str, str]]:
-            return [sys.executable, "-m", "bench.seed", url, str(scratch / "seed.db")], {
-                **os.environ
-            }
-
+        seed = _seed(scratch)
         for paced in (0.0, rate):
             with throwaway_questdb(scratch / f"questdb-{paced:g}") as server:
                 store = ingester(STORE="questdb", QUESTDB_ILP=server.ilp_conf,
@@ -245,19 +257,11 @@ def measure_stocks(
         scratch = Path(scratch_dir)
 
         def ingester(**store: str) -> Consumer:
-            def consumer(url: str) -> tuple[list[str], dict[str, str]]:
-                env = {**os.environ, **store, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": url,
-                       "MARKETS": "stocks", "STOCKS_SYMBOLS": "*", "STOCKS_CHANNELS": "T,Q",
-                       "INGEST_METRICS_PORT": "0", "INGEST_DEAD_LETTER": str(scratch / "dead"),
-                       "INGEST_SPOOL_DIR": str(scratch / f"spool-{len(runs)}"),
-                       "INGEST_BACKFILL": "false"}  # fmt: skip
-                return [sys.executable, "-m", "ingest"], env
+            stocks = {"MARKETS": "stocks", "STOCKS_SYMBOLS": "*", "STOCKS_CHANNELS": "T,Q",
+                      "INGEST_BACKFILL": "false"}  # fmt: skip
+            return _ingester(scratch, runs, **store, **stocks)
 
-            return consumer
-
-        def seed(url: str) -> tuple[list[str], dict[str, str]]:
-            argv = [sys.executable, "-m", "bench.seed", url, str(scratch / "seed.db"), "stocks"]
-            return argv, {**os.environ}
+        seed = _seed(scratch, "stocks")
 
         with throwaway_questdb(scratch / "questdb") as server:
             store = ingester(STORE="questdb", QUESTDB_ILP=server.ilp_conf,

@@ -8,7 +8,7 @@ taken apart event by event, so one bad event does not cost the good ones beside 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -67,25 +67,39 @@ def decode_frame(frame: bytes | str) -> DecodedFrame:
 
 def _decode_each(frame: bytes | str) -> DecodedFrame:
     decoded = DecodedFrame()
+    return _sort(_each(frame, _event, _KNOWN, decoded), decoded)
+
+
+class _SetAside(Protocol):
+    malformed: list[bytes]
+    unknown: int
+
+
+def _each(
+    frame: bytes | str, event: msgspec.json.Decoder[Any], known: frozenset[str], into: _SetAside
+) -> list[Any]:
+    """The good events of a damaged frame, one by one: a bad event of a type we know is set
+    aside as malformed, one of a type we do not know is counted; a frame that is no JSON
+    list of objects is set aside whole."""
     try:
         raws = _raw_list.decode(frame)
     except UNDECODABLE:
-        decoded.malformed.append(frame.encode() if isinstance(frame, str) else frame)
-        return decoded
-    events: list[Event] = []
+        into.malformed.append(frame.encode() if isinstance(frame, str) else frame)
+        return []
+    events = []
     for raw in raws:
         try:
-            events.append(_event.decode(raw))
+            events.append(event.decode(raw))
         except UNDECODABLE:
             try:
-                known = _tag.decode(raw).ev in _KNOWN
+                is_known = _tag.decode(raw).ev in known
             except UNDECODABLE:
-                known = True
-            if known:
-                decoded.malformed.append(bytes(raw))
+                is_known = True
+            if is_known:
+                into.malformed.append(bytes(raw))
             else:
-                decoded.unknown += 1
-    return _sort(events, decoded)
+                into.unknown += 1
+    return events
 
 
 def _sort(events: list[Event], into: DecodedFrame) -> DecodedFrame:
@@ -136,7 +150,7 @@ def decode_market_frame(protocol: MarketProtocol, frame: bytes | str) -> MarketF
     try:
         events = protocol.frames.decode(frame)
     except UNDECODABLE:
-        events = _each_of_market(protocol, frame, decoded)
+        events = _each(frame, protocol.event, protocol.channels | {"status"}, decoded)
     symbol_ok = _symbol_ok[protocol.market.name]
     for event in events:
         if isinstance(event, Status):
@@ -148,25 +162,3 @@ def decode_market_frame(protocol: MarketProtocol, frame: bytes | str) -> MarketF
         else:
             decoded.rows.setdefault(table, []).append(event)
     return decoded
-
-
-def _each_of_market(protocol: MarketProtocol, frame: bytes | str, into: MarketFrame) -> list[Any]:
-    try:
-        raws = _raw_list.decode(frame)
-    except UNDECODABLE:
-        into.malformed.append(frame.encode() if isinstance(frame, str) else frame)
-        return []
-    events = []
-    for raw in raws:
-        try:
-            events.append(protocol.event.decode(raw))
-        except UNDECODABLE:
-            try:
-                known = _tag.decode(raw).ev in protocol.channels | {"status"}
-            except UNDECODABLE:
-                known = True
-            if known:
-                into.malformed.append(bytes(raw))
-            else:
-                into.unknown += 1
-    return events

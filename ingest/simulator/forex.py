@@ -5,6 +5,7 @@ the vendor. One contributor sends its exchange id as a string (``"x":"44"``), as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import TypeVar
@@ -13,7 +14,7 @@ from ingest.protocol.forex import ForexMinuteBar, ForexQuote, ForexSecondBar
 from ingest.simulator.market import _poisson
 from ingest.simulator.prices import PathModel, PricePath
 from ingest.simulator.sessions import forex_open
-from ingest.simulator.tape import TapeEvent, emitted
+from ingest.simulator.tape import BarsOf, TapeEvent, closed_bars, emitted
 from sql.markets import FOREX
 
 __all__ = ["FOREX_MODELS", "ForexMarket", "ForexModel"]
@@ -95,14 +96,17 @@ class ForexMarket(PricePath):
                 quotes = (q for s in (second - 1, second) for q in self.quotes(pair, s))
                 sent = ((q.ts_ms + 1 + q.ts_ms % 29, pair, q) for q in quotes)
                 events += emitted(FOREX.name, "C", sent, start_ms, end_ms)
-            for closed_s in (second - 1, second):
-                for channel, bar in (
-                    ("CA", self.minute_bar(pair, closed_s - 60) if closed_s % 60 == 0 else None),
-                    ("CAS", self.second_bar(pair, closed_s - 1)),
-                ):
-                    if channel in channels and bar is not None:
-                        delay = self.rng(pair, channel, closed_s).randrange(200, 1000)
-                        sent_bar = [(closed_s * 1000 + delay, pair, bar)]
-                        events += emitted(FOREX.name, channel, sent_bar, start_ms, end_ms)
+            bars: BarsOf = {
+                channel: bars for channel, bars in (
+                    ("CA", (60, functools.partial(self.minute_bar, pair))),
+                    ("CAS", (1, functools.partial(self.second_bar, pair))),
+                ) if channel in channels
+            }  # fmt: skip
+            delay = functools.partial(self._bar_delay, pair)
+            events += closed_bars(FOREX.name, pair, second, bars, delay)
         events.sort(key=lambda event: event.emit_ms)
         return events
+
+    def _bar_delay(self, pair: str, channel: str, closed_s: int) -> int:
+        """A bar comes 0.2-1 s after its window closed."""
+        return self.rng(pair, channel, closed_s).randrange(200, 1000)

@@ -4,6 +4,7 @@ session, and minute and second bars of those values (no volume), as pure functio
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import TypeVar
@@ -11,7 +12,7 @@ from typing import TypeVar
 from ingest.protocol.indices import IndexMinuteBar, IndexSecondBar, IndexValue
 from ingest.simulator.prices import PathModel, PricePath
 from ingest.simulator.sessions import regular_session, session_open_s
-from ingest.simulator.tape import TapeEvent, emitted
+from ingest.simulator.tape import BarsOf, TapeEvent, closed_bars, emitted
 from sql.markets import INDICES
 
 __all__ = ["INDEX_MODELS", "IndexMarket"]
@@ -63,14 +64,17 @@ class IndexMarket(PricePath):
             if "V" in channels and value is not None:
                 sent = [(value.ts_ms + 3, index, value)]
                 events += emitted(INDICES.name, "V", sent, start_ms, end_ms)
-            for closed_s in (second - 1, second):
-                for channel, bar in (
-                    ("AM", self.minute_bar(index, closed_s - 60) if closed_s % 60 == 0 else None),
-                    ("A", self.second_bar(index, closed_s - 1)),
-                ):
-                    if channel in channels and bar is not None:
-                        delay = self.rng(index, channel, closed_s).randrange(200, 1000)
-                        sent_bar = [(closed_s * 1000 + delay, index, bar)]
-                        events += emitted(INDICES.name, channel, sent_bar, start_ms, end_ms)
+            bars: BarsOf = {
+                channel: bars for channel, bars in (
+                    ("AM", (60, functools.partial(self.minute_bar, index))),
+                    ("A", (1, functools.partial(self.second_bar, index))),
+                ) if channel in channels
+            }  # fmt: skip
+            delay = functools.partial(self._bar_delay, index)
+            events += closed_bars(INDICES.name, index, second, bars, delay)
         events.sort(key=lambda event: event.emit_ms)
         return events
+
+    def _bar_delay(self, index: str, channel: str, closed_s: int) -> int:
+        """A bar comes 0.2-1 s after its window closed."""
+        return self.rng(index, channel, closed_s).randrange(200, 1000)

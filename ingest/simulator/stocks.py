@@ -10,8 +10,9 @@ the day's trades (which would mean drawing hours of trades for one bar).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import TypeVar
 
@@ -19,7 +20,7 @@ from ingest.protocol.stocks import StockMinuteBar, StockQuote, StockSecondBar, S
 from ingest.simulator.market import _poisson
 from ingest.simulator.prices import ORIGIN_S, PathModel, PricePath
 from ingest.simulator.sessions import session_open_s, stock_activity
-from ingest.simulator.tape import TapeEvent, emitted
+from ingest.simulator.tape import BarsOf, TapeEvent, closed_bars, emitted
 from sql.markets import STOCKS
 
 __all__ = ["STOCK_MODELS", "StockMarket", "StockModel"]
@@ -161,23 +162,18 @@ class StockMarket(PricePath):
                 quotes = (q for s in (second - 1, second) for q in self.quotes(ticker, s))
                 sent_q = ((q.ts_ms + 1 + q.sequence % 5, ticker, q) for q in quotes)
                 events += emitted(STOCKS.name, "Q", sent_q, start_ms, end_ms)
-            for channel, bar in self._closed_bars(ticker, second, channels):
-                events += emitted(STOCKS.name, channel, [bar], start_ms, end_ms)
+            bars: BarsOf = {
+                channel: bars for channel, bars in (
+                    ("AM", (60, functools.partial(self.minute_bar, ticker))),
+                    ("A", (1, functools.partial(self.second_bar, ticker))),
+                ) if channel in channels
+            }  # fmt: skip
+            events += closed_bars(STOCKS.name, ticker, second, bars, self._bar_delay(ticker))
         events.sort(key=lambda event: event.emit_ms)
         return events
 
-    def _closed_bars(
-        self, ticker: str, second: int, channels: frozenset[str]
-    ) -> Iterator[tuple[str, tuple[int, str, StockMinuteBar | StockSecondBar]]]:
-        """Bars whose window closed in the last two seconds: sent 0.2-2 s after it."""
-        for closed_s in (second - 1, second):
-            if "AM" in channels and closed_s % 60 == 0:
-                bar = self.minute_bar(ticker, closed_s - 60)
-                if bar is not None:
-                    delay = self.rng(ticker, "AM", closed_s).randrange(200, 2000)
-                    yield "AM", (closed_s * 1000 + delay, ticker, bar)
-            if "A" in channels:
-                second_bar = self.second_bar(ticker, closed_s - 1)
-                if second_bar is not None:
-                    delay = self.rng(ticker, "A", closed_s).randrange(200, 1000)
-                    yield "A", (closed_s * 1000 + delay, ticker, second_bar)
+    def _bar_delay(self, ticker: str) -> Callable[[str, int], int]:
+        """Minute bars come 0.2-2 s after their minute, second bars 0.2-1 s after theirs."""
+        return lambda channel, closed_s: self.rng(ticker, channel, closed_s).randrange(
+            200, 2000 if channel == "AM" else 1000
+        )

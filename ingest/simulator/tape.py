@@ -8,7 +8,7 @@ frames. Each event is encoded once here; connections only filter and join the by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 import msgspec
@@ -17,7 +17,7 @@ from ingest.protocol import MinuteAgg, Quote, SecondAgg, Trade
 from ingest.simulator.market import Market
 from sql.markets import CRYPTO
 
-__all__ = ["CHANNELS", "SecondsTape", "Tape", "TapeEvent", "emitted"]
+__all__ = ["CHANNELS", "BarsOf", "SecondsTape", "Tape", "TapeEvent", "closed_bars", "emitted"]
 
 CHANNELS = CRYPTO.channels
 _encode = msgspec.json.Encoder().encode
@@ -44,6 +44,26 @@ def emitted(
         for emit_ms, symbol, event in events
         if start_ms <= emit_ms < end_ms
     ]  # fmt: skip
+
+
+# A market's bars: per channel, its window in seconds and its bar of a window's start (s).
+BarsOf = Mapping[str, tuple[int, Callable[[int], msgspec.Struct | None]]]
+
+
+def closed_bars(
+    market: str, symbol: str, second: int, bars: BarsOf, delay_ms: Callable[[str, int], int]
+) -> list[TapeEvent]:
+    """The bars of ``symbol`` whose window closed in the last two seconds and that are sent
+    during ``second``: ``delay_ms(channel, closed second)`` after the window closed."""
+    start_ms, end_ms = second * 1000, (second + 1) * 1000
+    events: list[TapeEvent] = []
+    for closed_s in (second - 1, second):
+        for channel, (window_s, bar_of) in bars.items():
+            if closed_s % window_s or (bar := bar_of(closed_s - window_s)) is None:
+                continue
+            sent = [(closed_s * 1000 + delay_ms(channel, closed_s), symbol, bar)]
+            events += emitted(market, channel, sent, start_ms, end_ms)
+    return events
 
 
 class SecondsTape(Protocol):

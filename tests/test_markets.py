@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,13 @@ CHECKED: dict[Table, tuple[str, str, tuple[str, ...], Callable[[dict[str, Any]],
     INDEX_BARS_1M: ("indices", "AM", ("ts", "symbol", "open", "high", "low", "close"),
                     lambda e: (e["s"], e["sym"], e["o"], e["h"], e["l"], e["c"])),
 }  # fmt: skip
+
+
+def now_ms() -> int:
+    """When rows written by a test arrived: now, as the ingester stamps them (the store's
+    word on what is committed, which the live push reads, follows the newest arrival; one
+    from the future would hold every later row back from it)."""
+    return time.time_ns() // 1_000_000
 
 
 def trading_day_for(test_name: str) -> int:
@@ -287,7 +295,7 @@ def test_stock_candles_of_the_regular_session_leave_out_the_extended_hours(
     frame = json.dumps([{**bar, "s": s * 1000, "e": s * 1000 + 60_000} for s in starts])
     batch = Batch()
     for table, events in decode_market_frame(PROTOCOLS["stocks"], frame).rows.items():
-        batch.add(table, events, starts[0] * 1000)
+        batch.add(table, events, now_ms())
     sink = make_sink(ingest_settings(1, store, tmp_path))
     try:
         sink.write(batch)
@@ -333,7 +341,7 @@ def test_stock_trades_sharing_a_millisecond_stay_distinct_and_a_resent_batch_cha
     frame = json.dumps([trade, {**trade, "i": "2"}, {**trade, "i": "2", "trfi": 201}])
     batch = Batch()
     for table, events in decode_market_frame(PROTOCOLS["stocks"], frame).rows.items():
-        batch.add(table, events, ts_ms)
+        batch.add(table, events, now_ms())
     sink = make_sink(ingest_settings(1, store, Path(str(request.path.parent))))
     try:
         sink.write(batch)

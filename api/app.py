@@ -30,6 +30,7 @@ from litestar.response import File
 from litestar.static_files import create_static_files_router
 from prometheus_client import REGISTRY
 
+from api.analytics_routes import analytics_routes
 from api.assets import ensure_assets
 from api.auth import BearerTokenAuth
 from api.errors import StoreUnavailable, Unsupported
@@ -334,6 +335,7 @@ def create_app(settings: ApiSettings) -> Litestar:
                 if market.served
                 for route in market_routes(market)
             ),
+            *analytics_routes(),
             push,
             health,
             MetricsController,

@@ -22,6 +22,7 @@ from api.responses import Candle
 
 __all__ = [
     "SECONDS",
+    "AnalyticsQuery",
     "CandleQuery",
     "Interval",
     "epoch_s",
@@ -56,6 +57,19 @@ class CandleQuery(msgspec.Struct, frozen=True, kw_only=True):
     # nulls (null).
     fill: Literal["none", "prev", "null"] = "none"
     tz: str = "UTC"  # the calendar buckets align to (a tz database name)
+
+
+class AnalyticsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """One pair over [start, end) (naive UTC): per-trade spreads (the newest ``limit``),
+    or buckets of ``interval`` aligned to ``tz``'s calendar; rolling VWAP over ``minutes``."""
+
+    symbol: str
+    start: dt.datetime
+    end: dt.datetime
+    interval: Interval = "1h"
+    tz: str = "UTC"
+    limit: int = 100
+    minutes: int = 15
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:

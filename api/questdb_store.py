@@ -34,7 +34,8 @@ from api.errors import StoreUnavailable, Unsupported
 from api.market_responses import row_struct
 from api.pool_metrics import PoolCollector
 from api.push_messages import LOOKBACK_S, Arrived, QuoteEvent, Subscribed, TradeEvent
-from api.queries import CandleQuery, iso_ms, newest_candles, rolling_day_start
+from api.queries import AnalyticsQuery, CandleQuery, iso_ms, newest_candles, rolling_day_start
+from api.questdb_analytics import analytics_sql
 from api.questdb_candles import FROM_TS, coarsest, merge, plan, sampled_sql, selected
 from api.questdb_markets import candles_sql, prices_sql, rows_sql
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
@@ -277,7 +278,7 @@ class QuestDBStore:
         return {row["symbol"]: int(row["end_s"]) for row in found}
 
     async def _structs(
-        self, query: str | sql.Composed, params: tuple[object, ...], out: type[S]
+        self, query: str | sql.SQL | sql.Composed, params: tuple[object, ...], out: type[S]
     ) -> list[S]:
         """Rows as ``out`` (by column name: ``struct_rows``). Binary results: QuestDB formats
         and psycopg parses a double as text 4x slower."""
@@ -309,12 +310,24 @@ class QuestDBStore:
     async def _candles(
         self, statement: sql.Composed, params: list[object], tz: str
     ) -> list[Candle]:
+        return await self._in_zone(statement, params, Candle, tz)
+
+    async def _in_zone(
+        self, statement: sql.SQL | sql.Composed, params: list[object], out: type[S], tz: str
+    ) -> list[S]:
+        """Rows bucketed on ``tz``'s calendar; a zone QuestDB does not know is a 400."""
         try:
-            return await self._structs(statement, tuple(params), Candle)
+            return await self._structs(statement, tuple(params), out)
         except psycopg.DatabaseError as exc:
             if "invalid timezone" not in str(exc):
                 raise
             raise Unsupported("tz", f"QuestDB does not know the time zone {tz}") from exc
+
+    analytics_refused: str | None = None  # it computes them
+
+    async def analytics(self, kind: str, query: AnalyticsQuery) -> list[msgspec.Struct]:
+        (statement, params), out = analytics_sql(kind, query)
+        return list(await self._in_zone(statement, params, out, query.tz))
 
 
 def struct_rows(out: type[S]) -> AsyncRowFactory[S]:

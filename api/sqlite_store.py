@@ -21,10 +21,11 @@ from typing import Any
 import msgspec
 from prometheus_client.registry import Collector
 
-from api.errors import StoreUnavailable
+from api.errors import StoreUnavailable, Unsupported
 from api.market_responses import row_struct
 from api.queries import (
     SECONDS,
+    AnalyticsQuery,
     CandleQuery,
     iso_ms,
     iso_of_epoch,
@@ -161,8 +162,18 @@ class SQLiteStore:
         " arrived; poll the REST endpoints instead"
     )
 
+    # ASOF JOIN, window functions over time ranges, SAMPLE BY with percentiles: the
+    # analytics are QuestDB's work, and this profile answers them with a 501 saying so.
+    analytics_refused: str | None = (
+        "the analytics need STORE=questdb (ASOF JOIN, time-range window functions, SAMPLE BY"
+        " with percentiles); the SQLite fallback profile does not compute them"
+    )
+
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    async def analytics(self, kind: str, query: AnalyticsQuery) -> list[msgspec.Struct]:
+        raise Unsupported("store", self.analytics_refused or "")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

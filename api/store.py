@@ -9,7 +9,7 @@ from typing import Protocol
 import msgspec
 from prometheus_client.registry import Collector
 
-from api.queries import CandleQuery
+from api.queries import AnalyticsQuery, CandleQuery
 from api.questdb_store import QuestDBStore
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.sqlite_store import SQLiteStore
@@ -47,6 +47,12 @@ class Store(Protocol):
         self, served: Served, query: CandleQuery, regular: bool
     ) -> list[Candle]:
         """From the market's minute bars; ``regular``: of 09:30-16:00 New York alone."""
+
+    # Why this store cannot compute the analytics (``api/analytics_routes.py``); None: it can.
+    analytics_refused: str | None
+
+    async def analytics(self, kind: str, query: AnalyticsQuery) -> list[msgspec.Struct]:
+        """The rows of one analytics route (``kind``: a key of ``ANALYTICS``)."""
 
     # Why this store cannot serve the live push (/ws); None: it can (``api/push.py``'s
     # ``PushSource``).

@@ -6,8 +6,9 @@ pinned server, 9.3.4; it has no exact percentile, so the median and p95 come fro
 HdrHistogram at 5 significant digits).
 
 A bucketed query over a join or a window names its designated timestamp again
-(``timestamp(ts)``): QuestDB does not carry it through them. Values are bound; what cannot be (the interval, the zone, the window's minutes) comes from a
-whitelist or a checked integer. The columns come out as the response Struct names them
+(``timestamp(ts)``): QuestDB does not carry it through them. Values are bound; what cannot
+be (the interval, the zone, the window's minutes) comes from a whitelist or a checked
+integer. The columns come out as the response Struct names them
 (``selected``).
 """
 

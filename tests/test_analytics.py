@@ -48,7 +48,8 @@ def iso(ms: int) -> str:
 def make_market() -> tuple[list[Tick], list[Tick]]:
     start = epoch_ms(T0)
     # Exchange 1 quotes every 4 s from 60 s in (the first minute's trades find none); one of
-    # them crossed (the one in force at trade 30). Exchange 2 every 7 s: some of its trades find a quote older than 5 s.
+    # them crossed (the one in force at trade 30). Exchange 2 every 7 s: some of its trades
+    # find a quote older than 5 s.
     quotes = []
     for k in range(2 * 3600 // 4):
         ms = start + 60_000 + k * 4_000 + 250

@@ -7,7 +7,6 @@ No ``from __future__ import annotations``: the response types are made at import
 (``page_of``), and Litestar reads the handlers' annotations as objects.
 """
 
-import datetime as dt
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
@@ -26,7 +25,7 @@ from api.analytics_responses import (
     VwapRow,
     page_of,
 )
-from api.queries import SECONDS, AnalyticsQuery, naive_utc
+from api.queries import SECONDS, AnalyticsQuery
 from api.routing import (
     ERRORS_OR_NONE,
     CandleEnd,
@@ -35,38 +34,23 @@ from api.routing import (
     CandleZone,
     ErrorBody,
     Limit,
+    Pair,
     TimeZone,
-    check_range,
+    bounded_range,
     now,
     store_of,
 )
-from sql.markets import CRYPTO
 
 __all__ = ["analytics_routes"]
 
 MAX_BUCKETS = 10_000  # rows one bucketed answer may hold
-DEFAULT_SPAN = dt.timedelta(days=1)
 _ERRORS = {
     **ERRORS_OR_NONE,
     501: ResponseSpec(ErrorBody, description="The store cannot compute it (the SQLite profile)"),
 }
-Symbol = Annotated[
-    str, Parameter(pattern=CRYPTO.regex(), description=f"A pair, e.g. {CRYPTO.example}")
-]
 Minutes = Annotated[
     int, Parameter(ge=1, le=1440, description="The rolling window's length in minutes, 1..1440")
 ]
-
-
-def _range(start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) as naive UTC: by default the last day, or the day before ``end``, or
-    the day from ``start``."""
-    check_range(start, end)
-    upper = naive_utc(end) if end else None
-    lower = naive_utc(start) if start else None
-    if upper is None:
-        upper = lower + DEFAULT_SPAN if lower else dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return lower or upper - DEFAULT_SPAN, upper
 
 
 def _bounded(query: AnalyticsQuery, grain_s: int, parameter: str) -> None:
@@ -93,13 +77,13 @@ def _bucketed_route(kind: str, row: type, summary: str) -> HTTPRouteHandler:
 
     async def handler(
         request: Request,  # type: ignore[type-arg]
-        symbol: Symbol,
+        symbol: Pair,
         interval: CandleInterval = "1h",
         start: CandleStart = None,
         end: CandleEnd = None,
         tz: CandleZone = TimeZone["UTC"],
     ) -> out:
-        lower, upper = _range(start, end)
+        lower, upper = bounded_range(start, end)
         query = AnalyticsQuery(symbol=symbol, start=lower, end=upper, interval=interval,
                                tz=tz.value)  # fmt: skip
         _bounded(query, SECONDS[interval], "interval")
@@ -115,7 +99,7 @@ def _spreads_route() -> HTTPRouteHandler:
 
     async def spreads(
         request: Request,  # type: ignore[type-arg]
-        symbol: Symbol,
+        symbol: Pair,
         limit: Limit = 100,
         start: CandleStart = None,
         end: CandleEnd = None,
@@ -123,7 +107,7 @@ def _spreads_route() -> HTTPRouteHandler:
         """The newest ``limit`` trades of [start, end), newest first, each with the best
         bid and ask in force on its exchange (its newest quote at most 5 s older), the
         effective spread it paid and the side of the quote it took."""
-        lower, upper = _range(start, end)
+        lower, upper = bounded_range(start, end)
         query = AnalyticsQuery(symbol=symbol, start=lower, end=upper, limit=limit)
         return await _answer(request, "spreads", query, out)
 
@@ -137,14 +121,14 @@ def _rolling_route() -> HTTPRouteHandler:
 
     async def rolling_vwap(
         request: Request,  # type: ignore[type-arg]
-        symbol: Symbol,
+        symbol: Pair,
         minutes: Minutes = 15,
         start: CandleStart = None,
         end: CandleEnd = None,
     ) -> out:
         """For each minute of [start, end) with trades: the VWAP of the trades of the
         ``minutes`` minutes ending with it (minutes before ``start`` count for the first)."""
-        lower, upper = _range(start, end)
+        lower, upper = bounded_range(start, end)
         query = AnalyticsQuery(symbol=symbol, start=lower, end=upper, minutes=minutes)
         _bounded(query, 60, "start")
         return await _answer(request, "rolling-vwap", query, out)

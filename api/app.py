@@ -34,6 +34,7 @@ from api.analytics_routes import analytics_routes
 from api.assets import ensure_assets
 from api.auth import BearerTokenAuth
 from api.errors import StoreUnavailable, Unsupported
+from api.export_routes import export_routes
 from api.market_routes import market_routes
 from api.push import (
     CLOSE_BAD_PARAMETER,
@@ -57,6 +58,7 @@ from api.routing import (
     CandleStart,
     CandleZone,
     Limit,
+    Pair,
     TimeZone,
     check_range,
     found,
@@ -69,9 +71,7 @@ from sql.markets import CRYPTO, MARKETS
 
 __all__ = ["create_app"]
 
-Symbol = Annotated[
-    str, Parameter(pattern=CRYPTO.regex(), description=f"A pair, e.g. {CRYPTO.example}")
-]
+Symbol = Pair
 QUOTE_GAPS_SHOWN = 50
 VIEW_CHECK_S = 5.0
 
@@ -284,6 +284,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         store = app.state.store = await open_store(settings.store)
         app.state.response_cache_ms = settings.api_cache_ms
         app.state.push_queue_bytes = settings.api_push_queue_mib * 2**20
+        app.state.export_max_rows = settings.api_export_max_rows
         app.state.tailer = None
         app.state.assets = await asyncio.to_thread(ensure_assets)
         background = [asyncio.create_task(_watch_views(store))]
@@ -336,6 +337,7 @@ def create_app(settings: ApiSettings) -> Litestar:
                 for route in market_routes(market)
             ),
             *analytics_routes(),
+            *export_routes(),
             push,
             health,
             MetricsController,

@@ -24,6 +24,7 @@ __all__ = [
     "SECONDS",
     "AnalyticsQuery",
     "CandleQuery",
+    "ExportQuery",
     "Interval",
     "epoch_s",
     "floor_to",
@@ -70,6 +71,17 @@ class AnalyticsQuery(msgspec.Struct, frozen=True, kw_only=True):
     tz: str = "UTC"
     limit: int = 100
     minutes: int = 15
+
+
+class ExportQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A pair's trades, quotes or candles (of ``interval``, from its trades) over
+    [start, end), naive UTC, to stream out."""
+
+    kind: Literal["trades", "quotes", "candles"]
+    symbol: str
+    start: dt.datetime  # naive UTC, inclusive
+    end: dt.datetime  # exclusive
+    interval: Interval = "1m"  # candles only
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import httpx
 import msgspec
 import psycopg
 from prometheus_client.registry import Collector
@@ -34,9 +35,17 @@ from api.errors import StoreUnavailable, Unsupported
 from api.market_responses import row_struct
 from api.pool_metrics import PoolCollector
 from api.push_messages import LOOKBACK_S, Arrived, QuoteEvent, Subscribed, TradeEvent
-from api.queries import AnalyticsQuery, CandleQuery, iso_ms, newest_candles, rolling_day_start
+from api.queries import (
+    AnalyticsQuery,
+    CandleQuery,
+    ExportQuery,
+    iso_ms,
+    newest_candles,
+    rolling_day_start,
+)
 from api.questdb_analytics import analytics_sql
 from api.questdb_candles import FROM_TS, coarsest, merge, plan, sampled_sql, selected
+from api.questdb_export import count_sql, export_sql
 from api.questdb_markets import candles_sql, prices_sql, rows_sql
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.view_metrics import ViewCollector
@@ -120,15 +129,18 @@ def _moment(epoch_us: int) -> dt.datetime:
 
 
 class QuestDBStore:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[DictRow]], http: httpx.AsyncClient
+    ) -> None:
         self.pool = pool
+        self.http = http  # QuestDB's HTTP server: exports stream from its /exp
         self.guards = {spec.name: ViewGuard(spec) for spec in VIEWS}
         # The ingester's words on what is committed, not yet all visible (``arrived``).
         self._words: list[tuple[int, dict[str, int]]] = []
         self._visible_us = 0
 
     @classmethod
-    async def open(cls, dsn: str) -> QuestDBStore:
+    async def open(cls, dsn: str, http_url: str = "http://127.0.0.1:9000") -> QuestDBStore:
         pool = AsyncConnectionPool(
             dsn,
             connection_class=AsyncConnection[DictRow],
@@ -139,13 +151,50 @@ class QuestDBStore:
             open=False,
         )
         await pool.open(wait=False)
-        return cls(pool)
+        return cls(pool, httpx.AsyncClient(base_url=http_url, timeout=httpx.Timeout(30, read=300)))
 
     def collectors(self) -> list[Collector]:
         return [PoolCollector(self.pool), ViewCollector(self.guards.values())]
 
     async def close(self) -> None:
         await self.pool.close()
+        await self.http.aclose()
+
+    export_refused: str | None = None  # it streams them
+
+    async def export_rows(self, query: ExportQuery) -> int:
+        rows = await self._rows(count_sql(query), ())
+        return int(rows[0]["rows"]) if rows else 0
+
+    async def export(self, query: ExportQuery, fmt: str) -> AsyncIterator[bytes]:
+        """QuestDB's ``/exp`` answer, chunk by chunk as it comes; opened here, so that a
+        refusal is a 503 before the first byte rather than a cut stream."""
+        params = {"query": export_sql(query), **({"fmt": "parquet"} if fmt == "parquet" else {})}
+        try:
+            # Connection: close: QuestDB counts a kept-alive connection that exported against
+            # its few export slots (http.export.connection.limit, 2), 429 for the next.
+            request = self.http.build_request(
+                "GET", "/exp", params=params, headers={"Connection": "close"}
+            )
+            response = await self.http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"QuestDB's HTTP server: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            detail = (await response.aread())[:200]
+            await response.aclose()
+            busy = " (its exports at once are all taken)" if response.status_code == 429 else ""
+            raise StoreUnavailable(
+                f"QuestDB /exp answered {response.status_code}{busy}: {detail!r}"
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return chunks()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:

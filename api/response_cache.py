@@ -23,6 +23,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ResponseCache"]
 
+# Streamed answers (exports of up to millions of rows): never kept, so never held whole.
+STREAMED = "/api/export/"
+
 MAX_ENTRIES = 4096  # distinct URLs remembered; a client cycling through more only misses
 
 
@@ -40,6 +43,7 @@ class ResponseCache:
                 scope["type"] != ScopeType.HTTP
                 or scope["method"] != "GET"
                 or not scope["path"].startswith("/api/")
+                or scope["path"].startswith(STREAMED)
             ):
                 await app(scope, receive, send)
                 return

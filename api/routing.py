@@ -15,8 +15,9 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
-from api.queries import Interval
+from api.queries import Interval, naive_utc
 from api.store import Store
+from sql.markets import CRYPTO
 
 __all__ = [
     "ERRORS",
@@ -28,7 +29,9 @@ __all__ = [
     "CandleZone",
     "ErrorBody",
     "Limit",
+    "Pair",
     "TimeZone",
+    "bounded_range",
     "check_range",
     "found",
     "now",
@@ -61,6 +64,10 @@ ERRORS_OR_NONE = {
     503: _UNAVAILABLE,
 }
 Limit = Annotated[int, Parameter(ge=1, le=1000, description="How many rows, 1..1000")]
+Pair = Annotated[
+    str, Parameter(pattern=CRYPTO.regex(), description=f"A pair, e.g. {CRYPTO.example}")
+]
+DEFAULT_SPAN = dt.timedelta(days=1)
 CandleInterval = Annotated[Interval, Parameter(description="Candle width")]
 CandleStart = Annotated[dt.datetime | None, Parameter(description="Inclusive, ISO-8601 (UTC)")]
 CandleEnd = Annotated[dt.datetime | None, Parameter(description="Exclusive, ISO-8601 (UTC)")]
@@ -76,6 +83,19 @@ CandleZone = Annotated[
 def check_range(start: dt.datetime | None, end: dt.datetime | None) -> None:
     if start is not None and end is not None and start >= end:
         raise ValidationException("start: must be before end", extra={"parameter": "start"})
+
+
+def bounded_range(
+    start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) as naive UTC: by default the last day, or the day before ``end``, or
+    the day from ``start``."""
+    check_range(start, end)
+    upper = naive_utc(end) if end else None
+    lower = naive_utc(start) if start else None
+    if upper is None:
+        upper = lower + DEFAULT_SPAN if lower else dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return lower or upper - DEFAULT_SPAN, upper
 
 
 def now() -> str:

@@ -31,6 +31,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # it is closed to resume.
     api_push_tick_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 100
     api_push_queue_mib: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
+    # The most rows one export (/api/export/...) may hold; a larger range is a 413 naming it.
+    api_export_max_rows: Annotated[int, msgspec.Meta(ge=1)] = 5_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from api.queries import (
     SECONDS,
     AnalyticsQuery,
     CandleQuery,
+    ExportQuery,
     iso_ms,
     iso_of_epoch,
     naive_utc,
@@ -174,6 +175,16 @@ class SQLiteStore:
 
     async def analytics(self, kind: str, query: AnalyticsQuery) -> list[msgspec.Struct]:
         raise Unsupported("store", self.analytics_refused or "")
+
+    export_refused: str | None = (
+        "exports stream from QuestDB's /exp (Parquet, CSV): they need STORE=questdb"
+    )
+
+    async def export_rows(self, query: ExportQuery) -> int:
+        raise Unsupported("store", self.export_refused or "")
+
+    async def export(self, query: ExportQuery, fmt: str) -> AsyncIterator[bytes]:
+        raise Unsupported("store", self.export_refused or "")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

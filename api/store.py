@@ -4,12 +4,13 @@ factory that picks one from the settings (the app knows no concrete store)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import msgspec
 from prometheus_client.registry import Collector
 
-from api.queries import AnalyticsQuery, CandleQuery
+from api.queries import AnalyticsQuery, CandleQuery, ExportQuery
 from api.questdb_store import QuestDBStore
 from api.responses import Candle, Price, QuoteGap, QuoteOut, TradeOut
 from api.sqlite_store import SQLiteStore
@@ -54,6 +55,15 @@ class Store(Protocol):
     async def analytics(self, kind: str, query: AnalyticsQuery) -> list[msgspec.Struct]:
         """The rows of one analytics route (``kind``: a key of ``ANALYTICS``)."""
 
+    # Why this store cannot stream exports (``api/export_routes.py``); None: it can.
+    export_refused: str | None
+
+    async def export_rows(self, query: ExportQuery) -> int:
+        """How many rows the export would hold."""
+
+    async def export(self, query: ExportQuery, fmt: str) -> AsyncIterator[bytes]:
+        """The export as ``fmt`` (parquet, csv), chunk by chunk."""
+
     # Why this store cannot serve the live push (/ws); None: it can (``api/push.py``'s
     # ``PushSource``).
     push_refused: str | None
@@ -70,4 +80,4 @@ class Store(Protocol):
 async def open_store(settings: StoreSettings) -> Store:
     if settings.store == "sqlite":
         return SQLiteStore(settings.database_path)
-    return await QuestDBStore.open(settings.questdb_pg)
+    return await QuestDBStore.open(settings.questdb_pg, settings.questdb_http)

@@ -69,6 +69,17 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
         return settings_from_env(cls, env)
 
+    @property
+    def questdb_http(self) -> str:
+        """QuestDB's HTTP server (``/exp``), where ILP over HTTP writes: the ILP string's
+        ``addr`` (over TCP ILP, that host's port 9000)."""
+        scheme, _, conf = self.questdb_ilp.partition("::")
+        options = dict(item.split("=", 1) for item in conf.split(";") if "=" in item)
+        host, _, port = options.get("addr", "127.0.0.1:9000").rpartition(":")
+        if scheme.startswith("tcp"):
+            port = "9000"
+        return f"{'https' if scheme.endswith('s') else 'http'}://{host or '127.0.0.1'}:{port}"
+
 
 def load_environment(dotenv_path: Path | None = Path(".env")) -> dict[str, str]:
     """The process environment laid over the ``.env`` file (if there is one)."""

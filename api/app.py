@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Litestar, Request, Response, WebSocket, get, websocket
+from litestar import Litestar, MediaType, Request, Response, WebSocket, get, websocket
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotFoundException, WebSocketDisconnect
 from litestar.middleware import DefineMiddleware
@@ -257,17 +257,18 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-def _store_unavailable(request: Request, exc: Exception) -> Response[dict[str, str]]:  # type: ignore[type-arg]
+def _store_unavailable(request: Request, exc: Exception) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     return Response(
-        {"detail": "the database is unreachable; try again shortly"},
+        {"status_code": 503, "detail": "the database is unreachable; try again shortly"},
         status_code=503,
+        media_type=MediaType.JSON,  # also from a route that answers Parquet
         headers={"Retry-After": "5"},
     )
 
 
 def _unsupported(request: Request, exc: Unsupported) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     body = {"status_code": 400, "detail": str(exc), "extra": {"parameter": exc.parameter}}
-    return Response(body, status_code=400)
+    return Response(body, status_code=400, media_type=MediaType.JSON)
 
 
 async def _watch_views(store: Store) -> None:

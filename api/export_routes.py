@@ -10,6 +10,7 @@ No ``from __future__ import annotations``: a route a kind, made in a loop.
 from typing import Annotated, Any, Literal
 
 from litestar import MediaType, Request, Response, get
+from litestar.exceptions import ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
@@ -56,7 +57,11 @@ def _route(kind: Literal["trades", "quotes", "candles"]) -> HTTPRouteHandler:
         if store.export_refused is not None:
             body = {"status_code": 501, "detail": store.export_refused}
             return Response(body, status_code=501, media_type=MediaType.JSON)
-        lower, upper = bounded_range(start, end)
+        try:
+            lower, upper = bounded_range(start, end)
+        except ValidationException as exc:  # as JSON: this route's own media type is Parquet
+            body = {"status_code": 400, "detail": exc.detail, "extra": exc.extra}
+            return Response(body, status_code=400, media_type=MediaType.JSON)
         query = ExportQuery(kind=kind, symbol=symbol, start=lower, end=upper, interval=interval)
         rows, most = await store.export_rows(query), request.app.state.export_max_rows
         if rows > most:

@@ -68,6 +68,9 @@ Pair = Annotated[
     str, Parameter(pattern=CRYPTO.regex(), description=f"A pair, e.g. {CRYPTO.example}")
 ]
 DEFAULT_SPAN = dt.timedelta(days=1)
+# What a range may span: nothing is stored before the epoch or past 2100 (the feed's bounds);
+# a day's margin keeps the default span and the look-backs from leaving the calendar.
+_EARLIEST, _LATEST = dt.datetime(1970, 1, 2), dt.datetime(2100, 1, 1)
 CandleInterval = Annotated[Interval, Parameter(description="Candle width")]
 CandleStart = Annotated[dt.datetime | None, Parameter(description="Inclusive, ISO-8601 (UTC)")]
 CandleEnd = Annotated[dt.datetime | None, Parameter(description="Exclusive, ISO-8601 (UTC)")]
@@ -93,6 +96,12 @@ def bounded_range(
     check_range(start, end)
     upper = naive_utc(end) if end else None
     lower = naive_utc(start) if start else None
+    for name, moment in (("start", lower), ("end", upper)):
+        if moment is not None and not _EARLIEST <= moment <= _LATEST:
+            raise ValidationException(
+                f"{name}: must lie between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}",
+                extra={"parameter": name},
+            )
     if upper is None:
         upper = lower + DEFAULT_SPAN if lower else dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return lower or upper - DEFAULT_SPAN, upper

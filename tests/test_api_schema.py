@@ -16,7 +16,8 @@ from sql.questdb_local import ServerState
 
 @pytest.fixture(scope="module")
 def api_base(questdb_with_schema: ServerState) -> Iterator[str]:
-    yield from serve_api(questdb_with_schema.pg_dsn)
+    # QUESTDB_ILP: where the exports stream from (QuestDB's HTTP server).
+    yield from serve_api(questdb_with_schema.pg_dsn, QUESTDB_ILP=questdb_with_schema.ilp_conf)
 
 
 def test_no_server_errors_and_answers_match_the_schema(api_base: str) -> None:

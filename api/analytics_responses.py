@@ -11,6 +11,8 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "MINUTES_A_YEAR",
+    "PERCENTILE_DIGITS",
     "FlowRow",
     "RollingVwapRow",
     "SpreadStatsRow",
@@ -21,6 +23,10 @@ __all__ = [
 ]
 
 MINUTES_A_YEAR = 525_600  # crypto trades every minute of the year
+# QuestDB's approx_percentile precision (HdrHistogram): 3 significant digits, within 0.1%. 5
+# took 20-30x as long, a histogram a bucket (1.2 s against 66 ms for 193 hourly buckets).
+PERCENTILE_DIGITS = 3
+_HDR = f"HdrHistogram, {PERCENTILE_DIGITS} significant digits"
 
 
 def _(unit: str) -> Any:
@@ -66,10 +72,12 @@ class SpreadStatsRow(msgspec.Struct, frozen=True):
     quoted: Annotated[int, _("of them, with a quote in force")]
     mean_bps: Annotated[float | None, _("mean effective spread, basis points")]
     median_bps: Annotated[
-        float | None, _("median effective spread, basis points (HdrHistogram, 5 digits)")
+        float | None,
+        _(f"median effective spread, basis points ({_HDR})"),
     ]
     p95_bps: Annotated[
-        float | None, _("95th percentile effective spread, basis points (HdrHistogram, 5 digits)")
+        float | None,
+        _(f"95th percentile effective spread, basis points ({_HDR})"),
     ]
     at_or_through_share: Annotated[
         float | None, _("share of quoted trades at or through the bid or the ask, 0..1")

@@ -3,7 +3,7 @@ ASOF JOIN pairs each trade with its exchange's quote in force (at most ``QUOTE_T
 older), SAMPLE BY buckets by calendar, window functions give the rolling VWAP and the previous
 minute's close, ``vwap``/``twap``/``approx_percentile`` the figures (each checked against the
 pinned server, 9.3.4; it has no exact percentile, so the median and p95 come from its
-HdrHistogram at 5 significant digits).
+HdrHistogram at ``PERCENTILE_DIGITS`` significant digits).
 
 A bucketed query over a join or a window names its designated timestamp again
 (``timestamp(ts)``): QuestDB does not carry it through them. Values are bound; what cannot
@@ -21,6 +21,7 @@ import msgspec
 from psycopg import sql
 
 from api.analytics_responses import (
+    PERCENTILE_DIGITS,
     FlowRow,
     RollingVwapRow,
     SpreadStatsRow,
@@ -61,7 +62,8 @@ _SPREADS = selected(TradeSpread, {
 })  # fmt: skip
 _SPREAD_STATS = selected(SpreadStatsRow, {
     **FROM_TS, "trades": "count()", "quoted": "count(bid)", "mean_bps": "avg(bps)",
-    "median_bps": "approx_percentile(bps, 0.5, 5)", "p95_bps": "approx_percentile(bps, 0.95, 5)",
+    "median_bps": f"approx_percentile(bps, 0.5, {PERCENTILE_DIGITS})",
+    "p95_bps": f"approx_percentile(bps, 0.95, {PERCENTILE_DIGITS})",
     "at_or_through_share": f"sum(CASE WHEN {_AT_OR_THROUGH} THEN 1.0 ELSE 0.0 END)"
                            " / nullif(count(bid), 0)",
 })  # fmt: skip

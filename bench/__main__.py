@@ -1,6 +1,6 @@
-"""``python -m bench`` (``make bench``): the ingest and query benchmarks in one run, each new
-design measured against its baseline in the same run, written to ``bench/results/`` as JSON,
-a Markdown table and PNG charts, stamped with the machine, the versions and the git commit.
+"""``python -m bench`` (``make bench``): the ingest, query and analytics benchmarks in one run,
+each new design measured against its baseline in the same run, written to ``bench/results/``
+as JSON, a Markdown table and PNG charts, stamped with the machine, the versions and the git commit.
 
     python -m bench            # the full run (about 25 minutes on 2 cores)
     python -m bench --quick    # the same harness on small data, in under a minute (CI smoke)
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-from bench import ingest, query
-from bench.charts import ingest_chart, mixed_chart, query_chart
+from bench import analytics, ingest, query
+from bench.charts import analytics_chart, ingest_chart, mixed_chart, query_chart
 from bench.report import RESULTS, markdown, stamp
 
 
@@ -31,6 +31,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     query_seconds: float  # load per endpoint, store and concurrency (wrk: whole seconds)
     mixed_concurrencies: tuple[int, ...]  # the mixed workload (distinct requests, uncached)
     concurrencies: tuple[int, ...]  # the single URLs (cached)
+    analytics_trades: int  # and as many quotes (bench/analytics.py)
+    analytics_concurrencies: tuple[int, ...]
     endpoints: tuple[str, ...] = ()  # () = all
 
 
@@ -38,11 +40,13 @@ FULL = Plan(
     tape_seconds=1800, activity=200, ingest_seconds=30, rate=300_000, settle_s=60,
     stocks_tape_seconds=60, stocks_activity=40, trades=(1_000_000, 10_000_000), query_seconds=5,
     mixed_concurrencies=(1, 32, 128), concurrencies=(1, 32),
+    analytics_trades=10_000_000, analytics_concurrencies=(1, 32),
 )  # fmt: skip
 QUICK = Plan(
     tape_seconds=20, activity=50, ingest_seconds=2, rate=20_000, settle_s=8,
     stocks_tape_seconds=14, stocks_activity=4, trades=(20_000,), query_seconds=1,
     mixed_concurrencies=(8,), concurrencies=(1, 8),
+    analytics_trades=20_000, analytics_concurrencies=(4,),
     endpoints=("prices", "ohlcv 1h over 30 days"),
 )  # fmt: skip
 
@@ -53,7 +57,9 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small data, under a minute")
-    parser.add_argument("--only", choices=("ingest", "query"), help="one benchmark only")
+    parser.add_argument(
+        "--only", choices=("ingest", "query", "analytics"), help="one benchmark only"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
@@ -81,6 +87,12 @@ def main() -> int:
                 )
             )
         report["query"] = suites
+    if args.only in (None, "analytics"):
+        trades = plan.analytics_trades
+        print(f"== analytics: {trades:,} trades and quotes, routes against pandas", file=sys.stderr)
+        report["analytics"] = analytics.measure(
+            trades, plan.query_seconds, plan.analytics_concurrencies
+        )
     name = "bench-quick" if args.quick else "bench"
     args.out.mkdir(parents=True, exist_ok=True)
     encoded = msgspec.json.format(msgspec.json.encode(report), indent=2)
@@ -93,6 +105,8 @@ def main() -> int:
     if "query" in decoded:
         mixed_chart(decoded["query"], args.out / f"{name}-mixed.png")
         query_chart(decoded["query"], args.out / f"{name}-query.png")
+    if "analytics" in decoded:
+        analytics_chart(decoded["analytics"], args.out / f"{name}-analytics.png")
     print(f"results: {args.out}/{name}.json, .md and charts", file=sys.stderr)
     return 0
 

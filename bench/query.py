@@ -35,7 +35,7 @@ from bench.report import command_line, save, throwaway_questdb
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
 from ingest.simulator.market import aggregate
-from ingest.sinks import QuestDBSink, SQLiteSink
+from ingest.sinks import QuestDBSink, Sink, SQLiteSink
 from sql.views import VIEWS
 
 PAIRS = {
@@ -45,6 +45,7 @@ PAIRS = {
     "MATIC-USD": 0.52,
     "AVAX-USD": 27.0,
 }
+EXCHANGES = (1, 2, 6, 23)  # the vendor's crypto exchanges, as the trades name them
 DAYS = 365  # a year: candles at 1m over a day, 1h over 30 days, 1d over the year
 CHUNK = 500_000
 MIXED_REQUESTS = 20_000  # distinct requests the mixed workload walks through
@@ -77,14 +78,18 @@ def endpoints(now_s: int) -> dict[str, str]:
     }
 
 
-def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed: int) -> int:
-    """Seeded random-walk trades, evenly over DAYS up to now, and their exact minute bars (as
-    the vendor sends them), written by the ingester's own sinks into both stores; how many
-    bars."""
+def load(sinks: list[Sink], trades: int, now_s: int, seed: int) -> int:
+    """Seeded random-walk trades, evenly over DAYS up to now, a quote before each (0-3 s
+    older, on the trade's exchange, its spread and the trade's place in it drawn), and the
+    trades' exact minute bars (as the vendor sends them), written by the ingester's own
+    sinks into each store; how many bars. The spreads, exchanges and sides come from a
+    second generator, so the prices are those of earlier runs."""
     written_bars = 0
     rng = random.Random(seed)  # noqa: S311 (benchmark data, not secrets)
+    detail = random.Random(seed + 1)  # noqa: S311
     first_s = now_s - DAYS * 86400
     step_ms = DAYS * 86400 * 1000 / trades
+    quote_lag_ms = max(1, min(3000, int(step_ms)))
     prices = dict(PAIRS)
     names = list(PAIRS)
     minute: dict[str, list[Trade]] = {pair: [] for pair in PAIRS}
@@ -97,9 +102,11 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
             prices[pair] *= 1 + rng.gauss(0, 0.0005)
             ts_ms = first_s * 1000 + int(i * step_ms)
             size = round(rng.expovariate(10) + 1e-6, 6)
+            exchange = detail.choice(EXCHANGES)
             trade = Trade(
-                pair=pair, price=round(prices[pair], 4), size=size, ts_ms=ts_ms, exchange_id=1,
-                trade_id=str(i), conditions=(2,), received_ms=ts_ms,
+                pair=pair, price=round(prices[pair], 4), size=size, ts_ms=ts_ms,
+                exchange_id=exchange, trade_id=str(i), conditions=(detail.choice((1, 2)),),
+                received_ms=ts_ms,
             )  # fmt: skip
             pending = minute[pair]
             if pending and pending[0].ts_ms // 60_000 != ts_ms // 60_000:
@@ -110,20 +117,23 @@ def load(questdb: QuestDBSink, sqlite: SQLiteSink, trades: int, now_s: int, seed
                 pending.clear()
             pending.append(trade)
             chunk.append(trade)
-            spread = trade.price * 0.0001
+            # Quotes stay in time order: a trade's is older by less than the trades' spacing.
+            half = trade.price * detail.uniform(0.00002, 0.0003)
+            mid = trade.price + detail.uniform(-1.5, 1.5) * half  # at, inside or through
+            quote_ms = ts_ms - detail.randrange(quote_lag_ms)
             quotes.append(
                 Quote(
-                    pair=pair, bid_price=trade.price - spread, bid_size=size,
-                    ask_price=trade.price + spread, ask_size=size, ts_ms=ts_ms, exchange_id=1,
-                    received_ms=ts_ms,
+                    pair=pair, bid_price=round(mid - half, 6), bid_size=size,
+                    ask_price=round(mid + half, 6), ask_size=size, ts_ms=quote_ms,
+                    exchange_id=exchange, received_ms=quote_ms,
                 )
             )  # fmt: skip
         batch = Batch()
         batch.trades.extend(chunk, chunk[-1].ts_ms)
         batch.quotes.extend(quotes, chunk[-1].ts_ms)
         batch.bars.extend(bars, chunk[-1].ts_ms)
-        questdb.write(batch)
-        sqlite.write(batch)
+        for sink in sinks:
+            sink.write(batch)
         written_bars += len(bars)
         done = min(trades, chunk_start + CHUNK)
         print(f"\rloading: {done:,}/{trades:,} trades", end="", file=sys.stderr)
@@ -212,7 +222,7 @@ def measure_stores(
         with throwaway_questdb(scratch / "questdb") as server:
             db = scratch / "trading.db"
             questdb, sqlite = QuestDBSink(server.ilp_conf, server.pg_dsn), SQLiteSink(db)
-            bars = load(questdb, sqlite, trades, now_s, seed)
+            bars = load([questdb, sqlite], trades, now_s, seed)
             questdb.close()
             sqlite.close()
             until_visible(server.pg_dsn, {"trades": trades, "quotes": trades, "bars_1m": bars})

@@ -169,6 +169,25 @@ def markdown(report: dict[str, object]) -> str:
         ratios = query["sqlite_p99_over_questdb_p99"]
         lines += ["", "SQLite p99 over QuestDB p99: "
                   + "; ".join(f"{k} {_cell(v)}x" for k, v in ratios.items())]  # fmt: skip
+    if isinstance(suite := report.get("analytics"), dict):
+        title = (
+            f"{suite['trades']:,} trades and {suite['quotes']:,} quotes over {suite['days']} days"
+        )
+        lines += ["", f"## Analytics: distinct requests, response cache off ({title})", ""]
+        lines += _table(
+            suite["routes"],
+            ["route", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms", "errors",
+             "distinct_requests"],
+        )  # fmt: skip
+        notebook = [{"route": k, **v} for k, v in suite["notebook"].items()]
+        lines += ["", "The notebook's way, one request at a time: export the rows as Parquet,"
+                  " compute in pandas (each answer checked against the route's):", ""]  # fmt: skip
+        lines += _table(
+            notebook, ["route", "requests", "p50_ms", "max_ms", "exported_rows_p50", "agrees"]
+        )
+        over = suite["notebook_p50_over_route_p50"]
+        lines += ["", "Notebook p50 over route p50 (1 client): "
+                  + "; ".join(f"{k} {_cell(v)}x" for k, v in over.items())]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from bench.__main__ import Plan
+from bench.analytics import NOTEBOOK, AnalyticsSuite
 from bench.ingest import IngestSuite, StocksIngestSuite
 from bench.mixed import KINDS
 from bench.query import QuerySuite
@@ -23,6 +24,7 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
     ingest: IngestSuite
     ingest_stocks: StocksIngestSuite
     query: list[QuerySuite]
+    analytics: AnalyticsSuite
 
 
 @pytest.mark.slow
@@ -52,7 +54,15 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     # (errors are not asserted: on this little data a candle range may hold no trade, a 404)
     assert all(row.requests > 0 for row in mixed), mixed
     assert all(row.distinct_requests > 1 for row in mixed)
+    routes = report.analytics.routes
+    assert {row.route for row in routes} == NOTEBOOK.keys()
+    assert all(row.requests > 0 and row.errors == 0 for row in routes), routes
+    # the notebook's way (export as Parquet, compute in pandas) answers what each route does
+    notebook = report.analytics.notebook
+    assert notebook.keys() == NOTEBOOK.keys()
+    assert all(b.agrees and b.requests >= 3 for b in notebook.values()), notebook
     assert "## Ingest, stocks" in (tmp_path / "bench-quick.md").read_text()
-    charts = ("ingest", "ingest-stocks", "mixed", "query")
+    assert "## Analytics" in (tmp_path / "bench-quick.md").read_text()
+    charts = ("ingest", "ingest-stocks", "mixed", "query", "analytics")
     for chart in (f"bench-quick-{name}.png" for name in charts):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

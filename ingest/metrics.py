@@ -61,7 +61,15 @@ class IngestMetrics:
             registry=r,
         )  # fmt: skip
         self.backfills_running = Gauge(
-            "tickpipe_ingest_backfills_running", "Backfills fetching over REST now", registry=r
+            "tickpipe_ingest_backfills_running",
+            "Backfills fetching over REST now, or waiting for what they fetched to be stored",
+            registry=r,
+        )
+        self.open_gaps = Gauge(
+            "tickpipe_ingest_open_gaps",
+            "Gaps on disk (INGEST_SPOOL_DIR/open-gaps.json) whose rows are not all stored yet:"
+            " fetched again at the next start",
+            registry=r,
         )
         self.backfill_requests = Counter(
             "tickpipe_ingest_backfill_requests", "REST requests, by HTTP status", ["status"],

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decode import decode_frame, decode_market_frame
 from ingest.feed import SESSION_START, Feed, FrameBuffer
+from ingest.gap_journal import GapJournal, OpenGap
 from ingest.metrics import IngestMetrics
 from ingest.protocol import PROTOCOLS, MarketProtocol, MinuteAgg, Trade
 from ingest.recording import RecordingWriter
@@ -68,6 +69,7 @@ class Ingester:
                 settings.ws_url(market.market), market.topics, self._count_reconnect,
             )  # fmt: skip
         self.spool = Spool(settings.ingest_spool_dir)
+        self.gaps = GapJournal(settings.ingest_spool_dir)
         self.dead_letters = DeadLetters(settings.ingest_dead_letter)
         self.recorder = RecordingWriter(record) if record else None
         self.writer: BatchWriter | None = None
@@ -133,6 +135,7 @@ class Ingester:
             )
         if len(self.spool):
             log.info("draining %d spooled batches from the last run", len(self.spool))
+        self._refetch_open_gaps()
         feeds = {asyncio.create_task(f.run(), name=f"feed {f.url}") for f in self.feeds.values()}
         helpers = [
             asyncio.create_task(self._flush_on_time(), name="flush"),
@@ -225,7 +228,7 @@ class Ingester:
         if self._rest is None:
             self._quotes_missing(feed, feed.symbols, gap)
             return
-        self._start_backfill(self._backfill_market(self._rest, feed, gap))
+        self._start_backfill(OpenGap(feed.market, gap.from_ms, gap.to_ms))
 
     def _quotes_missing(self, feed: MarketFeed, symbols: Sequence[str], gap: Gap) -> None:
         quotes = {h.channel for h in HISTORIES[feed.market] if h.kind == "quotes"}
@@ -235,7 +238,9 @@ class Ingester:
             now_ms = time.time_ns() // 1_000_000
             self.writer.pending.quote_gaps.add(named, gap.from_ms, gap.to_ms, now_ms)
 
-    async def _backfill_market(self, rest: VendorRest, feed: MarketFeed, gap: Gap) -> None:
+    async def _backfill_market(self, rest: VendorRest, feed: MarketFeed, gap: Gap) -> bool:
+        """``_backfill`` for a market after crypto: quotes that could not be fetched are
+        recorded missing (the gap is then accounted for)."""
         span = f"{feed.market} {_iso(gap.from_ms)} to {_iso(gap.to_ms)}"
         log.info("backfill: fetching %s for %d symbols", span, len(feed.symbols))
         overlap_ms = round(self.settings.ingest_backfill_overlap_s * 1000)
@@ -246,11 +251,12 @@ class Ingester:
         except QuotesMissed as exc:
             log.error("backfill of %s: quotes not fetched (%s): recorded as a gap", span, exc)
             self._quotes_missing(feed, exc.symbols, gap)
-            return
+            return True
         except BackfillFailed as exc:
             log.error("backfill of %s failed: %s", span, exc)
-            return
+            return False
         log.info("backfill: %s filled: %d events", span, fetched)
+        return True
 
     def _deliver_market(self, events: list[Any]) -> None:
         if events:
@@ -313,20 +319,58 @@ class Ingester:
         if self._rest is None:
             return
         earliest = first_ms - round(self.settings.ingest_backfill_max_s * 1000)
-        gap = Gap(max(self._gap_from, earliest), first_ms)
-        self._start_backfill(self._backfill(self._rest, pairs, gap))
+        self._start_backfill(OpenGap("crypto", max(self._gap_from, earliest), first_ms))
 
-    def _start_backfill(self, fetching: Coroutine[None, None, None]) -> None:
-        """A backfill task, receiving going on meanwhile; the gauge shows how many run."""
-        task = asyncio.create_task(fetching, name="backfill")
+    def _start_backfill(self, gap: OpenGap, *, recorded: bool = False) -> None:
+        """A backfill task for ``gap``, receiving going on meanwhile. The gap is on disk
+        first (``recorded``: by an earlier run), before any row after it can be stored, and
+        leaves when the rows fetched for it are stored (``ingest/gap_journal.py``)."""
+        if not recorded:
+            self.gaps.open(gap)
+        task = asyncio.create_task(self._fill(gap), name=f"backfill {gap.market}")
         self.backfills.add(task)
         self.metrics.backfills_running.set(len(self.backfills))
+        self.metrics.open_gaps.set(len(self.gaps))
 
         def done(finished: asyncio.Task[None]) -> None:
             self.backfills.discard(finished)
             self.metrics.backfills_running.set(len(self.backfills))
+            self.metrics.open_gaps.set(len(self.gaps))
 
         task.add_done_callback(done)
+
+    async def _fill(self, gap: OpenGap) -> None:
+        """Fetch ``gap``; once what was fetched is in the store or the spool, close it. A
+        failed fetch leaves it open, to be fetched again at the next start."""
+        assert self._rest is not None
+        assert self.writer is not None
+        window = Gap(gap.from_ms, gap.to_ms)
+        if gap.market == "crypto":
+            pairs = list(gap.symbols) or [p for p in self.settings.pairs if p != "*"]
+            filled = await self._backfill(self._rest, pairs, window, trades=gap.trades)
+        else:
+            filled = await self._backfill_market(self._rest, self._following[gap.market].feed,
+                                                 window)  # fmt: skip
+        if not filled:
+            return
+        handed = self.writer.hand_over()
+        while not self.writer.settled(handed):
+            await asyncio.sleep(self.settings.ingest_flush_ms / 1000)
+        self.gaps.close(gap)
+
+    def _refetch_open_gaps(self) -> None:
+        """The gaps an earlier run recorded and did not see stored: fetched again."""
+        for gap in self.gaps.gaps:
+            if self._rest is None or gap.market not in self.feeds:
+                log.warning("open gap %s %s to %s not fetched: %s", gap.market,
+                            _iso(gap.from_ms), _iso(gap.to_ms),
+                            "INGEST_BACKFILL is off" if self._rest is None
+                            else "its market is not in MARKETS")  # fmt: skip
+                continue
+            log.info("open gap from the last run: %s %s to %s", gap.market, _iso(gap.from_ms),
+                     _iso(gap.to_ms))  # fmt: skip
+            self._start_backfill(gap, recorded=True)
+        self.metrics.open_gaps.set(len(self.gaps))
 
     def _wants_history(self) -> bool:
         settings = self.settings
@@ -344,16 +388,18 @@ class Ingester:
         if not pairs or self._rest is None:
             return
         days_ms = round(self.settings.ingest_history_days * 86_400_000)
-        gap = Gap(first_ms - days_ms, first_ms - 1)
-        self._start_backfill(self._backfill(self._rest, pairs, gap, trades=False))
+        history = OpenGap("crypto", first_ms - days_ms, first_ms - 1, trades=False,
+                          symbols=tuple(pairs))  # fmt: skip
+        self._start_backfill(history)
 
     async def _backfill(
         self, rest: VendorRest, pairs: list[str], gap: Gap, *, trades: bool = True
-    ) -> None:
+    ) -> bool:
+        """Fetch ``gap`` of ``pairs`` into the writer; False if the vendor would not say."""
         span = f"{_iso(gap.from_ms)} to {_iso(gap.to_ms)}"
         if not pairs:
             log.warning("backfill: PAIRS=* names no pair to fetch; %s not filled", span)
-            return
+            return True
         log.info("backfill: fetching %s for %d pairs", span, len(pairs))
         channels = self.settings.channels
         try:
@@ -365,8 +411,9 @@ class Ingester:
             )  # fmt: skip
         except BackfillFailed as exc:
             log.error("backfill of %s failed: %s", span, exc)
-            return
+            return False
         log.info("backfill: %s filled: %d trades, %d bars", span, filled.trades, filled.bars)
+        return True
 
     def _set_aside(self, bad: bytes) -> None:
         """A frame, an event or a REST row we could not use: counted, and kept to be read."""

@@ -47,6 +47,10 @@ class BatchWriter:
         self._queued: deque[Batch] = deque()
         self._queued_rows = 0
         self._max_queued_rows = max_queued_rows
+        # Batches handed over so far, and how many of them (the oldest: order is kept) have
+        # left memory for the store or the spool's disk: what a gap's backfill waits for.
+        self._handed = 0
+        self._settled = 0
         self._changed = threading.Condition()  # guards _queued, the spool's order, _stopping
         self._stopping = False
         self._on_written = on_written
@@ -73,20 +77,28 @@ class BatchWriter:
         if len(self.pending) >= batch_rows:
             self.hand_over()
 
-    def hand_over(self) -> None:
+    def hand_over(self) -> int:
         """Pass the pending rows on as a batch (called from the event loop; never waits on
-        the store, only, when the store is behind or down, on the spool's disk)."""
+        the store, only, when the store is behind or down, on the spool's disk); how many
+        batches have been handed over (``settled`` tells when they are safe)."""
         if not len(self.pending):
-            return
+            return self._handed
         batch, self.pending = self.pending, Batch()
         with self._changed:
+            self._handed += 1
             if len(self.spool) or self._queued_rows + len(batch) > self._max_queued_rows:
                 self._spool_queued()
                 self.spool.append(batch)
+                self._settled += 1
             else:
                 self._queued.append(batch)
                 self._queued_rows += len(batch)
             self._changed.notify()
+        return self._handed
+
+    def settled(self, handed: int) -> bool:
+        """Whether the first ``handed`` batches are in the store or the spool (on disk)."""
+        return self._settled >= handed
 
     def close(self, timeout_s: float = 30.0) -> bool:
         """Write everything received, then stop; False if the store kept failing and batches
@@ -107,7 +119,7 @@ class BatchWriter:
                 if len(self.spool):
                     batch = None
                 elif self._queued:
-                    batch = Batch.joined(self._queued)
+                    batch, joined = Batch.joined(self._queued), len(self._queued)
                     self._queued.clear()
                     self._queued_rows = 0
                 else:
@@ -120,9 +132,12 @@ class BatchWriter:
                         self._spool_queued()
                         return  # the rest stays in the spool for the next start
                     time.sleep(self._backoff.next_delay())
-            elif not self._write(batch):
-                with self._changed:
+                continue
+            written = self._write(batch)
+            with self._changed:
+                if not written:
                     self.spool.push_front(batch)  # older than anything spooled meanwhile
+                self._settled += joined
 
     def _write(self, batch: Batch) -> bool:
         began = time.perf_counter()
@@ -148,4 +163,5 @@ class BatchWriter:
         with self._changed:  # reentrant: hand_over calls this holding it
             while self._queued:
                 self.spool.append(self._queued.popleft())
+                self._settled += 1
             self._queued_rows = 0

@@ -212,6 +212,64 @@ def test_ingester_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
 
 
+def newest_stored_ms(pg_dsn: str) -> int:
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        row = pg.execute("SELECT cast(max(ts) AS long) / 1000 FROM trades").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def test_killed_while_its_backfill_waits_the_gap_is_fetched_at_the_next_start(
+    own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The live rows after a gap are stored while its backfill still fetches (here: the REST
+    API answers 429 meanwhile). Killed then, the next process finds its newest stored trade
+    after the gap: only the gap's record on disk (``open-gaps.json`` in the spool directory)
+    makes it fetch the gap again."""
+    start_ms = window_for(request.node.name)
+    server = own_questdb
+    metrics_port = free_port()
+    gaps = tmp_path / "spool" / "open-gaps.json"
+
+    async def scenario() -> Simulator:
+        async with running(config(stepped=True, start_ms=start_ms)) as sim:
+            env = ingester_env(sim, server.ilp_conf, server.pg_dsn, tmp_path, metrics_port)
+            async with watched_ingesters(env, metrics_port) as processes:
+                await until(lambda: listeners(sim) == 1)
+                await sim.play(60)
+                await until(lambda: newest_stored_ms(server.pg_dsn) > sim.sim_ms - 30_000)
+                processes[-1].kill()
+                await processes[-1].wait()
+                await until(lambda: listeners(sim) == 0)
+                await sim.play(60)  # a market minute nobody receives: the gap
+                sim.inject("rest_429", count=1_000_000)  # its backfill retries, fetching nothing
+                processes.append(await ingester(env))
+                await until(lambda: listeners(sim) == 1)
+                await sim.play(60)
+                # The live rows after the gap are stored; the gap is open, on disk.
+                await until(lambda: newest_stored_ms(server.pg_dsn) > sim.sim_ms - 30_000)
+                assert metric(metrics_port, "tickpipe_ingest_backfills_running") == 1
+                assert metric(metrics_port, "tickpipe_ingest_open_gaps") == 1
+                assert b"crypto" in gaps.read_bytes()
+                processes[-1].kill()
+                await processes[-1].wait()
+                sim.http.rest_faults.clear()
+                processes.append(await ingester(env))
+                await until(lambda: listeners(sim) == 1)
+                await sim.play(60)
+                await until(
+                    lambda: (
+                        metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
+                        and metric(metrics_port, "tickpipe_ingest_open_gaps") == 0
+                    )
+                )  # the gap of the killed process fetched, stored, and closed
+                await delivered(sim, metrics_port)
+            return sim
+
+    sim = asyncio.run(scenario())
+    assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
+    assert gaps.read_bytes() == b"[]"
+
+
 def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_aside(
     own_questdb: ServerState, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -256,7 +314,8 @@ def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_as
             return sim
 
     sim = asyncio.run(scenario())
-    assert [p.suffix for p in spool.iterdir()] == [".torn"]
+    assert sorted(p.suffix for p in spool.iterdir()) == [".json", ".torn"]
+    assert (spool / "open-gaps.json").read_bytes() == b"[]"  # every gap's rows stored
     assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
 
 

@@ -8,10 +8,14 @@ import pytest
 
 from ingest.batch import Batch
 from ingest.decode import decode_frame
+from ingest.gap_journal import GapJournal, OpenGap
 from ingest.protocol import Quote, Trade
+from ingest.sinks import SQLiteSink
 from ingest.spool import Spool
+from ingest.writer import BatchWriter
 from sql.backoff import Backoff
 from sql.markets import CRYPTO
+from tests.polling import wait_for
 
 TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":1700000000123,"x":1,"i":"42","c":[2],"r":1700000000150}'  # noqa: E501
 
@@ -117,6 +121,37 @@ def test_a_batch_put_back_in_front_is_read_first_also_after_a_restart(tmp_path: 
     assert Batch.joined(first_two).trades.ts_ms == [1, 2]
     reopened.remove_oldest(len(first_two))
     assert Batch.joined(reopened.oldest(max_rows=100)).trades.ts_ms == [3, 4]
+
+
+def test_open_gaps_outlive_the_process_until_closed_and_an_unreadable_file_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    journal = GapJournal(tmp_path)
+    first, history = OpenGap("crypto", 1, 2), OpenGap("crypto", 0, 1, trades=False, symbols=("X",))
+    journal.open(first)
+    journal.open(history)
+    journal.open(first)  # the same window found twice: closed once per finding
+    assert GapJournal(tmp_path).gaps == [first, history, first]  # as on the next start
+    journal.close(first)
+    assert GapJournal(tmp_path).gaps == [history, first]
+    (tmp_path / "open-gaps.json").write_bytes(b"[{")  # only a hand can tear it (replaced whole)
+    assert GapJournal(tmp_path).gaps == []
+    assert (tmp_path / "open-gaps.unreadable").read_bytes() == b"[{"
+
+
+def test_handed_over_batches_are_settled_once_stored_in_order(tmp_path: Path) -> None:
+    writer = BatchWriter(SQLiteSink(tmp_path / "x.db"), Spool(tmp_path / "spool"))
+    assert writer.hand_over() == 0  # nothing pending: nothing to wait for
+    handed = 0
+    for ts in (1, 2, 3):
+        writer.pending.trades.extend(
+            [Trade(pair="BTC-USD", price=1, size=1, ts_ms=ts, exchange_id=1)], 0
+        )
+        handed = writer.hand_over()
+    assert handed == 3
+    wait_for(lambda: writer.settled(handed), until=bool, what="the batches stored")
+    assert not writer.settled(handed + 1)
+    assert writer.close()
 
 
 def test_backoff_grows_with_jitter_to_its_ceiling_and_resets() -> None:

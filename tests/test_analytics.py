@@ -193,10 +193,10 @@ def test_spread_stats_per_hour(api: str, market: dict[str, Any]) -> None:
         assert row["mean_bps"] == pytest.approx(statistics.fmean(bps))
         through = sum(q.bid <= q.ask and (t.price >= q.ask or t.price <= q.bid) for t, q in quoted)
         assert row["at_or_through_share"] == pytest.approx(through / len(quoted))
-        # QuestDB's HdrHistogram at 3 significant digits: the nearest-rank value, to 1e-3
+        # QuestDB's HdrHistogram at 2 significant digits: the nearest-rank value, to 1%
         for field, share in (("median_bps", 0.5), ("p95_bps", 0.95)):
             rank = bps[max(0, math.ceil(share * len(bps)) - 1)]
-            assert row[field] == pytest.approx(rank, rel=1e-3), field
+            assert row[field] == pytest.approx(rank, rel=1e-2), field
 
 
 def twap(trades: list[Tick]) -> float:

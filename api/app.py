@@ -35,6 +35,7 @@ from api.assets import ensure_assets
 from api.auth import BearerTokenAuth
 from api.errors import StoreUnavailable, Unsupported
 from api.export_routes import export_routes
+from api.export_snapshots import ExportSnapshots
 from api.market_routes import market_routes
 from api.push import (
     CLOSE_BAD_PARAMETER,
@@ -286,6 +287,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.response_cache_ms = settings.api_cache_ms
         app.state.push_queue_bytes = settings.api_push_queue_mib * 2**20
         app.state.export_max_rows = settings.api_export_max_rows
+        app.state.export_snapshots = ExportSnapshots()
         app.state.tailer = None
         app.state.assets = await asyncio.to_thread(ensure_assets)
         background = [asyncio.create_task(_watch_views(store))]
@@ -302,6 +304,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             for task in background:
                 task.cancel()
             await store.close()
+            app.state.export_snapshots.close()
 
     metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
     token = settings.api_token

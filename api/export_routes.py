@@ -1,12 +1,14 @@
 """``/api/export/{trades,quotes,candles}/{symbol}``: a pair's rows of a range as Parquet (the
 default) or CSV, streamed from QuestDB's ``/exp`` chunk by chunk (bounded memory: the API
 never holds an export whole; the response cache passes these by). ``pandas.read_parquet(url)``
-and ``polars.read_parquet(url)`` read them. A range holding more than ``API_EXPORT_MAX_ROWS``
-rows is a 413 naming the limit; the SQLite profile answers 501.
+reads the stream; ``polars.read_parquet(url)`` asks by ``Range``, answered (206) from a
+snapshot of the export on disk (``api/export_snapshots.py``). A range holding more than
+``API_EXPORT_MAX_ROWS`` rows is a 413 naming the limit; the SQLite profile answers 501.
 
 No ``from __future__ import annotations``: a route a kind, made in a loop.
 """
 
+import os
 from typing import Annotated, Any, Literal
 
 from litestar import MediaType, Request, Response, get
@@ -16,6 +18,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from api.export_snapshots import ExportSnapshots, byte_range, read_range
 from api.queries import ExportQuery
 from api.routing import (
     ERRORS,
@@ -35,6 +38,7 @@ Format = Annotated[Literal["parquet", "csv"], Parameter(description="parquet (de
 _RESPONSES = {
     **ERRORS,
     413: ResponseSpec(ErrorBody, description="The range holds more rows than one export may"),
+    416: ResponseSpec(ErrorBody, description="The Range header asks no bytes of the export"),
     501: ResponseSpec(ErrorBody, description="The store cannot export (the SQLite profile)"),
 }
 _WHAT = {
@@ -70,11 +74,28 @@ def _route(kind: Literal["trades", "quotes", "candles"]) -> HTTPRouteHandler:
             body = {"status_code": 413, "detail": detail, "extra": {"parameter": "start"}}
             return Response(body, status_code=413, media_type=MediaType.JSON)
         name = f"{symbol}-{kind}-{lower:%Y%m%dT%H%M%S}-{upper:%Y%m%dT%H%M%S}.{format}"
-        return Stream(
-            await store.export(query, format),
-            media_type=_MEDIA[format],
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        headers = {
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Accept-Ranges": "bytes",
+        }
+        asked = request.headers.get("range")
+        if asked is None:
+            return Stream(await store.export(query, format), media_type=_MEDIA[format],
+                          headers=headers)  # fmt: skip
+        snapshots: ExportSnapshots = request.app.state.export_snapshots
+        snapshot = await snapshots.file_of(str(request.url), lambda: store.export(query, format))
+        size = os.fstat(snapshot.fileno()).st_size
+        wanted = byte_range(asked, size)
+        if wanted is None:
+            snapshot.close()
+            detail = f"Range {asked!r}: one range within the export's {size:,} bytes"
+            body = {"status_code": 416, "detail": detail, "extra": {"parameter": "Range"}}
+            return Response(body, status_code=416, media_type=MediaType.JSON,
+                            headers={"Content-Range": f"bytes */{size}"})  # fmt: skip
+        headers["Content-Range"] = f"bytes {wanted.first}-{wanted.last}/{size}"
+        headers["Content-Length"] = str(wanted.last - wanted.first + 1)
+        return Stream(read_range(snapshot, wanted), status_code=206, media_type=_MEDIA[format],
+                      headers=headers)  # fmt: skip
 
     export.__doc__ = (
         f"{_WHAT[kind]} over [start, end) (default: the last 24 hours), as Parquet or CSV,"

@@ -36,9 +36,10 @@ from api.analytics_responses import MINUTES_A_YEAR
 from api.process import serve_api
 from api.queries import SECONDS
 from api.questdb_analytics import QUOTE_TOLERANCE
+from bench.charts import analytics_chart
 from bench.http_load import Load, put_load
 from bench.query import DAYS, PAIRS, load, until_visible
-from bench.report import command_line, save, throwaway_questdb
+from bench.report import RESULTS, command_line, save, throwaway_questdb
 from ingest.sinks import QuestDBSink
 
 __all__ = ["AnalyticsLatency", "AnalyticsSuite", "Baseline", "measure"]
@@ -342,7 +343,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     suite = measure(args.trades, args.seconds, tuple(args.concurrency), args.seed)
-    print(save(f"analytics-{args.trades}", "analytics", **msgspec.structs.asdict(suite)).decode())
+    name = f"analytics-{args.trades}"
+    print(save(name, "analytics", **msgspec.structs.asdict(suite)).decode())
+    analytics_chart(msgspec.to_builtins(suite), RESULTS / f"{name}.png")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ range too large is a 413 naming the limit; the token applies; the SQLite profile
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from email.message import Message
 from typing import Any
 
 import pandas as pd
@@ -85,10 +88,8 @@ def test_pandas_and_polars_read_an_exported_range_from_its_url(api: str, pair: s
     ]  # fmt: skip
     assert frame["price"].tolist() == pytest.approx([50 + math.sin(i / 9) for i in expected])
     assert frame["ts"].iloc[1] - frame["ts"].iloc[0] == pd.Timedelta(seconds=7)
-    # polars reads a URL by HTTP range requests, which a stream cannot answer: it reads the
-    # opened URL instead (the README shows both).
-    with urllib.request.urlopen(url) as answer:
-        polars = pl.read_parquet(answer)
+    # polars reads a URL by range requests: answered from a snapshot of the export
+    polars = pl.read_parquet(url)
     assert polars["trade_id"].to_list() == frame["trade_id"].tolist()
     csv = pd.read_csv(f"{url}&format=csv")
     assert csv["trade_id"].tolist() == frame["trade_id"].tolist()
@@ -112,6 +113,57 @@ def test_the_export_streams_with_a_file_name(api: str, pair: str) -> None:
         assert answer.headers["Content-Disposition"].startswith(f'attachment; filename="{pair}-')
         assert answer.headers.get("Content-Length") is None  # streamed, not held and sized
         assert answer.read(4) == b"PAR1"
+
+
+def ranged(url: str, asked: str) -> tuple[int, Message, bytes]:
+    """Status, headers (any case) and body of a GET asking ``asked`` of ``url``."""
+    request = urllib.request.Request(url, headers={"Range": asked})
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.headers, refused.read()
+
+
+def test_range_requests_are_cut_from_one_snapshot_while_rows_arrive(
+    api: str, questdb_with_schema: ServerState
+) -> None:
+    symbol = f"R{uuid.uuid4().hex[:6].upper()}-USD"
+
+    def trade(i: int) -> None:
+        with Sender.from_conf(questdb_with_schema.ilp_conf) as sender:
+            sender.row(
+                "trades", symbols={"symbol": symbol, "side": "buy"},
+                columns={"price": 10.0 + i, "size": 1.0, "exchange_id": 1, "trade_id": f"r{i}",
+                         "conditions": "[]", "received_ts": TimestampMicros(at(i) // 1000)},
+                at=TimestampNanos(at(i)),
+            )  # fmt: skip
+
+    def stored() -> int:
+        with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
+            row = pg.execute("SELECT count() FROM trades WHERE symbol = %s", (symbol,)).fetchone()
+        return int(row[0]) if row else 0
+
+    for i in range(3):
+        trade(i)
+    wait_for(stored, until=lambda n: n == 3, what="three trades")
+    url = f"{api}/api/export/trades/{symbol}?{RANGE}"
+    status, headers, footer = ranged(url, "bytes=-8")  # where a reader looks first
+    assert status == 206, footer
+    assert footer.endswith(b"PAR1")
+    size = int(headers["Content-Range"].rpartition("/")[2])
+    assert headers["Content-Range"] == f"bytes {size - 8}-{size - 1}/{size}"
+    trade(3)  # a row of the range arrives between a reader's requests
+    wait_for(stored, until=lambda n: n == 4, what="the fourth trade")
+    status, headers, head = ranged(url, f"bytes=0-{size - 9}")
+    assert (status, headers["Content-Length"]) == (206, str(size - 8))
+    snapshot = pd.read_parquet(io.BytesIO(head + footer))
+    assert list(snapshot["trade_id"]) == ["r0", "r1", "r2"]  # the bytes of the first request
+    assert list(pd.read_parquet(url)["trade_id"]) == ["r0", "r1", "r2", "r3"]  # a stream: now
+    status, headers, body = ranged(url, f"bytes={size}-")
+    assert status == 416, body
+    assert headers["Content-Range"] == f"bytes */{size}"
+    assert b"Range" in body
 
 
 def test_a_range_too_large_is_a_413_naming_the_limit(api: str, pair: str) -> None:

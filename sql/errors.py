@@ -7,6 +7,7 @@ The tree::
     ├── SymbolError              not a pair of the market (sql/markets.py; carries it)
     └── LocalQuestDBError        the local QuestDB server could not be fetched, launched or stopped
         ├── JarChecksumError     a jar is not the pinned build (carries both digests)
+        ├── UnknownVersionError  a QuestDB version whose digest the repository does not hold
         ├── JavaNotFoundError    no Java runtime is new enough (carries what was tried)
         └── ServerStartError     the server exited or never answered (carries its log tail)
 
@@ -33,6 +34,20 @@ class SettingsError(StoreError):
 
 class LocalQuestDBError(StoreError):
     """The development QuestDB server (``tickpipe-questdb``) failed."""
+
+
+class UnknownVersionError(LocalQuestDBError):
+    """A QuestDB version was asked for whose jar digest is not in ``KNOWN_JARS``: refused
+    rather than downloaded and run unverified."""
+
+    def __init__(self, version: str, known: list[str]) -> None:
+        super().__init__(
+            f"QuestDB {version}: its jar's SHA-256 is not in sql/questdb_local/jar.py"
+            f" KNOWN_JARS (known: {', '.join(known)}); fetch it, check its digest against"
+            " Maven Central's, and add it there first"
+        )
+        self.version = version
+        self.known = known
 
 
 class JarChecksumError(LocalQuestDBError):

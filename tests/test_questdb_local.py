@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sql.errors import JarChecksumError, JavaNotFoundError
+from sql.errors import JarChecksumError, JavaNotFoundError, UnknownVersionError
 from sql.questdb_local import QUESTDB_VERSION, cache_dir, ensure_jar, find_java, start
-from sql.questdb_local.jar import jar_java_release, sha256_of
+from sql.questdb_local.jar import KNOWN_JARS, jar_java_release, sha256_of
 from tests.conftest import TEST_JAVA_OPTIONS, free_port_config
 from tests.polling import scaled, wait_for
 
@@ -129,3 +129,12 @@ def test_find_java_names_what_it_tried_when_nothing_is_new_enough(tmp_path: Path
 
     assert missing.value.minimum == 99
     assert (old.resolve(), 8) in missing.value.tried
+
+
+def test_a_version_whose_digest_is_unknown_is_refused_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(UnknownVersionError) as refused:
+        start(free_port_config(tmp_path / "root"), cache=tmp_path, version="9.9.9")
+    assert refused.value.known == sorted(KNOWN_JARS)
+    assert QUESTDB_VERSION in refused.value.known
+    assert "KNOWN_JARS" in str(refused.value)
+    assert not list(tmp_path.rglob("*.jar"))  # nothing fetched

@@ -19,9 +19,11 @@ from questdb import Sender, TimestampNanos
 
 from api.process import get, serve_api
 from sql import apply_questdb_schema, apply_sqlite_schema
-from sql.questdb_local import ServerState
+from sql.questdb_local import QUESTDB_VERSION, ServerState, cache_dir, server_build, start, stop
+from sql.questdb_local.jar import PREVIOUS_QUESTDB_VERSION
 from sql.sqlite_schema import sqlite_tables_script
 from sql.tables import TABLES
+from tests.conftest import free_port_config
 from tests.ingestion import wait_for_views
 from tests.polling import wait_for
 
@@ -72,7 +74,55 @@ def test_a_questdb_store_from_the_old_schema_opens_and_serves(
         pg.execute("ALTER TABLE quotes DROP COLUMN received_ts")
         columns = "SELECT \"column\" FROM table_columns('quotes')"
         wait_for(lambda: {row[0] for row in pg.execute(columns)}, lambda c: "received_ts" not in c)
-    with Sender.from_conf(server.ilp_conf) as sender:  # rows as an old writer sent them
+    write_rows(server.ilp_conf)  # as an old writer sent them
+
+    apply_questdb_schema(server.pg_dsn)  # what this version does at start-up
+
+    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+        for table in TABLES:
+            query = f"SELECT \"column\" FROM table_columns('{table.name}')"  # noqa: S608
+            present = [row[0] for row in pg.execute(query)]
+            assert {c.name for c in table.columns} <= set(present), table.name
+        wait_for(lambda: pg.execute("SELECT count() FROM quotes").fetchone(), (2,).__eq__)
+        wait_for_views(pg, "BTC-USD")
+    for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
+        assert served(api) == EXPECTED
+
+
+@pytest.mark.slow
+def test_a_data_root_the_previous_questdb_wrote_opens_under_the_pinned_one(
+    tmp_path: Path,
+) -> None:
+    """The upgrade a user makes: the previous release's server writes a data root (schema,
+    rows, views) and stops; the pinned one starts on the same root and serves it."""
+    root = tmp_path / "qdb"
+    old = start(free_port_config(root), cache_dir(), version=PREVIOUS_QUESTDB_VERSION)
+    try:
+        assert PREVIOUS_QUESTDB_VERSION in (server_build(old) or "")
+        apply_questdb_schema(old.pg_dsn)
+        write_rows(old.ilp_conf)
+        with psycopg.connect(old.pg_dsn, autocommit=True) as pg:
+            wait_for(lambda: pg.execute("SELECT count() FROM quotes").fetchone(), (2,).__eq__)
+            wait_for_views(pg, "BTC-USD")
+    finally:
+        stop(root)
+    new = start(free_port_config(root), cache_dir())
+    try:
+        assert QUESTDB_VERSION in (server_build(new) or "")
+        apply_questdb_schema(new.pg_dsn)  # what the ingester does at start-up
+        with psycopg.connect(new.pg_dsn, autocommit=True) as pg:
+            for table, rows in (("trades", len(TRADES)), ("bars_1m", 2), ("quotes", 2)):
+                assert pg.execute(f"SELECT count() FROM {table}").fetchone() == (rows,)  # noqa: S608
+            wait_for_views(pg, "BTC-USD")
+        for api in serve_api(new.pg_dsn, API_CACHE_MS="0"):
+            assert served(api) == EXPECTED
+    finally:
+        stop(root)
+
+
+def write_rows(ilp_conf: str) -> None:
+    """Four trades, two minute bars and two quotes of the hour, as EXPECTED serves them."""
+    with Sender.from_conf(ilp_conf) as sender:
         for second, price, size in TRADES:
             at = TimestampNanos((HOUR_S + second) * 10**9)
             sender.row("trades", symbols={"symbol": "BTC-USD", "side": "buy"},
@@ -90,18 +140,6 @@ def test_a_questdb_store_from_the_old_schema_opens_and_serves(
                        columns={"bid_price": bid, "bid_size": 1.0, "ask_price": bid + 1,
                                 "ask_size": 1.0, "exchange_id": 1},
                        at=TimestampNanos((HOUR_S + second) * 10**9))  # fmt: skip
-
-    apply_questdb_schema(server.pg_dsn)  # what this version does at start-up
-
-    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
-        for table in TABLES:
-            query = f"SELECT \"column\" FROM table_columns('{table.name}')"  # noqa: S608
-            present = [row[0] for row in pg.execute(query)]
-            assert {c.name for c in table.columns} <= set(present), table.name
-        wait_for(lambda: pg.execute("SELECT count() FROM quotes").fetchone(), (2,).__eq__)
-        wait_for_views(pg, "BTC-USD")
-    for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
-        assert served(api) == EXPECTED
 
 
 def test_a_sqlite_file_from_the_old_schema_opens_and_serves(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from sql.errors import JarChecksumError, LocalQuestDBError
+from sql.errors import JarChecksumError, LocalQuestDBError, UnknownVersionError
 
 __all__ = [
-    "QUESTDB_JAR_SHA256",
+    "KNOWN_JARS",
+    "PREVIOUS_QUESTDB_VERSION",
     "QUESTDB_VERSION",
     "cache_dir",
     "ensure_jar",
@@ -28,10 +29,20 @@ __all__ = [
     "sha256_of",
 ]
 
-# The newest org.questdb:questdb that Maven Central serves (checked 2026-11-24: 9.3.4 is its
-# latest; no 9.4 or 10.x is published there). Bump both lines together.
+# The SHA-256 of every org.questdb:questdb jar this project may run, checked on every start;
+# any other version is refused (UnknownVersionError). Each matched the .sha1 Maven Central
+# publishes beside it. To upgrade: add the new one here, move QUESTDB_VERSION to it and
+# PREVIOUS_QUESTDB_VERSION to the one it replaces (tests/test_upgrade.py then opens a data root
+# the previous one wrote with the new one; compose.yaml's image is checked against it).
+KNOWN_JARS = {
+    "9.3.4": "939bc53ab22f93dbaa6545143a6e7c536d4904c07b7f2d381e8eef10436be062",
+    "9.3.2": "fe875305d40a966c8256c9420122111d003c4709866109a59361d8cbefe3cedf",
+}
+# The newest that Maven Central serves (checked 2026-11-24: no 9.4 or 10.x is published).
 QUESTDB_VERSION = "9.3.4"
-QUESTDB_JAR_SHA256 = "939bc53ab22f93dbaa6545143a6e7c536d4904c07b7f2d381e8eef10436be062"
+# The release before it (9.3.3 was never published): 9.3.4 has been pinned since the start,
+# so this is the version a user upgrading from the previous release brings a data root from.
+PREVIOUS_QUESTDB_VERSION = "9.3.2"
 
 _MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2"
 _CHUNK = 1 << 20
@@ -45,10 +56,12 @@ def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     return base / "tickpipe"
 
 
-def ensure_jar(
-    cache: Path, version: str = QUESTDB_VERSION, sha256: str = QUESTDB_JAR_SHA256
-) -> Path:
-    """The verified jar in ``cache``, fetched first if it is not there yet."""
+def ensure_jar(cache: Path, version: str = QUESTDB_VERSION) -> Path:
+    """The verified jar of ``version`` in ``cache``, fetched first if it is not there yet;
+    a version KNOWN_JARS does not hold is refused before anything is fetched."""
+    sha256 = KNOWN_JARS.get(version)
+    if sha256 is None:
+        raise UnknownVersionError(version, sorted(KNOWN_JARS))
     jar = cache / "questdb" / f"questdb-{version}.jar"
     if not jar.exists():
         jar.parent.mkdir(parents=True, exist_ok=True)

@@ -108,13 +108,15 @@ def _jvm_flags(java_version: int) -> list[str]:
     return flags
 
 
-def start(config: ServerConfig, cache: Path, *, timeout_s: float = 90.0) -> ServerState:
+def start(
+    config: ServerConfig, cache: Path, *, timeout_s: float = 90.0, version: str = QUESTDB_VERSION
+) -> ServerState:
     """Start the server (or return the one already running in ``config.root``) and wait
-    until it answers ``SELECT 1`` over the PG wire."""
+    until it answers ``SELECT 1`` over the PG wire; ``version``: one of KNOWN_JARS."""
     root = config.root.resolve()
     if running := state_of(root):
         return running
-    jar = ensure_jar(cache)
+    jar = ensure_jar(cache, version)
     java = find_java(minimum=jar_java_release(jar))
     http, pg, ilp, health = _free_ports_for(config)
     (root / "log").mkdir(parents=True, exist_ok=True)
@@ -155,7 +157,7 @@ def start(config: ServerConfig, cache: Path, *, timeout_s: float = 90.0) -> Serv
         pg_port=pg,
         ilp_tcp_port=ilp,
         health_port=health,
-        questdb_version=QUESTDB_VERSION,
+        questdb_version=version,
         java=str(java.path),
         java_version=java.version,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),

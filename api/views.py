@@ -7,12 +7,13 @@ on the base table invalidate it, and it then keeps its old rows (and takes no ne
 
 So before a query reads a view, ``ViewGuard.fresh`` checks two things: QuestDB calls the view
 valid, and the view covers every row of its base table (the base's row count, which QuestDB
-answers from its metadata, equals the row count the view has folded in). Neither check alone
-is enough: QuestDB's own bookkeeping of refreshed transactions (``materialized_views()``,
-``tables()``, ``wal_tables()``) trails what queries already see by a few commits, so a view it
-calls caught up can still miss the newest rows. When either check fails, the store answers
-from the base table instead: slower, never wrong. A view found covering N base rows is not
-summed again until the base's count changes.
+answers from its metadata, equals the row count the view has folded in since the first day the
+base still holds: a TTL drops the base's old days, and the view's whole months later). Neither
+check alone is enough: QuestDB's own bookkeeping of refreshed transactions
+(``materialized_views()``, ``tables()``, ``wal_tables()``) trails what queries already see by a
+few commits, so a view it calls caught up can still miss the newest rows. When either check
+fails, the store answers from the base table instead: slower, never wrong. A view found
+covering N base rows is not summed again until the base's count changes.
 
 The window that remains: between the check and the query a new commit may land, so an answer
 is exact as of a moment a few milliseconds before it was given, like any read of a table that
@@ -59,7 +60,7 @@ class ViewHealth(msgspec.Struct, frozen=True):
 _STATE = (
     "SELECT v.view_status status, v.invalidation_reason reason,"
     " v.last_refresh_finish_timestamp refreshed, b.n base_rows"
-    " FROM materialized_views() v CROSS JOIN (SELECT count() n FROM {}) b"
+    " FROM materialized_views() v CROSS JOIN (SELECT count() n FROM {base}) b"
     " WHERE v.view_name = %s"
 )
 
@@ -69,10 +70,14 @@ class ViewGuard:
 
     def __init__(self, spec: ViewSpec) -> None:
         self.spec = spec
-        self._state = sql.SQL(_STATE).format(sql.Identifier(spec.base))
-        self._covered = sql.SQL("SELECT sum({}) covered FROM {}").format(
+        self._state = sql.SQL(_STATE).format(base=sql.Identifier(spec.base))
+        # Over the days the base still holds: its TTL drops old days whole, and the view (a
+        # TTL of whole months where partitioned by month) may keep their rows longer.
+        self._covered = sql.SQL("SELECT sum({}) covered FROM {} WHERE ts >= %s").format(
             sql.Identifier(spec.base_rows), sql.Identifier(spec.name)
         )
+        # (no row at all for an empty table, in QuestDB 9.3.4)
+        self._first = sql.SQL("SELECT min(ts) first FROM {}").format(sql.Identifier(spec.base))
         self._verified_rows: int | None = None  # base rows the view was last found to cover
         self._lock = asyncio.Lock()  # one sum at a time: concurrent requests share it
         self.last = ViewHealth(spec.name, spec.base, "unknown", None, None, 0, False)
@@ -124,7 +129,13 @@ class ViewGuard:
             behind = 0
         else:
             async with self._lock:
-                cursor = await conn.execute(self._covered)
+                cursor = await conn.execute(self._first)
+                first = ((await cursor.fetchone()) or {}).get("first")
+                since = (
+                    dt.datetime.combine(first.date(), dt.time(), first.tzinfo)
+                    if isinstance(first, dt.datetime) else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+                )  # fmt: skip
+                cursor = await conn.execute(self._covered, (since,))
                 covered = await cursor.fetchone()
             behind = base_rows - int((covered or {}).get("covered") or 0)
             self._verified_rows = base_rows if behind == 0 else None

@@ -101,7 +101,9 @@ def sqlite_probe(path: Path, tables: Sequence[Table] = CRYPTO_TABLES) -> Probe:
             return 0, None
         # closing(): sqlite3's own context manager commits but leaves the connection (and, in
         # the seed's rollback-journal mode, its read lock) open until the GC gets to it.
-        with contextlib.closing(sqlite3.connect(path)) as conn:
+        # timeout: the seed's writer commits every event, each taking the file's write lock;
+        # on one slow core a count can wait seconds for a gap (5 s, sqlite3's default, failed).
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
             try:
                 total = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in names)  # noqa: S608
             except sqlite3.OperationalError as exc:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from ingest.sinks import QuestDBSink, Sink, SQLiteSink
 from ingest.spool import Spool
 from ingest.writer import BatchWriter
 from sql.markets import MARKETS
+from sql.retention import prune_sqlite
 from sql.views import RefreshedView, ViewKeeper
 
 __all__ = ["Ingester", "make_sink"]
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 def make_sink(settings: IngestSettings) -> Sink:
     store = settings.store
     if store.store == "questdb":
-        return QuestDBSink(store.questdb_ilp, store.questdb_pg)
+        return QuestDBSink(store.questdb_ilp, store.questdb_pg, store.retention)
     return SQLiteSink(store.database_path)
 
 
@@ -147,6 +149,8 @@ class Ingester:
             helpers.append(asyncio.create_task(self._process_market(name, feed), name=name))
         if self.settings.store.store == "questdb":
             helpers.append(asyncio.create_task(self._keep_views(), name="views"))
+        elif self.settings.store.retention.days:
+            helpers.append(asyncio.create_task(self._keep_retention(), name="retention"))
         stopping = asyncio.create_task(self._stopping.wait())
         try:
             await asyncio.wait({*feeds, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -459,6 +463,16 @@ class Ingester:
             log.info("spool half drained: back to the feed")
             for feed in feeds:
                 feed.resume()
+
+    async def _keep_retention(self) -> None:
+        """The SQLite profile's retention: rows older than their table keeps, deleted."""
+        store = self.settings.store
+        while True:
+            try:
+                await asyncio.to_thread(prune_sqlite, store.database_path, store.retention)
+            except sqlite3.Error as exc:  # busy or full: the next round tries again
+                log.warning("retention: rows not pruned: %s", exc)
+            await asyncio.sleep(self.settings.ingest_retention_check_s)
 
     async def _keep_views(self) -> None:
         """Materialized views QuestDB invalidated are refreshed in full: we own the schema,

@@ -95,6 +95,9 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # How often the materialized views are checked, and any QuestDB invalidated (TRUNCATE,
     # DROP PARTITION, UPDATE...) refreshed in full.
     ingest_view_check_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # SQLite profile: how often rows past their RETENTION_*_DAYS are deleted (QuestDB's TTL
+    # needs nothing of us).
+    ingest_retention_check_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     # Prometheus /metrics (0: any free port) and the statistics log line.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
-from sql import apply_questdb_schema, load_environment
+from sql import StoreSettings, apply_questdb_schema, load_environment
 from sql.errors import JavaNotFoundError
 from sql.questdb_local import ServerConfig, ServerState, cache_dir, start, state_of, stop
 
@@ -99,7 +99,7 @@ def _questdb(root: Path, env: dict[str, str]) -> ServerState | None:
             flush=True,
         )
         return None
-    apply_questdb_schema(server.pg_dsn)
+    apply_questdb_schema(server.pg_dsn, retention=StoreSettings.from_env(env).retention)
     return server
 
 

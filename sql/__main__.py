@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = StoreSettings.from_env(load_environment())
         if settings.store == "questdb":
-            apply_questdb_schema(settings.questdb_pg, wait_s=args.wait)
+            apply_questdb_schema(
+                settings.questdb_pg, wait_s=args.wait, retention=settings.retention
+            )
         else:
             apply_sqlite_schema(settings.database_path)
     except StoreError as exc:

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from sql.backoff import Backoff
+from sql.retention import DEFAULT_RETENTION, Retention, apply_questdb_retention
 from sql.tables import TABLES, Table
 from sql.views import VIEWS, ViewKeeper
 
@@ -31,8 +32,11 @@ Conn = psycopg.Connection[tuple[object, ...]]
 _VIEW_COLUMNS_ADDED = (("bars_1h", "bar_count"),)
 
 
-def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
-    """Create what does not exist yet, add what an older store lacks, refresh invalid views.
+def apply_questdb_schema(
+    dsn: str, *, wait_s: float = 0.0, retention: Retention = DEFAULT_RETENTION
+) -> None:
+    """Create what does not exist yet, add what an older store lacks, refresh invalid views,
+    set each table's and view's TTL (``retention``; by default none: keep everything).
 
     ``wait_s`` keeps retrying the connection for that long, for a database still starting
     (``docker compose`` starts both at once).
@@ -44,6 +48,7 @@ def apply_questdb_schema(dsn: str, *, wait_s: float = 0.0) -> None:
             _add_missing_columns(conn, table)
         for view in VIEWS:
             conn.execute(view.questdb_ddl())
+        apply_questdb_retention(conn, retention)
         ViewKeeper().repair(conn)
     log.info("QuestDB schema applied: %s", ", ".join([t.name for t in (*TABLES, *VIEWS)]))
 

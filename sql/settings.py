@@ -19,6 +19,7 @@ import msgspec
 from dotenv import dotenv_values
 
 from sql.errors import SettingsError
+from sql.retention import DEFAULT_RETENTION, Retention
 
 __all__ = ["Secret", "StoreSettings", "load_environment", "settings_from_env"]
 
@@ -64,10 +65,11 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         "postgresql://admin:quest@127.0.0.1:8812/qdb"
     )
     database_path: Path = Path("data/db/trading.db")
+    retention: Retention = DEFAULT_RETENTION  # RETENTION_{TABLE}_DAYS, one per table
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
-        return settings_from_env(cls, env)
+        return settings_from_env(cls, env, retention=Retention.from_env(env))
 
     @property
     def questdb_http(self) -> str:

@@ -29,6 +29,9 @@ def apply_sqlite_schema(path: Path) -> None:
     """Create the seed's tables and ours in ``path``, add what an older file lacks."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as conn:
+        # Before the first table, or never: a new file gives pages freed by the retention's
+        # deletes back to the disk (sql/retention.py); an older file reuses them instead.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(sqlite_tables_script())
         conn.executescript(_DDL.joinpath("quote_gaps.sql").read_text())

@@ -92,6 +92,14 @@ class Table(msgspec.Struct, frozen=True):
     # Its SQLite DDL comes from this declaration (the markets after crypto), not from a file
     # of ``sql/sqlite/`` (the seed's tables, kept as the seed wrote them).
     sqlite_declared: bool = False
+    # How long its rows are kept (sql/retention.py): RETENTION_{retention}_DAYS, unset:
+    # retention_default_days (None: forever). None: no setting, kept forever.
+    retention: str | None = None
+    retention_default_days: int | None = None
+
+    @property
+    def retention_variable(self) -> str | None:
+        return f"RETENTION_{self.retention}_DAYS" if self.retention else None
 
     @property
     def timestamp(self) -> Column:
@@ -164,6 +172,7 @@ TRADES = Table(
     dedup=("ts", "symbol", "exchange_id", "trade_id"),
     sqlite="trades_data",
     sqlite_seconds="timestamp",
+    retention="TRADES",
 )
 
 QUOTES = Table(
@@ -182,6 +191,7 @@ QUOTES = Table(
     dedup=("ts", "symbol", "exchange_id"),
     sqlite="quotes",
     sqlite_seconds="timestamp",
+    retention="QUOTES",
 )
 
 BARS_1M = Table(
@@ -213,6 +223,7 @@ BARS_1M = Table(
     sqlite_seconds="timestamp",
     sqlite_conflict="update",
     sqlite_keys=("symbol", "timestamp"),
+    retention="BARS",
 )
 
 QUOTE_GAPS = Table(
@@ -242,6 +253,8 @@ INGEST_PROGRESS = Table(
         ),
     ),
     dedup=("ts",),
+    retention="INGEST_PROGRESS",  # a row a batch: 400 k a day; the push reads the newest
+    retention_default_days=2,
 )
 
 
@@ -249,7 +262,8 @@ def _declared(name: str, doc: str, columns: tuple[Column, ...], **options: Any) 
     """A table of a market after crypto: the same names in both stores (SQLite keeps
     times as epoch milliseconds), its SQLite DDL derived from this declaration."""
     both = tuple(msgspec.structs.replace(c, sqlite=c.name) for c in columns)
-    return Table(name, doc, both, sqlite=name, sqlite_declared=True, **options)
+    stem = name.removesuffix("_1m").upper()  # stock_bars_1m: RETENTION_STOCK_BARS_DAYS
+    return Table(name, doc, both, sqlite=name, sqlite_declared=True, retention=stem, **options)
 
 
 def _symbol(example: str, *, indexed: bool = False) -> Column:

@@ -22,6 +22,7 @@ from questdb import QuestDBError, Sender, TimestampMicros, TimestampNanos
 from ingest.batch import Batch
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
+from sql.retention import DEFAULT_RETENTION, Retention
 from sql.tables import INGEST_PROGRESS, TRADES, Column, Table
 
 if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
@@ -78,8 +79,11 @@ def _frames(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
 
 
 class QuestDBSink:
-    def __init__(self, ilp_conf: str, pg_dsn: str) -> None:
-        apply_questdb_schema(pg_dsn, wait_s=30)  # never let ILP auto-create a table
+    def __init__(
+        self, ilp_conf: str, pg_dsn: str, retention: Retention = DEFAULT_RETENTION
+    ) -> None:
+        # Never let ILP auto-create a table; the TTLs as configured for this run.
+        apply_questdb_schema(pg_dsn, wait_s=30, retention=retention)
         self._pg_dsn = pg_dsn
         conf = ilp_conf if ilp_conf.endswith(";") else ilp_conf + ";"
         self._sender = Sender.from_conf(conf + "auto_flush=off;")

@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY
 from api.analytics_routes import analytics_routes
 from api.assets import ensure_assets
 from api.auth import BearerTokenAuth
+from api.disk_health import DiskCollector, DiskWatch
 from api.errors import StoreUnavailable, Unsupported
 from api.export_routes import export_routes
 from api.export_snapshots import ExportSnapshots
@@ -139,17 +140,18 @@ async def health(request: Request) -> Response[Health]:  # type: ignore[type-arg
         newest = await store.newest_trade()
         quote_gaps = await store.quote_gaps(QUOTE_GAPS_SHOWN)
         views = await store.views()
+        age = None
+        if newest is not None:
+            age = round(
+                dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
+            )
+        disk = await request.app.state.disk.read(store)
     except StoreUnavailable:
         return Response(Health("degraded", "unreachable", None, now()), status_code=503)
-    age = None
-    if newest is not None:
-        age = round(
-            dt.datetime.now(dt.UTC).timestamp() - newest.replace(tzinfo=dt.UTC).timestamp(), 3
-        )
     cache_ms: int = request.app.state.response_cache_ms
     tailer: Tailer | None = request.app.state.tailer
     push = tailer.health() if tailer else None
-    return Response(Health("ok", "reachable", age, now(), quote_gaps, views, cache_ms, push))
+    return Response(Health("ok", "reachable", age, now(), quote_gaps, views, cache_ms, push, disk))
 
 
 PushPairs = Annotated[str, msgspec.Meta(pattern=CRYPTO.regex(many=True))]
@@ -272,11 +274,12 @@ def _unsupported(request: Request, exc: Unsupported) -> Response[dict[str, objec
     return Response(body, status_code=400, media_type=MediaType.JSON)
 
 
-async def _watch_views(store: Store) -> None:
-    """Keep the views' metrics current when no request reads them."""
+async def _watch_views(store: Store, disk: DiskWatch) -> None:
+    """Keep the views' and the disk's metrics current when no request reads them."""
     while True:
         with contextlib.suppress(StoreUnavailable):
             await store.views()
+            await disk.read(store)
         await asyncio.sleep(VIEW_CHECK_S)
 
 
@@ -290,13 +293,16 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.export_snapshots = ExportSnapshots()
         app.state.tailer = None
         app.state.assets = await asyncio.to_thread(ensure_assets)
-        background = [asyncio.create_task(_watch_views(store))]
+        disk = app.state.disk = DiskWatch(
+            settings.store.disk_path, settings.store.store_min_free_mib
+        )
+        background = [asyncio.create_task(_watch_views(store, disk))]
         if store.push_refused is None:
             app.state.tailer = Tailer(store, settings.api_push_tick_ms / 1000)  # type: ignore[arg-type]
             background.append(asyncio.create_task(app.state.tailer.run()))
         try:
             with contextlib.ExitStack() as registered:
-                for collector in store.collectors():
+                for collector in [*store.collectors(), DiskCollector(disk)]:
                     REGISTRY.register(collector)  # the registry Litestar's /metrics exposes
                     registered.callback(REGISTRY.unregister, collector)
                 yield

@@ -153,6 +153,10 @@ class QuestDBStore:
         await pool.open(wait=False)
         return cls(pool, httpx.AsyncClient(base_url=http_url, timeout=httpx.Timeout(30, read=300)))
 
+    async def store_bytes(self) -> int | None:
+        rows = await self._rows("SELECT sum(diskSize) bytes FROM table_storage()", ())
+        return int(rows[0]["bytes"]) if rows and rows[0]["bytes"] is not None else None
+
     def collectors(self) -> list[Collector]:
         return [PoolCollector(self.pool), ViewCollector(self.guards.values())]
 

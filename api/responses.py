@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from api.disk_health import StoreDisk
 from api.views import ViewHealth
 
 __all__ = [
@@ -81,6 +82,9 @@ class Health(msgspec.Struct, frozen=True):
     # reads the store): the most an answer can trail the store.
     response_cache_ms: int = 0
     push: PushHealth | None = None  # None: this store does not push
+    # The store's filesystem (free space against the ingester's STORE_MIN_FREE_MIB) and what
+    # its files take.
+    disk: StoreDisk | None = None
 
 
 class OhlcvResponse(msgspec.Struct, frozen=True):

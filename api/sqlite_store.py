@@ -204,6 +204,10 @@ class SQLiteStore:
     async def _rows(self, query: str, params: dict[str, object] | tuple[object, ...]) -> list[Row]:
         return await asyncio.to_thread(self._query, query, params)
 
+    async def store_bytes(self) -> int | None:
+        files = [self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))]
+        return sum(f.stat().st_size for f in files if f.exists())
+
     def collectors(self) -> list[Collector]:
         return []  # nothing beyond the routes' own metrics
 

@@ -71,6 +71,9 @@ class Store(Protocol):
     async def views(self) -> list[ViewHealth]:
         """Each table derived from stored rows, and whether it answers now."""
 
+    async def store_bytes(self) -> int | None:
+        """What the store's tables take on disk."""
+
     def collectors(self) -> list[Collector]:
         """Its Prometheus collectors, for /metrics."""
 

@@ -65,6 +65,18 @@ class IngestMetrics:
             "Backfills fetching over REST now, or waiting for what they fetched to be stored",
             registry=r,
         )
+        self.feed_held = Gauge(
+            "tickpipe_ingest_feed_held",
+            "Reasons the ingester is off the feed now (spool full, store disk low)",
+            registry=r,
+        )
+        self.store_free_bytes = Gauge(
+            "tickpipe_ingest_store_free_bytes", "Free space where the store writes", registry=r
+        )
+        self.store_disk_bytes = Gauge(
+            "tickpipe_ingest_store_disk_bytes", "Size of the filesystem the store writes to",
+            registry=r,
+        )  # fmt: skip
         self.open_gaps = Gauge(
             "tickpipe_ingest_open_gaps",
             "Gaps on disk (INGEST_SPOOL_DIR/open-gaps.json) whose rows are not all stored yet:"

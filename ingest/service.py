@@ -38,6 +38,7 @@ from ingest.settings import IngestSettings, MarketFeed
 from ingest.sinks import QuestDBSink, Sink, SQLiteSink
 from ingest.spool import Spool
 from ingest.writer import BatchWriter
+from sql.disk import disk_space
 from sql.markets import MARKETS
 from sql.retention import prune_sqlite
 from sql.views import RefreshedView, ViewKeeper
@@ -85,6 +86,8 @@ class Ingester:
         self.backfills: set[asyncio.Task[None]] = set()
         # Pairs with no stored bar at start-up: their history is fetched at the first event.
         self._without_history: list[str] = []
+        # Why the ingester is off the feed now, if it is ("spool full", "disk low").
+        self._holding: set[str] = set()
         # Each market after crypto's own account of where its feed may have missed events.
         self._following = {market.market: _Following(market) for market in settings.feeds}
 
@@ -147,6 +150,9 @@ class Ingester:
             helpers.append(asyncio.create_task(self._process(), name="process"))
         for name, feed in self.market_feeds.items():
             helpers.append(asyncio.create_task(self._process_market(name, feed), name=name))
+        disk = self.settings.store.disk_path
+        if disk is not None and self.settings.store.store_min_free_mib:
+            helpers.append(asyncio.create_task(self._watch_disk(disk), name="disk"))
         if self.settings.store.store == "questdb":
             helpers.append(asyncio.create_task(self._keep_views(), name="views"))
         elif self.settings.store.retention.days:
@@ -450,19 +456,56 @@ class Ingester:
         """A full spool (the store down for long) makes us leave the feed rather than fill the
         disk; once it is half drained we come back, and the gap is backfilled."""
         limit = self.settings.ingest_spool_max_mib * 2**20
-        feeds = self.feeds.values()
-        if all(feed.wanted.is_set() for feed in feeds) and self.spool.bytes > limit:
+        if "spool full" not in self._holding and self.spool.bytes > limit:
             log.error(
                 "spool full (%d MiB): leaving the feed until the store catches up; "
                 "what is missed meanwhile will be backfilled",
                 self.spool.bytes // 2**20,
             )
-            for feed in feeds:
-                feed.pause("spool full")
-        elif not all(feed.wanted.is_set() for feed in feeds) and self.spool.bytes < limit // 2:
-            log.info("spool half drained: back to the feed")
-            for feed in feeds:
+            self._hold("spool full", True)
+        elif "spool full" in self._holding and self.spool.bytes < limit // 2:
+            log.info("spool half drained")
+            self._hold("spool full", False)
+
+    def _hold(self, reason: str, held: bool) -> None:
+        """Off the feed while any reason holds (a full spool, a full disk), back on it when
+        none does: the gap is then backfilled like any other."""
+        was_held = bool(self._holding)
+        (self._holding.add if held else self._holding.discard)(reason)
+        if self._holding and not was_held:
+            for feed in self.feeds.values():
+                feed.pause(reason)
+        elif was_held and not self._holding:
+            log.info("back to the feed")
+            for feed in self.feeds.values():
                 feed.resume()
+        self.metrics.feed_held.set(len(self._holding))
+
+    async def _watch_disk(self, path: Path) -> None:
+        """The store's free space, every second: below STORE_MIN_FREE_MIB the ingester leaves
+        the feed and spools nothing more (a full disk would fail every write and corrupt
+        nothing only by luck); 64 MiB past the floor again (so that it does not flap), it
+        returns and backfills."""
+        assert self.writer is not None
+        floor_mib = self.settings.store.store_min_free_mib
+        margin = 64 * 2**20
+        while True:
+            space = await asyncio.to_thread(disk_space, path, floor_mib)
+            if space is not None:
+                self.metrics.store_free_bytes.set(space.free_bytes)
+                self.metrics.store_disk_bytes.set(space.total_bytes)
+                low = "disk low" in self._holding
+                if space.below_floor and not low:
+                    log.error("store disk %s: %d MiB free, under STORE_MIN_FREE_MIB=%d: leaving"
+                              " the feed, spooling nothing; the gap will be backfilled",
+                              path, space.free_bytes // 2**20, floor_mib)  # fmt: skip
+                    self.writer.spooling = False
+                    self._hold("disk low", True)
+                elif low and space.free_bytes > space.min_free_bytes + margin:
+                    log.info("store disk %s: %d MiB free again", path, space.free_bytes // 2**20)
+                    self.writer.spooling = True
+                    self._hold("disk low", False)
+            await asyncio.sleep(1.0)
 
     async def _keep_retention(self) -> None:
         """The SQLite profile's retention: rows older than their table keeps, deleted."""

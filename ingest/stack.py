@@ -113,6 +113,7 @@ def main() -> int:
     server = None if env.get("STORE") == "sqlite" else _questdb(root, env)
     if server is not None:
         env |= {"STORE": "questdb", "QUESTDB_ILP": server.ilp_conf, "QUESTDB_PG": server.pg_dsn}
+        env.setdefault("STORE_DISK_PATH", str(root))  # its data root: the floor's disk
     else:
         env["STORE"] = "sqlite"
         env.setdefault("DATABASE_PATH", str(data / "trading.db"))

@@ -44,13 +44,17 @@ class BatchWriter:
         self.sink = sink
         self.spool = spool
         self.pending = Batch()
-        self._queued: deque[Batch] = deque()
+        # Batches waiting in memory, each with how many handed-over batches it holds.
+        self._queued: deque[tuple[Batch, int]] = deque()
         self._queued_rows = 0
         self._max_queued_rows = max_queued_rows
         # Batches handed over so far, and how many of them (the oldest: order is kept) have
         # left memory for the store or the spool's disk: what a gap's backfill waits for.
         self._handed = 0
         self._settled = 0
+        # False while the disk is under its floor: batches wait in memory, none is spooled
+        # (the ingester has left the feed, so only what was in flight waits).
+        self.spooling = True
         self._changed = threading.Condition()  # guards _queued, the spool's order, _stopping
         self._stopping = False
         self._on_written = on_written
@@ -86,12 +90,13 @@ class BatchWriter:
         batch, self.pending = self.pending, Batch()
         with self._changed:
             self._handed += 1
-            if len(self.spool) or self._queued_rows + len(batch) > self._max_queued_rows:
+            behind = self._queued_rows + len(batch) > self._max_queued_rows
+            if self.spooling and (len(self.spool) or behind):
                 self._spool_queued()
                 self.spool.append(batch)
                 self._settled += 1
             else:
-                self._queued.append(batch)
+                self._queued.append((batch, 1))
                 self._queued_rows += len(batch)
             self._changed.notify()
         return self._handed
@@ -119,7 +124,8 @@ class BatchWriter:
                 if len(self.spool):
                     batch = None
                 elif self._queued:
-                    batch, joined = Batch.joined(self._queued), len(self._queued)
+                    batch = Batch.joined([queued for queued, _ in self._queued])
+                    joined = sum(count for _, count in self._queued)
                     self._queued.clear()
                     self._queued_rows = 0
                 else:
@@ -135,6 +141,11 @@ class BatchWriter:
                 continue
             written = self._write(batch)
             with self._changed:
+                if not written and not self.spooling:  # the disk is full: wait in memory
+                    self._queued.appendleft((batch, joined))
+                    self._queued_rows += len(batch)
+                    self._changed.wait(self._backoff.next_delay())
+                    continue
                 if not written:
                     self.spool.push_front(batch)  # older than anything spooled meanwhile
                 self._settled += joined
@@ -162,6 +173,7 @@ class BatchWriter:
     def _spool_queued(self) -> None:
         with self._changed:  # reentrant: hand_over calls this holding it
             while self._queued:
-                self.spool.append(self._queued.popleft())
-                self._settled += 1
+                batch, count = self._queued.popleft()
+                self.spool.append(batch)
+                self._settled += count
             self._queued_rows = 0

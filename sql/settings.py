@@ -66,10 +66,23 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     )
     database_path: Path = Path("data/db/trading.db")
     retention: Retention = DEFAULT_RETENTION  # RETENTION_{TABLE}_DAYS, one per table
+    # The filesystem the store writes to, where this process can see it (unset: the SQLite
+    # file's directory; for QuestDB, its data root when this machine runs it, else unknown).
+    store_disk_path: Path | None = None
+    # Below this much free space there, the ingester leaves the feed and spools nothing
+    # more until it is back (0: never); /health and /metrics show the figures.
+    store_min_free_mib: Annotated[int, msgspec.Meta(ge=0)] = 256
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
         return settings_from_env(cls, env, retention=Retention.from_env(env))
+
+    @property
+    def disk_path(self) -> Path | None:
+        """Where the store's free space is read, if this process can see it."""
+        if self.store_disk_path is not None:
+            return self.store_disk_path
+        return self.database_path.parent if self.store == "sqlite" else None
 
     @property
     def questdb_http(self) -> str:

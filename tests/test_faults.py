@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from api.process import free_port, rss_mib
+from api.process import free_port, get, rss_mib, serve_api
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
@@ -109,6 +111,16 @@ async def delivered(sim: Simulator, metrics_port: int) -> None:
         lambda: (
             [c.frames_sent for c in sim.connection_stats()]
             == [metric(metrics_port, "tickpipe_ingest_frames_total")]
+        )
+    )
+
+
+async def gaps_closed(metrics_port: int) -> None:
+    """Until the process has backfilled something and closed every gap it recorded."""
+    await until(
+        lambda: (
+            metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
+            and metric(metrics_port, "tickpipe_ingest_open_gaps") == 0
         )
     )
 
@@ -256,18 +268,78 @@ def test_killed_while_its_backfill_waits_the_gap_is_fetched_at_the_next_start(
                 processes.append(await ingester(env))
                 await until(lambda: listeners(sim) == 1)
                 await sim.play(60)
-                await until(
-                    lambda: (
-                        metric(metrics_port, "tickpipe_ingest_backfilled_total") > 0
-                        and metric(metrics_port, "tickpipe_ingest_open_gaps") == 0
-                    )
-                )  # the gap of the killed process fetched, stored, and closed
+                await gaps_closed(metrics_port)  # the killed process's gap fetched, stored, closed
                 await delivered(sim, metrics_port)
             return sim
 
     sim = asyncio.run(scenario())
     assert_every_trade_of_the_market_stored_once(server.pg_dsn, sim)
     assert gaps.read_bytes() == b"[]"
+
+
+def test_a_disk_under_its_floor_leaves_the_feed_and_the_backfill_fills_the_hole(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """STORE_MIN_FREE_MIB set 1 GiB under the free space of the store's disk, then a 2 GiB file
+    allocated there (margins wide enough for what else writes to that disk meanwhile): the
+    ingester leaves the feed (and /health says why); the file
+    removed, it comes back and backfills what it missed. The SQLite profile, whose file is
+    on that disk; every trade stored once."""
+    start_ms = window_for(request.node.name)
+    metrics_port = free_port()
+    db, filler = tmp_path / "trading.db", tmp_path / "filler"
+    free_mib = shutil.disk_usage(tmp_path).free // 2**20
+    if free_mib < 4096:
+        pytest.skip(f"{free_mib} MiB free on {tmp_path}'s disk: this needs 4 GiB")
+    floor_mib = free_mib - 1024
+
+    async def scenario() -> Simulator:
+        async with running(config(stepped=True, start_ms=start_ms)) as sim:
+            env = ingester_env(sim, "http::addr=127.0.0.1:9;", "postgresql://x@127.0.0.1:9/x",
+                               tmp_path, metrics_port)  # fmt: skip
+            env |= {"STORE": "sqlite", "DATABASE_PATH": str(db),
+                    "STORE_MIN_FREE_MIB": str(floor_mib)}  # fmt: skip
+            async with watched_ingesters(env, metrics_port) as processes:
+                await until(lambda: listeners(sim) == 1)
+                await sim.play(60)
+                await until(lambda: metric(metrics_port, WRITTEN) > 0)
+                with filler.open("wb") as file:
+                    os.posix_fallocate(file.fileno(), 0, 2048 * 2**20)
+                await until(lambda: metric(metrics_port, "tickpipe_ingest_feed_held") == 1)
+                await until(lambda: listeners(sim) == 0)
+                floor = {"STORE_MIN_FREE_MIB": str(floor_mib)}
+                for api in serve_api("", STORE="sqlite", DATABASE_PATH=str(db), **floor):
+                    status, health, _ = get(api, "/health")
+                    assert status == 200, health
+                    assert health["disk"]["space"]["below_floor"] is True
+                    assert health["disk"]["store_bytes"] > 0
+                await sim.play(60)  # a market minute nobody receives
+                filler.unlink()
+                await until(lambda: listeners(sim) == 1)
+                await sim.play(60)
+                await gaps_closed(metrics_port)
+                await sim.play(60)
+                await until(lambda: sim.largest_backlog() == 0)
+
+                def sent() -> int:  # over both connections, as the process counts them
+                    return sum(c.frames_sent for c in sim.connection_stats(ended=True))
+
+                await until(lambda: sent() == metric(metrics_port, "tickpipe_ingest_frames_total"))
+                assert len(processes) == 1  # the same process, over two connections
+            return sim
+
+    sim = asyncio.run(scenario())
+    first_ms = min(c.subscribed_ms for c in sim.connection_stats(ended=True) if c.subscribed_ms)
+    first_ms = -(-first_ms // MINUTE_MS) * MINUTE_MS
+    end_ms = (sim.sim_ms - 1000) // MINUTE_MS * MINUTE_MS
+    with sqlite3.connect(db) as conn:
+        for pair in PAIRS:
+            stored = conn.execute(
+                "SELECT ts_ms, exchange_id, trade_id, price, size FROM trades_data"
+                " WHERE symbol = ? AND ts_ms >= ? AND ts_ms < ?", (pair, first_ms, end_ms),
+            ).fetchall()  # fmt: skip
+            assert len(stored) == len(set(stored)), "a trade was stored twice"
+            assert sorted(stored) == sorted(market_trades(sim, pair, first_ms, end_ms))
 
 
 def test_a_spool_left_by_kill_9_is_drained_at_the_next_start_a_torn_batch_set_aside(

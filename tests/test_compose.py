@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from sql.questdb_local import QUESTDB_VERSION
+from sql.tables import TABLES
 from tests.conftest import REPO
 
 
@@ -60,3 +61,15 @@ def test_questdb_image_is_pinned_to_the_local_version_and_published_on_loopback(
     assert questdb["image"] == f"questdb/questdb:{QUESTDB_VERSION}"
     assert "healthcheck" in questdb
     assert any(volume.endswith(":/var/lib/questdb") for volume in questdb["volumes"])
+
+
+def test_the_writers_get_every_retention_variable_and_see_questdb_s_disk() -> None:
+    services = compose()["services"]
+    declared = {t.retention_variable for t in TABLES if t.retention_variable}
+    for name in ("schema", "ingest", "api"):
+        env = services[name]["environment"]
+        assert declared - {"RETENTION_INGEST_PROGRESS_DAYS"} <= env.keys(), name
+    for name in ("ingest", "api"):
+        path = services[name]["environment"]["STORE_DISK_PATH"]
+        assert f"questdb-data:{path}:ro" in services[name]["volumes"], name
+    assert "questdb-data:/var/lib/questdb" in services["questdb"]["volumes"]

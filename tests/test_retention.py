@@ -30,13 +30,14 @@ PAIR = "BTC-USD"
 KEEP = Retention(days={"trades": 2})
 
 
-def six_days(newest_ms: int) -> Batch:
-    """A trade an hour for six days up to ``newest_ms``, prices by the hour."""
+def hourly_trades(newest_ms: int, hours: int = 6 * 24) -> Batch:
+    """A trade an hour for ``hours`` (six days) up to ``newest_ms``, prices by the hour: the
+    same trade for the same hour on every call, so writing again stores nothing new."""
     batch = Batch()
     trades = [
         Trade(pair=PAIR, price=100.0 + k % 7, size=1.0 + k % 3, ts_ms=newest_ms - k * HOUR_MS,
               exchange_id=1, trade_id=f"k{k}", conditions=(2,))
-        for k in range(6 * 24)
+        for k in range(hours)
     ]  # fmt: skip
     batch.trades.extend(sorted(trades, key=lambda t: t.ts_ms), newest_ms)
     return batch
@@ -80,7 +81,7 @@ def test_questdb_drops_the_days_past_the_ttl_and_keeps_views_and_candles_within(
     server = own_questdb
     newest_ms = (int(dt.datetime.now(dt.UTC).timestamp() * 1000) // HOUR_MS - 2) * HOUR_MS
     sink = QuestDBSink(server.ilp_conf, server.pg_dsn)  # no retention yet: everything kept
-    sink.write(six_days(newest_ms))
+    sink.write(hourly_trades(newest_ms))
     window = (newest_ms - DAY_MS, newest_ms + 1)  # within what two days keep
     with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
 
@@ -94,14 +95,18 @@ def test_questdb_drops_the_days_past_the_ttl_and_keeps_views_and_candles_within(
             query = "SELECT ttlValue, ttlUnit FROM tables() WHERE table_name = %s"
             return tuple(pg.execute(query, (name,)).fetchone() or ())
 
-        wait_for(lambda: days_stored("trades_1m"), until=lambda d: len(d) == 7, what="views")
+        for view in ("trades_1m", "trades_1h"):  # refreshed before the TTL drops days
+            wait_for(lambda: days_stored(view), until=lambda d: len(d) == 7, what=view)  # noqa: B023
         for api in serve_api(server.pg_dsn, API_CACHE_MS="0"):
             before = {i: candles(api, *window, i) for i in ("1m", "1h")}
         sink.close()
 
         sink = QuestDBSink(server.ilp_conf, server.pg_dsn, KEEP)  # the next start, with it
         wait_for(lambda: ttl("trades"), until=(2, "DAY").__eq__, what="the trades' TTL")
-        sink.write(six_days(newest_ms))  # a commit: QuestDB applies a TTL as it commits
+        # A commit (QuestDB applies a TTL as it commits) of the newest hour only, as a live
+        # feed's would be: a commit over the old days too would have the views refresh that
+        # range from what the base still holds, after the TTL dropped it.
+        sink.write(hourly_trades(newest_ms, hours=1))
         sink.close()
         expected = kept_days(newest_ms, 2)
         wait_for(lambda: days_stored("trades"), until=expected.__eq__, what="old days dropped")
@@ -127,7 +132,7 @@ def test_sqlite_deletes_the_rows_past_the_retention_and_keeps_the_candles_within
     now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     newest_ms = (now_ms // HOUR_MS - 2) * HOUR_MS
     sink = SQLiteSink(db)
-    sink.write(six_days(newest_ms))
+    sink.write(hourly_trades(newest_ms))
     sink.close()
     window = (newest_ms - DAY_MS, newest_ms + 1)
     serve = {"STORE": "sqlite", "DATABASE_PATH": str(db), "API_CACHE_MS": "0"}

@@ -11,7 +11,14 @@ mpl.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["analytics_chart", "ingest_chart", "memory_chart", "mixed_chart", "query_chart"]
+__all__ = [
+    "analytics_chart",
+    "chaos_memory_chart",
+    "ingest_chart",
+    "memory_chart",
+    "mixed_chart",
+    "query_chart",
+]
 
 
 def ingest_chart(suite: dict[str, Any], out: Path) -> None:
@@ -117,6 +124,20 @@ def memory_chart(
     axes.set_ylabel("RSS, MiB")
     axes.set_ylim(bottom=0)
     axes.set_title("Memory under load")
+    axes.legend()
+    _save(figure, out)
+
+
+def chaos_memory_chart(every_s: float, samples: dict[str, list[float | None]], out: Path) -> None:
+    """Resident memory of each process through a chaos run (gaps: the process was down)."""
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    for name, values in samples.items():
+        points = [(i * every_s, v) for i, v in enumerate(values) if v is not None]
+        axes.plot([t for t, _ in points], [v for _, v in points], ".", markersize=2, label=name)
+    axes.set_xlabel("seconds into the run")
+    axes.set_ylabel("RSS, MiB")
+    axes.set_ylim(bottom=0)
+    axes.set_title("Memory through the chaos run")
     axes.legend()
     _save(figure, out)
 

@@ -222,7 +222,7 @@ def bars_fetched(ingester: Ingester) -> float:
     return value or 0.0
 
 
-def test_rest_client_pages_retries_429_sets_bad_rows_aside_and_stops_on_403(
+def test_rest_client_pages_retries_429_and_503_sets_bad_rows_aside_and_stops_on_403(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
@@ -242,6 +242,7 @@ def test_rest_client_pages_retries_429_sets_bad_rows_aside_and_stops_on_403(
             from_ms = 1_764_000_000_000
             gap = Gap(from_ms, from_ms + 2 * MINUTE_MS + 30_000)  # to 30 s into a minute
             sim.inject("rest_429", count=2)
+            sim.inject("rest_503")  # after the 429s: retried the same way
             sim.inject("rest_bad_row", count=2)  # the bars' page, the first trades' page
             filled = await fill_gap(rest, ["BTC-USD"], gap, deliver)
             market = list(sim.market.trades_between("BTC-USD", gap.from_ms, gap.to_ms + 1))

@@ -36,6 +36,7 @@ FaultKind = Literal[
     "duplicate",  # the next `count` trades are sent twice in a frame and again in the next
     "rest_403",  # the next `count` REST requests get 403 (not entitled)
     "rest_429",  # the next `count` REST requests get 429 (rate limited)
+    "rest_503",  # the next `count` REST requests get 503 (the vendor's side is failing)
     "rest_bad_row",  # the next `count` REST pages with results carry one row no client can use
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)

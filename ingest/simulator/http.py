@@ -32,7 +32,11 @@ _BAD_REST_ROW = {"price": "NaN", "size": -1.0, "o": None, "v": -1.0}
 # REST bars of the last day (the longest gap the ingester backfills by default) are summed
 # from the trades; older ones, a new store's history, are sketched (``RestTwin``).
 EXACT_BARS_MS = 86_400_000
-_REFUSALS = {403: "NOT_AUTHORIZED", 429: "You've exceeded the maximum requests per minute."}
+_REFUSALS = {
+    403: "NOT_AUTHORIZED",
+    429: "You've exceeded the maximum requests per minute.",
+    503: "Service Unavailable",
+}
 
 
 class HttpSide:

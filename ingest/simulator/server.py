@@ -244,7 +244,7 @@ class Simulator:
 
     def inject(self, kind: FaultKind, *, seconds: float = 5.0, count: int = 1) -> int:
         """Apply a fault to every open connection (REST faults: to the next requests)."""
-        if kind in ("rest_403", "rest_429"):
+        if kind in ("rest_403", "rest_429", "rest_503"):
             self.http.rest_faults[int(kind[-3:])] += count
             return 0
         if kind == "rest_bad_row":

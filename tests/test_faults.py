@@ -280,10 +280,11 @@ def test_killed_while_its_backfill_waits_the_gap_is_fetched_at_the_next_start(
 def test_a_disk_under_its_floor_leaves_the_feed_and_the_backfill_fills_the_hole(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """STORE_MIN_FREE_MIB set 1 GiB under the free space of the store's disk, then a 2 GiB file
-    allocated there (margins wide enough for what else writes to that disk meanwhile): the
-    ingester leaves the feed (and /health says why); the file
-    removed, it comes back and backfills what it missed. The SQLite profile, whose file is
+    """STORE_MIN_FREE_MIB set 8 GiB (or half the free space) under the free space of the
+    store's disk, then a file allocated there 1 GiB past the floor, sized when it is made
+    (margins wide enough for what else writes to that disk meanwhile, as other processes do on
+    a shared machine): the ingester leaves the feed (and /health says why); the file removed,
+    it comes back and backfills what it missed. The SQLite profile, whose file is
     on that disk; every trade stored once."""
     start_ms = window_for(request.node.name)
     metrics_port = free_port()
@@ -291,7 +292,7 @@ def test_a_disk_under_its_floor_leaves_the_feed_and_the_backfill_fills_the_hole(
     free_mib = shutil.disk_usage(tmp_path).free // 2**20
     if free_mib < 4096:
         pytest.skip(f"{free_mib} MiB free on {tmp_path}'s disk: this needs 4 GiB")
-    floor_mib = free_mib - 1024
+    floor_mib = free_mib - min(8192, free_mib // 2)
 
     async def scenario() -> Simulator:
         async with running(config(stepped=True, start_ms=start_ms)) as sim:
@@ -304,7 +305,8 @@ def test_a_disk_under_its_floor_leaves_the_feed_and_the_backfill_fills_the_hole(
                 await sim.play(60)
                 await until(lambda: metric(metrics_port, WRITTEN) > 0)
                 with filler.open("wb") as file:
-                    os.posix_fallocate(file.fileno(), 0, 2048 * 2**20)
+                    past_floor_mib = shutil.disk_usage(tmp_path).free // 2**20 - floor_mib + 1024
+                    os.posix_fallocate(file.fileno(), 0, past_floor_mib * 2**20)
                 await until(lambda: metric(metrics_port, "tickpipe_ingest_feed_held") == 1)
                 await until(lambda: listeners(sim) == 0)
                 floor = {"STORE_MIN_FREE_MIB": str(floor_mib)}

@@ -4,6 +4,7 @@ as JSON, a Markdown table and PNG charts, stamped with the machine, the versions
 
     python -m bench            # the full run (about 25 minutes on 2 cores)
     python -m bench --quick    # the same harness on small data, in under a minute (CI smoke)
+    python -m bench --baseline REV   # and the ingest of commit REV's ingester beside this one
 """
 
 from __future__ import annotations
@@ -61,13 +62,21 @@ def main() -> int:
         "--only", choices=("ingest", "query", "analytics"), help="one benchmark only"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also ingest with commit REV's ingester (an A/B)"
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     report: dict[str, object] = {"stamp": stamp(), "plan": plan}
     if args.only in (None, "ingest"):
         print("== ingest: (a) QuestDB, (b) SQLite profile, (c) the seed's design", file=sys.stderr)
         report["ingest"] = ingest.measure(
-            plan.tape_seconds, plan.activity, plan.ingest_seconds, plan.rate, plan.settle_s
+            plan.tape_seconds,
+            plan.activity,
+            plan.ingest_seconds,
+            plan.rate,
+            plan.settle_s,
+            baseline=args.baseline,
         )
         print("== ingest, a stocks tape (the US open): the same three", file=sys.stderr)
         report["ingest_stocks"] = ingest.measure_stocks(

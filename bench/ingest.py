@@ -14,17 +14,24 @@ A stocks tape (``--market stocks``) is the US open: from 09:29:50 New York, ten 
 pre-market, then the opening burst, trades and quotes about 1:4, at ``--activity`` times the
 simulator's midday rates; the three consumers are run flat-out on it.
 
-    python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
+``--baseline REV`` also runs the ingester of commit REV (a git worktree of it) flat-out on the
+same frames into each store, right after this one: the A/B of a change, in the same run.
+
+    python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000] [--baseline REV]
     python -m bench.ingest --market stocks [--tape-seconds 60] [--activity 40]
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -33,6 +40,7 @@ from bench.replay import (
     POLL_S,
     Consumer,
     Probe,
+    decode_floor,
     get,
     questdb_probe,
     replaying,
@@ -44,6 +52,7 @@ from bench.replay import (
 )
 from bench.report import command_line, save, tape_options, throwaway_questdb
 from ingest.recording import read_recording
+from sql.questdb_local import ServerState
 from sql.tables import STOCK_QUOTES, STOCK_TRADES
 
 
@@ -57,8 +66,10 @@ class IngestRun(msgspec.Struct, frozen=True):
     caught_up: bool  # stored everything it was sent within the settle time
     p50_visible_ms: float | None  # QuestDB only: SQLite rows are visible when committed
     p99_visible_ms: float | None
-    cpu_s_per_million: float | None  # the consumer's; Linux (/proc), start-up included
+    cpu_s_per_million: float | None  # the consumer's, subscription to stored; Linux (/proc)
     peak_rss_mib: float | None
+    decode_cpu_s_per_million: float | None = None  # decode_frame alone, the same frames
+    over_decode: float | None = None  # cpu_s_per_million / decode_cpu_s_per_million
 
 
 def run(
@@ -78,6 +89,7 @@ def run(
     with replaying(tape, speed, consumer, market) as replay:
         until_subscribed(replay)  # the timed window starts when the feed does, not before
         began = time.time()
+        cpu_at_start, _ = usage(replay.consumer.pid)  # its start-up's CPU is not the events'
         while time.time() - began < seconds:
             seen, newest = probe()
             polls.append((time.time(), seen, newest))
@@ -98,10 +110,25 @@ def run(
             print(f"{name} (exit {returncode}) said:\n" + replay.log.read().decode()[-3000:],
                   file=sys.stderr)  # fmt: skip
     summary = _summarise(name, sent, settled, seconds_to_store, polls)
-    per_million = round(cpu_s / max(settled, 1) * 1e6, 2) if cpu_s is not None else None
+    if cpu_s is None or cpu_at_start is None:
+        return msgspec.structs.replace(summary, peak_rss_mib=peak_rss_mib)
+    per_million = (cpu_s - cpu_at_start) / max(settled, 1) * 1e6
     return msgspec.structs.replace(
-        summary, cpu_s_per_million=per_million, peak_rss_mib=peak_rss_mib
+        summary, cpu_s_per_million=round(per_million, 2), peak_rss_mib=peak_rss_mib
     )
+
+
+def _against_decode(runs: list[IngestRun], tape: Path, market: str) -> list[IngestRun]:
+    """Each run with the bare decode cost of the same tape's frames, measured now (in the
+    same run, on the same machine: absolute CPU figures swing 3x from day to day here)."""
+    floor = decode_floor(tape, market)
+    return [
+        msgspec.structs.replace(
+            r, decode_cpu_s_per_million=round(floor, 3),
+            over_decode=round(r.cpu_s_per_million / floor, 2) if r.cpu_s_per_million else None,
+        )
+        for r in runs
+    ]  # fmt: skip
 
 
 def _summarise(
@@ -149,20 +176,49 @@ class IngestSuite(msgspec.Struct, frozen=True):
     runs: list[IngestRun]
     questdb_over_sqlite: float | None  # sustained events/s, flat-out
     questdb_over_seed: float | None
+    baseline_commit: str | None = None  # --baseline: its runs are named "questdb @REV"...
+    questdb_over_baseline: float | None = None  # events/s, this commit's over the baseline's
+    sqlite_over_baseline: float | None = None
 
 
-def _ingester(scratch: Path, runs: list[IngestRun], **env: str) -> Consumer:
+def _ingester(
+    scratch: Path, runs: list[IngestRun], env: dict[str, str], code: Path | None = None
+) -> Consumer:
     """``python -m ingest`` reading the feed's URL into the store ``env`` names: the feed's
-    rows only (no history fetched at the first event), a spool of its own a run."""
+    rows only (no history fetched at the first event), a spool of its own a run. ``code``:
+    another checkout's ingester (``-P``: its packages, not the working directory's)."""
 
     def consumer(url: str) -> tuple[list[str], dict[str, str]]:
         given = {**os.environ, **env, "POLYGON_API_KEY": "bench", "POLYGON_WS_URL": url,
                  "INGEST_METRICS_PORT": "0", "INGEST_DEAD_LETTER": str(scratch / "dead"),
                  "INGEST_SPOOL_DIR": str(scratch / f"spool-{len(runs)}"),
                  "INGEST_HISTORY_DAYS": "0"}  # fmt: skip
-        return [sys.executable, "-m", "ingest"], given
+        if code is None:
+            return [sys.executable, "-m", "ingest"], given
+        return [sys.executable, "-P", "-m", "ingest"], {**given, "PYTHONPATH": str(code)}
 
     return consumer
+
+
+def _questdb(server: ServerState) -> dict[str, str]:
+    return {"STORE": "questdb", "QUESTDB_ILP": server.ilp_conf, "QUESTDB_PG": server.pg_dsn}
+
+
+def _sqlite(db: Path) -> dict[str, str]:
+    return {"STORE": "sqlite", "DATABASE_PATH": str(db)}
+
+
+@contextlib.contextmanager
+def _checkout(rev: str, into: Path) -> Iterator[Path]:
+    """The project as of commit ``rev`` (a git worktree, removed afterwards)."""
+    git = [shutil.which("git") or "git", "-C", str(Path(__file__).resolve().parents[1])]
+    subprocess.run([*git, "worktree", "add", "--detach", str(into), rev], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield into
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(into)], check=False,
+                       capture_output=True)  # fmt: skip
 
 
 def _seed(scratch: Path, *market: str) -> Consumer:
@@ -176,41 +232,54 @@ def _seed(scratch: Path, *market: str) -> Consumer:
 
 
 def measure(
-    tape_seconds: int, activity: float, seconds: float, rate: float, settle_s: float = 30.0
-) -> IngestSuite:
+    tape_seconds: int, activity: float, seconds: float, rate: float, settle_s: float = 30.0,
+    baseline: str | None = None,
+) -> IngestSuite:  # fmt: skip
     """(a) this ingester into QuestDB, (b) into SQLite, (c) the seed's design, each flat-out on
-    the same frames for ``seconds``; then (a) paced at ``rate`` events/s, for its latency."""
+    the same frames for ``seconds``; then (a) paced at ``rate`` events/s, for its latency.
+    With ``baseline``, that commit's ingester after each of (a) and (b), the same way."""
     tape, events = tape_for(activity, tape_seconds)
     runs: list[IngestRun] = []
-    with tempfile.TemporaryDirectory() as scratch_dir:
+    with tempfile.TemporaryDirectory() as scratch_dir, contextlib.ExitStack() as stack:
         scratch = Path(scratch_dir)
+        # This commit's ingester, then the baseline's (code None: this checkout's).
+        codes: list[tuple[str, Path | None]] = [("", None)]
+        if baseline:
+            codes.append(
+                (f" @{baseline}", stack.enter_context(_checkout(baseline, scratch / "at")))
+            )
 
-        def ingester(**store: str) -> Consumer:
-            return _ingester(scratch, runs, **store)
-
-        seed = _seed(scratch)
-        for paced in (0.0, rate):
-            with throwaway_questdb(scratch / f"questdb-{paced:g}") as server:
-                store = ingester(STORE="questdb", QUESTDB_ILP=server.ilp_conf,
-                                 QUESTDB_PG=server.pg_dsn)  # fmt: skip
-                speed = round(paced * tape_seconds / events, 2)
-                name = f"questdb, paced at {paced:,.0f}/s" if paced else "questdb"
+        for index, (suffix, code) in enumerate(codes):
+            with throwaway_questdb(scratch / f"questdb-{index}") as server:
+                consumer = _ingester(scratch, runs, _questdb(server), code)
                 probe = questdb_probe(server.pg_dsn)
-                runs.append(run(name, store, probe, tape, speed, seconds, settle_s))
-            if not paced:
-                db = scratch / "ingest.db"
-                sqlite = ingester(STORE="sqlite", DATABASE_PATH=str(db))
-                runs.append(run("sqlite", sqlite, sqlite_probe(db), tape, 0, seconds, settle_s))
-                seed_db = sqlite_probe(scratch / "seed.db")
-                runs.append(run("seed design", seed, seed_db, tape, 0, seconds, settle_s))
-    flat_questdb, flat_sqlite, flat_seed = runs[0], runs[1], runs[2]
+                runs.append(run("questdb" + suffix, consumer, probe, tape, 0, seconds, settle_s))
+        for index, (suffix, code) in enumerate(codes):
+            db = scratch / f"ingest-{index}.db"
+            consumer = _ingester(scratch, runs, _sqlite(db), code)
+            runs.append(run("sqlite" + suffix, consumer, sqlite_probe(db), tape, 0, seconds,
+                            settle_s))  # fmt: skip
+        seed_db = sqlite_probe(scratch / "seed.db")
+        runs.append(run("seed design", _seed(scratch), seed_db, tape, 0, seconds, settle_s))
+        with throwaway_questdb(scratch / "questdb-paced") as server:
+            consumer = _ingester(scratch, runs, _questdb(server))
+            speed = round(rate * tape_seconds / events, 2)
+            probe = questdb_probe(server.pg_dsn)
+            runs.append(run(f"questdb, paced at {rate:,.0f}/s", consumer, probe, tape, speed,
+                            seconds, settle_s))  # fmt: skip
+    runs = _against_decode(runs, tape, "crypto")
+    rate_of = {r.name: r.events_per_s for r in runs}
+    against = f" @{baseline}"
     return IngestSuite(
         tape_events=events,
         seconds=seconds,
         paced_rate=rate,
         runs=runs,
-        questdb_over_sqlite=_ratio(flat_questdb.events_per_s, flat_sqlite.events_per_s),
-        questdb_over_seed=_ratio(flat_questdb.events_per_s, flat_seed.events_per_s),
+        questdb_over_sqlite=_ratio(rate_of["questdb"], rate_of["sqlite"]),
+        questdb_over_seed=_ratio(rate_of["questdb"], rate_of["seed design"]),
+        baseline_commit=baseline,
+        questdb_over_baseline=_ratio(rate_of["questdb"], rate_of.get("questdb" + against, 0)),
+        sqlite_over_baseline=_ratio(rate_of["sqlite"], rate_of.get("sqlite" + against, 0)),
     )
 
 
@@ -256,24 +325,24 @@ def measure_stocks(
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
 
-        def ingester(**store: str) -> Consumer:
+        def ingester(store: dict[str, str]) -> Consumer:
             stocks = {"MARKETS": "stocks", "STOCKS_SYMBOLS": "*", "STOCKS_CHANNELS": "T,Q",
                       "INGEST_BACKFILL": "false"}  # fmt: skip
-            return _ingester(scratch, runs, **store, **stocks)
+            return _ingester(scratch, runs, {**store, **stocks})
 
         seed = _seed(scratch, "stocks")
 
         with throwaway_questdb(scratch / "questdb") as server:
-            store = ingester(STORE="questdb", QUESTDB_ILP=server.ilp_conf,
-                             QUESTDB_PG=server.pg_dsn)  # fmt: skip
+            store = ingester(_questdb(server))
             probe = questdb_probe(server.pg_dsn, tables)
             runs.append(run("questdb", store, probe, tape, 0, seconds, settle_s, "stocks"))
         db = scratch / "ingest.db"
-        sqlite = ingester(STORE="sqlite", DATABASE_PATH=str(db))
+        sqlite = ingester(_sqlite(db))
         runs.append(run("sqlite", sqlite, sqlite_probe(db, tables), tape, 0, seconds, settle_s,
                         "stocks"))  # fmt: skip
         seed_db = sqlite_probe(scratch / "seed.db", tables)
         runs.append(run("seed design", seed, seed_db, tape, 0, seconds, settle_s, "stocks"))
+    runs = _against_decode(runs, tape, "stocks")
     return StocksIngestSuite(
         tape_events=events,
         tape=_shape(tape),
@@ -293,6 +362,7 @@ def main() -> None:
     tape_options(parser, tape_seconds=1800, seconds=30.0)
     parser.add_argument("--rate", type=float, default=300_000, help="events/s of the paced run")
     parser.add_argument("--market", choices=("crypto", "stocks"), default="crypto")
+    parser.add_argument("--baseline", metavar="REV", help="also run commit REV's ingester")
     parser.set_defaults(tape_seconds=None, activity=None)  # each market's own, below
     args = parser.parse_args()
     if args.market == "stocks":
@@ -300,7 +370,8 @@ def main() -> None:
         stocks = measure_stocks(tape_seconds, activity, args.seconds)
         print(save("ingest-stocks", "ingest", **msgspec.structs.asdict(stocks)).decode())
         return
-    suite = measure(args.tape_seconds or 1800, args.activity or 200.0, args.seconds, args.rate)
+    suite = measure(args.tape_seconds or 1800, args.activity or 200.0, args.seconds, args.rate,
+                    baseline=args.baseline)  # fmt: skip
     print(save("ingest", "ingest", **msgspec.structs.asdict(suite)).decode())
 
 

@@ -21,6 +21,8 @@ from typing import IO, Any
 import msgspec
 import psycopg
 
+from ingest.decode import decode_frame, decode_market_frame
+from ingest.protocol import PROTOCOLS
 from ingest.recording import read_recording
 from sql.questdb_local import cache_dir
 from sql.tables import BARS_1M, QUOTES, TRADES, Table
@@ -30,6 +32,7 @@ __all__ = [
     "Consumer",
     "Probe",
     "Replay",
+    "decode_floor",
     "get",
     "questdb_probe",
     "replaying",
@@ -69,6 +72,34 @@ def tape_for(
         partial.rename(tape)
     events = sum(r.frame.count('"ev":') for r in read_recording(tape))
     return tape, events
+
+
+DECODE_SAMPLE_EVENTS = 2_000_000
+
+
+def decode_floor(tape: Path, market: str = "crypto", events: int = DECODE_SAMPLE_EVENTS) -> float:
+    """CPU seconds per million events of decoding the tape's first frames (up to ``events``
+    events) into Structs, as the ingester's decoder does and nothing more: the floor its CPU
+    per event is measured against, in the same run, on the same frames."""
+    frames: list[bytes] = []
+    held = 0
+    for recorded in read_recording(tape):
+        frames.append(recorded.frame.encode())  # as the feed hands them over: bytes
+        held += recorded.frame.count('"ev":')
+        if held >= events:
+            break
+    if market == "crypto":
+        decode: Callable[[bytes], object] = decode_frame
+    else:
+        protocol = PROTOCOLS[market]
+
+        def decode(frame: bytes) -> object:
+            return decode_market_frame(protocol, frame)
+
+    began = time.process_time()
+    for frame in frames:
+        decode(frame)
+    return (time.process_time() - began) / max(held, 1) * 1e6
 
 
 CRYPTO_TABLES = (TRADES, QUOTES, BARS_1M)

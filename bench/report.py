@@ -140,13 +140,18 @@ def markdown(report: dict[str, object]) -> str:
             suite["runs"],
             ["name", "events_per_s", "caught_up", "seconds", "events", "stored", "lost",
              "p50_visible_ms",
-             "p99_visible_ms", "cpu_s_per_million", "peak_rss_mib"],
+             "p99_visible_ms", "cpu_s_per_million", "decode_cpu_s_per_million", "over_decode",
+             "peak_rss_mib"],
         )  # fmt: skip
         lines += [
             "",
             f"QuestDB over SQLite profile: {_cell(suite['questdb_over_sqlite'])}x; "
             f"over the seed's design: {_cell(suite['questdb_over_seed'])}x (events/s).",
         ]
+        if baseline := suite.get("baseline_commit"):
+            lines += ["", f"Over commit {baseline}'s ingester, same run: QuestDB "
+                      f"{_cell(suite['questdb_over_baseline'])}x, SQLite profile "
+                      f"{_cell(suite['sqlite_over_baseline'])}x (events/s)."]  # fmt: skip
     queries = report.get("query")
     for query in queries if isinstance(queries, list) else []:
         assert isinstance(query, dict)

@@ -30,14 +30,19 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
 @pytest.mark.slow
 def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--baseline", "HEAD"],
         capture_output=True, text=True, timeout=scaled(600),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)
     assert report.stamp["git_commit"]
     runs = {run.name: run for run in report.ingest.runs}
-    assert {"questdb", "sqlite", "seed design"} <= runs.keys()
+    assert {"questdb", "sqlite", "seed design", "questdb @HEAD", "sqlite @HEAD"} <= runs.keys()
+    assert report.ingest.baseline_commit == "HEAD"
+    assert report.ingest.questdb_over_baseline
+    assert report.ingest.sqlite_over_baseline
+    for name in ("questdb @HEAD", "sqlite @HEAD"):  # the commit's own ingester, in a worktree
+        assert runs[name].stored == runs[name].events > 0, runs[name]
     stocks = {run.name: run for run in report.ingest_stocks.runs}
     assert stocks.keys() == {"questdb", "sqlite", "seed design"}
     assert report.ingest_stocks.tape.quotes > report.ingest_stocks.tape.trades > 0
@@ -45,6 +50,11 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
         for run in (runs[name], stocks[name]):
             assert run.lost == 0, run
             assert run.stored == run.events > 0
+            # the CPU an event against decoding alone, the same frames in the same run
+            floor, cpu = run.decode_cpu_s_per_million, run.cpu_s_per_million
+            assert floor is not None, run
+            assert cpu is not None, run
+            assert run.over_decode == pytest.approx(cpu / floor, rel=0.01), run
     assert {row.store for row in report.query[0].rows} == {"questdb", "sqlite"}
     assert all(row.errors == 0 for row in report.query[0].rows)
     mixed = report.query[0].mixed

@@ -1,6 +1,6 @@
 """The API as a child process (granian on a free loopback port), as the benchmarks and the
 tests run it, and the small helpers both use around such processes: a free port, a JSON GET,
-a process tree's resident memory."""
+a metric off a /metrics page, a process tree's resident memory."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SERVER_PIDS", "cpu_s", "free_port", "get", "rss_mib", "serve_api"]
+from prometheus_client.parser import text_string_to_metric_families
+
+__all__ = ["SERVER_PIDS", "cpu_s", "free_port", "get", "metric", "rss_mib", "serve_api"]
 
 
 def free_port() -> int:
@@ -92,6 +94,18 @@ def get(base: str, path: str, timeout_s: float = 30.0) -> tuple[int, Any, dict[s
     except urllib.error.HTTPError as error:
         headers = {k.lower(): v for k, v in error.headers.items()}
         return error.code, json.loads(error.read()), headers
+
+
+def metric(port: int, sample: str, timeout_s: float = 2.0) -> float | None:
+    """A sample of the /metrics page on ``port`` (a counter's is ``..._total``), summed over
+    its labels; None while nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as page:
+            text = page.read().decode()
+    except OSError:
+        return None
+    families = text_string_to_metric_families(text)
+    return sum(s.value for family in families for s in family.samples if s.name == sample)
 
 
 def _children(pid: int) -> list[int]:

@@ -28,14 +28,13 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
 import psycopg
 
-from api.process import free_port, get, rss_mib
+from api.process import free_port, get, metric, rss_mib
 from bench.charts import chaos_memory_chart
 from bench.report import RESULTS, command_line, save
 from ingest.simulator import Simulator, SimulatorConfig
@@ -89,13 +88,8 @@ class ChaosRun(msgspec.Struct, frozen=True):
 
 def _metric(port: int, name: str) -> float:
     """The ingester's metric (summed over labels); -1 while it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return -1.0
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))  # fmt: skip
+    value = metric(port, name)
+    return -1.0 if value is None else value
 
 
 def _free_mib(path: Path) -> int:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import signal
 import sqlite3
 import sys
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +18,7 @@ import psycopg
 import pytest
 
 from api.process import free_port, get, rss_mib, serve_api
+from api.process import metric as scraped
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
@@ -46,14 +45,8 @@ pytestmark = pytest.mark.slow
 
 
 def metric(port: int, name: str) -> float:
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/metrics", timeout=scaled(2)
-        ) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+    """The ingester's sample ``name``; 0 while it does not answer."""
+    return scraped(port, name, timeout_s=scaled(2)) or 0.0
 
 
 class ProcessPeaks(HeldInMemory):

@@ -88,20 +88,30 @@ def check_range(start: dt.datetime | None, end: dt.datetime | None) -> None:
         raise ValidationException("start: must be before end", extra={"parameter": "start"})
 
 
+def _within(name: str, moment: dt.datetime | None) -> dt.datetime | None:
+    """``moment`` as naive UTC, refused (naming the parameter) outside what a range may span;
+    one at the calendar's edge with an offset has no UTC at all (year 0)."""
+    if moment is None:
+        return None
+    try:
+        utc = naive_utc(moment)
+    except OverflowError:
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise ValidationException(
+            f"{name}: must lie between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}",
+            extra={"parameter": name},
+        )
+    return utc
+
+
 def bounded_range(
     start: dt.datetime | None, end: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime]:
     """[start, end) as naive UTC: by default the last day, or the day before ``end``, or
     the day from ``start``."""
     check_range(start, end)
-    upper = naive_utc(end) if end else None
-    lower = naive_utc(start) if start else None
-    for name, moment in (("start", lower), ("end", upper)):
-        if moment is not None and not _EARLIEST <= moment <= _LATEST:
-            raise ValidationException(
-                f"{name}: must lie between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}",
-                extra={"parameter": name},
-            )
+    lower, upper = _within("start", start), _within("end", end)
     if upper is None:
         upper = lower + DEFAULT_SPAN if lower else dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return lower or upper - DEFAULT_SPAN, upper

@@ -18,12 +18,12 @@ would absorb them) or into the wrong one. The dead letters are kept for reading,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -104,7 +104,7 @@ def _copy_tree(source: Path, target: Path) -> tuple[int, int]:
     """Every file of ``source`` (but this machine's own), its holes kept: QuestDB maps files
     far larger than their data. A file gone before it is read was written after the
     checkpoint (a newer version of a partition, replaced since): not needed to restore it."""
-    files = list(_files(source))
+    files, directories = _walk(source)
     total = sum(size for _, size in files)
     done = copied_files = 0
     for count, (path, size) in enumerate(files, 1):
@@ -118,7 +118,7 @@ def _copy_tree(source: Path, target: Path) -> tuple[int, int]:
         done += size
         if count % 200 == 0 or count == len(files):
             _show("copy", done, total, "bytes")
-    for directory in (d for d in source.rglob("*") if d.is_dir() and _kept(d, source)):
+    for directory in directories:
         (target / directory.relative_to(source)).mkdir(parents=True, exist_ok=True)
     print(file=sys.stderr)
     return copied_files, total
@@ -146,10 +146,23 @@ def _copy_sparse(source: Path, target: Path) -> None:
     shutil.copystat(source, target)
 
 
-def _files(source: Path) -> Iterator[tuple[Path, int]]:
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and _kept(path, source):
-            yield path, path.stat().st_size
+def _walk(source: Path) -> tuple[list[tuple[Path, int]], list[Path]]:
+    """The files (with their sizes) and directories under ``source`` but this machine's own.
+    The walk goes on past what vanishes under it (``os.walk`` skips a directory it can no
+    longer list), for the same reason the copy does: it was written after the checkpoint."""
+    files: list[tuple[Path, int]] = []
+    directories: list[Path] = []
+    for parent, dirnames, filenames in os.walk(source):
+        here = Path(parent)
+        dirnames[:] = sorted(d for d in dirnames if _kept(here / d, source))
+        directories.extend(here / d for d in dirnames)
+        for name in sorted(filenames):
+            path = here / name
+            if not _kept(path, source):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                files.append((path, path.stat().st_size))
+    return files, directories
 
 
 def _kept(path: Path, root: Path) -> bool:

@@ -9,33 +9,100 @@ Columns rather than one object a row: a frame's events become columns in a few l
 comprehensions, the QuestDB sink hands them to the ILP client's columnar (dataframe) path, the
 SQLite sink zips them into ``executemany`` and the spool stores them compactly. At 300k
 events/s the per-row objects and per-row ILP calls were a third of the ingester's CPU.
+
+Numbers are packed (``Floats``, ``Ints``: machine doubles and 64-bit integers) as each frame
+is added, while its decoded objects are still in the CPU's cache, and the objects are freed
+at once. A list would hold a pointer to each number's object until the batch is written, a
+second later and 100,000 rows on, when reading each of them missed the cache: 200 ns a value,
+where the packed column is read in place (``numpy.frombuffer``) for the ILP client.
 """
 
 from __future__ import annotations
 
+import array
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import msgspec
 
 from ingest.memo import Memo
 from ingest.protocol import MinuteAgg, Quote, Trade
 from sql.markets import CRYPTO
-from sql.tables import BARS_1M, MARKET_TABLES, QUOTE_GAPS, QUOTES, TRADES, Table
+from sql.tables import BARS_1M, MARKET_TABLES, QUOTE_GAPS, QUOTES, TRADES, Column, Table
 
 __all__ = [
     "BarColumns",
     "Batch",
+    "Floats",
+    "Ints",
     "QuoteColumns",
     "QuoteGapColumns",
     "TableColumns",
     "TableRows",
     "TradeColumns",
+    "spool_decoder",
+    "spool_encoder",
 ]
 
 _SIDES: dict[tuple[int, ...], str] = {(1,): "sell", (2,): "buy"}
+
+
+if TYPE_CHECKING:  # array.array takes a type parameter at run time only from Python 3.12
+    _Doubles: TypeAlias = array.array[float]
+    _Longs: TypeAlias = array.array[int]
+else:
+    _Doubles = _Longs = array.array
+
+
+class Floats(_Doubles):
+    """A column of doubles, packed."""
+
+    def __new__(cls, values: Iterable[float] = ()) -> Floats:
+        # typeshed types array's constructor as making an array, not the subclass
+        return super().__new__(cls, "d", values)  # type: ignore[return-value]
+
+
+class Ints(_Longs):
+    """A column of 64-bit integers (times are milliseconds), packed."""
+
+    def __new__(cls, values: Iterable[int] = ()) -> Ints:
+        return super().__new__(cls, "q", values)  # type: ignore[return-value]
+
+
+def _add(column: Values, values: list[Any]) -> None:
+    """``values`` after ``column``'s: a packed column takes a list at once (``fromlist``),
+    three times as fast as value by value from an iterator."""
+    if isinstance(column, list):
+        column += values
+    else:
+        column.fromlist(values)
+
+
+# In the spool, a packed column is a msgpack extension of its type's code and its bytes in
+# this machine's order (a spool is read only where it was written); older spools hold lists.
+_PACKED: dict[int, type[Floats] | type[Ints]] = {1: Floats, 2: Ints}
+_CODE = {kind: code for code, kind in _PACKED.items()}
+
+
+def _spool_ext(value: object) -> msgspec.msgpack.Ext:
+    if isinstance(value, Floats | Ints):
+        return msgspec.msgpack.Ext(_CODE[type(value)], value.tobytes())
+    raise NotImplementedError(type(value))
+
+
+def _unspool_ext(code: int, data: memoryview) -> Floats | Ints:
+    column = _PACKED[code]()
+    column.frombytes(data)
+    return column
+
+
+def _unspool_list(kind: type, value: object) -> object:
+    """A packed field as read (``_unspool_ext``), or as an older spool holds it: a list."""
+    if kind not in _CODE:
+        raise NotImplementedError(kind)
+    return kind(value) if isinstance(value, list) else value
 
 
 _symbol_of = Memo(CRYPTO.pair)  # X:BTCUSD (some frames send REST tickers) -> BTC-USD
@@ -62,15 +129,15 @@ class TableColumns(msgspec.Struct, array_like=True):
     def __len__(self) -> int:
         return len(self.symbol)
 
-    def values(self, field: str) -> list[Any]:
+    def values(self, field: str) -> Sequence[Any]:
         """The column its table's declaration names by ``field`` (a ``batch_field``)."""
-        values: list[Any] = getattr(self, field)
+        values: Sequence[Any] = getattr(self, field)
         return values
 
     def _copy(self, events: Sequence[Trade | Quote | MinuteAgg]) -> None:
         """The copied columns, and the symbol (normalised)."""
         for name, read in self.copied:
-            getattr(self, name).extend(map(read, events))
+            _add(getattr(self, name), list(map(read, events)))
         self.symbol += _symbols([e.pair for e in events])
 
     def absorb(self, other: TableColumns) -> None:
@@ -80,35 +147,35 @@ class TableColumns(msgspec.Struct, array_like=True):
 
 
 class TradeColumns(TableColumns, array_like=True):
-    ts_ms: list[int] = msgspec.field(default_factory=list)
-    price: list[float] = msgspec.field(default_factory=list)
-    size: list[float] = msgspec.field(default_factory=list)
+    ts_ms: Ints = msgspec.field(default_factory=Ints)
+    price: Floats = msgspec.field(default_factory=Floats)
+    size: Floats = msgspec.field(default_factory=Floats)
     side: list[str] = msgspec.field(default_factory=list)
-    exchange_id: list[int] = msgspec.field(default_factory=list)
+    exchange_id: Ints = msgspec.field(default_factory=Ints)
     trade_id: list[str] = msgspec.field(default_factory=list)
     conditions: list[str] = msgspec.field(default_factory=list)  # the JSON list, e.g. "[2]"
-    received_ms: list[int] = msgspec.field(default_factory=list)
-    ingested_ms: list[int] = msgspec.field(default_factory=list)
+    received_ms: Ints = msgspec.field(default_factory=Ints)
+    ingested_ms: Ints = msgspec.field(default_factory=Ints)
 
     copied = _readers("ts_ms", "price", "size", "exchange_id", "received_ms")
 
     def extend(self, trades: Sequence[Trade], ingested_ms: int) -> None:
         self._copy(trades)
-        self.ingested_ms += [ingested_ms] * len(trades)
+        self.ingested_ms.fromlist([ingested_ms] * len(trades))
         self.side += [_SIDES.get(t.conditions, "unknown") for t in trades]
         self.trade_id += [str(t.trade_id) for t in trades]
         self.conditions += [_conditions_text[t.conditions] for t in trades]
 
 
 class QuoteColumns(TableColumns, array_like=True):
-    ts_ms: list[int] = msgspec.field(default_factory=list)
-    bid_price: list[float] = msgspec.field(default_factory=list)
-    bid_size: list[float] = msgspec.field(default_factory=list)
-    ask_price: list[float] = msgspec.field(default_factory=list)
-    ask_size: list[float] = msgspec.field(default_factory=list)
-    exchange_id: list[int] = msgspec.field(default_factory=list)
-    received_ms: list[int] = msgspec.field(default_factory=list)
-    ingested_ms: list[int] = msgspec.field(default_factory=list)
+    ts_ms: Ints = msgspec.field(default_factory=Ints)
+    bid_price: Floats = msgspec.field(default_factory=Floats)
+    bid_size: Floats = msgspec.field(default_factory=Floats)
+    ask_price: Floats = msgspec.field(default_factory=Floats)
+    ask_size: Floats = msgspec.field(default_factory=Floats)
+    exchange_id: Ints = msgspec.field(default_factory=Ints)
+    received_ms: Ints = msgspec.field(default_factory=Ints)
+    ingested_ms: Ints = msgspec.field(default_factory=Ints)
 
     copied = _readers(
         "ts_ms", "bid_price", "bid_size", "ask_price", "ask_size", "exchange_id", "received_ms"
@@ -116,21 +183,21 @@ class QuoteColumns(TableColumns, array_like=True):
 
     def extend(self, quotes: Sequence[Quote], ingested_ms: int) -> None:
         self._copy(quotes)
-        self.ingested_ms += [ingested_ms] * len(quotes)
+        self.ingested_ms.fromlist([ingested_ms] * len(quotes))
 
 
 class BarColumns(TableColumns, array_like=True):
-    start_ms: list[int] = msgspec.field(default_factory=list)
-    end_ms: list[int] = msgspec.field(default_factory=list)
-    open: list[float] = msgspec.field(default_factory=list)
-    high: list[float] = msgspec.field(default_factory=list)
-    low: list[float] = msgspec.field(default_factory=list)
-    close: list[float] = msgspec.field(default_factory=list)
-    volume: list[float] = msgspec.field(default_factory=list)
-    vwap: list[float] = msgspec.field(default_factory=list)
-    avg_trade_size: list[float] = msgspec.field(default_factory=list)
+    start_ms: Ints = msgspec.field(default_factory=Ints)
+    end_ms: Ints = msgspec.field(default_factory=Ints)
+    open: Floats = msgspec.field(default_factory=Floats)
+    high: Floats = msgspec.field(default_factory=Floats)
+    low: Floats = msgspec.field(default_factory=Floats)
+    close: Floats = msgspec.field(default_factory=Floats)
+    volume: Floats = msgspec.field(default_factory=Floats)
+    vwap: Floats = msgspec.field(default_factory=Floats)
+    avg_trade_size: Floats = msgspec.field(default_factory=Floats)
     trade_count: list[int | None] = msgspec.field(default_factory=list)  # REST gives it
-    ingested_ms: list[int] = msgspec.field(default_factory=list)
+    ingested_ms: Ints = msgspec.field(default_factory=Ints)
 
     copied = _readers(
         "start_ms", "end_ms", "open", "high", "low", "close", "volume", "vwap", "avg_trade_size"
@@ -142,56 +209,75 @@ class BarColumns(TableColumns, array_like=True):
         self.trade_count += [
             round(b.volume / b.avg_trade_size) if b.avg_trade_size else None for b in bars
         ]
-        self.ingested_ms += [ingested_ms] * len(bars)
+        self.ingested_ms.fromlist([ingested_ms] * len(bars))
 
 
 class QuoteGapColumns(TableColumns, array_like=True):
     """Windows in which quotes may be missing (quotes have no history to fetch again)."""
 
-    start_ms: list[int] = msgspec.field(default_factory=list)
-    end_ms: list[int] = msgspec.field(default_factory=list)
-    ingested_ms: list[int] = msgspec.field(default_factory=list)
+    start_ms: Ints = msgspec.field(default_factory=Ints)
+    end_ms: Ints = msgspec.field(default_factory=Ints)
+    ingested_ms: Ints = msgspec.field(default_factory=Ints)
 
     def add(self, pairs: Sequence[str], start_ms: int, end_ms: int, ingested_ms: int) -> None:
         self.symbol += pairs
-        self.start_ms += [start_ms] * len(pairs)
-        self.end_ms += [end_ms] * len(pairs)
-        self.ingested_ms += [ingested_ms] * len(pairs)
+        self.start_ms.fromlist([start_ms] * len(pairs))
+        self.end_ms.fromlist([end_ms] * len(pairs))
+        self.ingested_ms.fromlist([ingested_ms] * len(pairs))
 
 
 _MARKET_TABLES = {table.name: table for table in MARKET_TABLES}
 
 
 class TableRows(msgspec.Struct, array_like=True):
-    """A table of a market after crypto, column by column: each list holds the column of
+    """A table of a market after crypto, column by column: each column holds the column of
     the table's declaration that names it (its ``batch_field``), read off the events' Structs
-    by that name (``ingest/protocol/``); ``ingested_ms`` is when the frame arrived."""
+    by that name (``ingest/protocol/``); ``ingested_ms`` is when the frame arrived. Numbers
+    that are never None are packed; the rest are lists."""
 
-    columns: dict[str, list[Any]] = msgspec.field(default_factory=dict)
+    columns: dict[str, Any] = msgspec.field(default_factory=dict)  # list, Floats or Ints
 
     def __len__(self) -> int:
         return len(self.columns.get("symbol", ()))
 
-    def values(self, field: str) -> list[Any]:
-        return self.columns[field]
+    def values(self, field: str) -> Sequence[Any]:
+        values: Sequence[Any] = self.columns[field]
+        return values
 
     def extend(self, table: Table, events: Sequence[Any], ingested_ms: int) -> None:
-        for field, read in _readers_of(table):
-            values = self.columns.setdefault(field, [])
-            values += [ingested_ms] * len(events) if read is None else map(read, events)
+        for field, read, held_in in _readers_of(table):
+            values = self.columns.setdefault(field, held_in())
+            _add(values, [ingested_ms] * len(events) if read is None else list(map(read, events)))
 
     def absorb(self, other: TableRows) -> None:
         for field, values in other.columns.items():
-            self.columns.setdefault(field, []).extend(values)
+            self.columns.setdefault(field, type(values)()).extend(values)
+
+
+Values = list[Any] | Floats | Ints
+_Reader = tuple[str, Callable[[Any], Any] | None, Callable[[], Values]]
 
 
 @functools.cache
-def _readers_of(table: Table) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    """How each column is read off an event: its attribute (None: the arrival time)."""
+def _readers_of(table: Table) -> tuple[_Reader, ...]:
+    """How each column is read off an event (its attribute; None: the arrival time), and
+    what holds it."""
     return tuple(
-        (c.batch_field, None if c.batch_field == "ingested_ms" else attrgetter(c.batch_field))
+        (
+            c.batch_field,
+            None if c.batch_field == "ingested_ms" else attrgetter(c.batch_field),
+            _holder(c),
+        )
         for c in table.columns
     )
+
+
+def _holder(column: Column) -> Callable[[], Values]:
+    if column.nullable:
+        return list
+    if column.kind == "double":
+        return Floats
+    return Ints if column.kind in ("int", "long", "timestamp") else list
 
 
 class Batch(msgspec.Struct, array_like=True):
@@ -239,3 +325,13 @@ class Batch(msgspec.Struct, array_like=True):
             for name, rows in batch.markets.items():
                 whole.markets.setdefault(name, TableRows()).absorb(rows)
         return whole
+
+
+def spool_encoder() -> msgspec.msgpack.Encoder:
+    """How a batch is written into the spool: its packed columns as they are in memory."""
+    return msgspec.msgpack.Encoder(enc_hook=_spool_ext)
+
+
+def spool_decoder() -> msgspec.msgpack.Decoder[Batch]:
+    """How a spooled batch is read back, whichever version of tickpipe wrote it."""
+    return msgspec.msgpack.Decoder(Batch, ext_hook=_unspool_ext, dec_hook=_unspool_list)

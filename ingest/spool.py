@@ -14,16 +14,14 @@ import threading
 import zlib
 from pathlib import Path
 
-import msgspec
-
-from ingest.batch import Batch
+from ingest.batch import Batch, spool_decoder, spool_encoder
 
 __all__ = ["Spool"]
 
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct(">II")
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(Batch).decode
+_encode = spool_encoder().encode
+_decode = spool_decoder().decode
 
 
 class Spool:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from ingest.batch import Batch
-from ingest.decode import decode_frame
+from ingest.batch import Batch, Floats, Ints
+from ingest.decode import decode_frame, decode_market_frame
 from ingest.gap_journal import GapJournal, OpenGap
-from ingest.protocol import Quote, Trade
+from ingest.protocol import PROTOCOLS, Quote, Trade
 from ingest.sinks import SQLiteSink
 from ingest.spool import Spool
 from ingest.writer import BatchWriter
 from sql.backoff import Backoff
 from sql.markets import CRYPTO
+from sql.tables import STOCK_TRADES
 from tests.polling import wait_for
 
 TRADE = b'{"ev":"XT","pair":"BTC-USD","p":64000.5,"s":4.522e-05,"t":1700000000123,"x":1,"i":"42","c":[2],"r":1700000000150}'  # noqa: E501
@@ -73,11 +77,11 @@ def test_rows_are_normalised() -> None:
     assert batch.trades.trade_id == ["12345", ""]
     assert batch.trades.side == ["sell", "unknown"]
     assert batch.trades.conditions == ["[1]", "[]"]
-    assert batch.trades.price == [1.0, 1.0]
+    assert batch.trades.price.tolist() == [1.0, 1.0]
     assert all(type(p) is float for p in batch.trades.price)  # JSON 1 is stored as a double
     assert batch.bars.symbol == ["ETH-USD"]
     assert batch.bars.trade_count == [100]  # volume 10 / average trade size 0.1
-    assert batch.bars.ingested_ms == [99]
+    assert batch.bars.ingested_ms.tolist() == [99]
     assert len(batch) == 3
     twice = Batch.joined([batch, batch])
     assert twice.trades.trade_id == ["12345", "", "12345", ""]
@@ -105,6 +109,39 @@ def test_the_spool_keeps_order_and_sets_torn_batches_aside(tmp_path: Path) -> No
     assert not first.exists()
 
 
+def test_the_spool_reads_back_packed_columns_and_the_lists_older_versions_wrote(
+    tmp_path: Path,
+) -> None:
+    written = Batch()
+    trades = [
+        Trade(pair="BTC-USD", price=1.5 + i, size=0.25, ts_ms=i, exchange_id=1) for i in (1, 2)
+    ]
+    written.trades.extend(trades, 7)
+    stocks = decode_market_frame(
+        PROTOCOLS["stocks"],
+        b'[{"ev":"T","sym":"AAPL","x":4,"i":"9","z":3,"p":190.5,"s":100,"t":1700000000000,"q":5}]',
+    )
+    for table, events in stocks.rows.items():
+        written.add(table, events, 7)
+    Spool(tmp_path).append(written)
+    # A spool file as versions before packed columns wrote it: every column a msgpack list.
+    older = msgspec.msgpack.Encoder(enc_hook=lambda packed: packed.tolist()).encode(written)
+    (tmp_path / "1.batch").write_bytes(struct.pack(">II", len(older), zlib.crc32(older)) + older)
+    new, old = Spool(tmp_path).oldest(max_rows=10)
+    for batch in (new, old):
+        assert isinstance(batch.trades.price, Floats)
+        assert isinstance(batch.trades.ts_ms, Ints)
+        assert batch.trades.price.tolist() == [2.5, 3.5]
+        assert batch.trades.ts_ms.tolist() == [1, 2]
+        assert batch.trades.ingested_ms.tolist() == [7, 7]
+        assert batch.trades.symbol == ["BTC-USD", "BTC-USD"]
+        stock = batch.markets[STOCK_TRADES.name]
+        assert list(stock.values("price")) == [190.5]
+        assert list(stock.values("ts_ms")) == [1_700_000_000_000]
+        assert stock.values("decimal_size") == [None]  # nullable: a list
+    assert isinstance(new.markets[STOCK_TRADES.name].values("price"), Floats)
+
+
 def test_a_batch_put_back_in_front_is_read_first_also_after_a_restart(tmp_path: Path) -> None:
     def batch(ts: int) -> Batch:
         made = Batch()
@@ -118,9 +155,9 @@ def test_a_batch_put_back_in_front_is_read_first_also_after_a_restart(tmp_path: 
     spool.append(batch(4))
     reopened = Spool(tmp_path)
     first_two = reopened.oldest(max_rows=2)
-    assert Batch.joined(first_two).trades.ts_ms == [1, 2]
+    assert Batch.joined(first_two).trades.ts_ms.tolist() == [1, 2]
     reopened.remove_oldest(len(first_two))
-    assert Batch.joined(reopened.oldest(max_rows=100)).trades.ts_ms == [3, 4]
+    assert Batch.joined(reopened.oldest(max_rows=100)).trades.ts_ms.tolist() == [3, 4]
 
 
 def test_open_gaps_outlive_the_process_until_closed_and_an_unreadable_file_is_set_aside(

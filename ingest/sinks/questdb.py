@@ -35,47 +35,56 @@ __all__ = ["QuestDBSink"]
 ROWS_PER_REQUEST = 100_000
 
 
-def _text(values: list[str]) -> pd.Series:
+def _text(values: Sequence[str]) -> pd.Series:
     return pd.Series(values, dtype=object)  # as objects: pandas' own string dtype costs more
 
 
-def _floats(values: list[float]) -> np.ndarray:
-    return np.array(values, dtype=np.float64)
+def _floats(values: Sequence[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)  # a packed column is read in place
 
 
-def _ints(values: list[int]) -> np.ndarray:
-    return np.array(values, dtype=np.int64)
+def _ints(values: Sequence[int]) -> np.ndarray:
+    # An Ints column reads as C long long, which the client refuses: it takes only int64.
+    return np.asarray(values, dtype=np.int64).view(np.int64)
 
 
-def _times(ms: list[int]) -> np.ndarray:
-    return np.array(ms, dtype="datetime64[ms]")
+def _times(ms: Sequence[int]) -> np.ndarray:
+    return _ints(ms).view("datetime64[ms]")
 
 
-def _bools(values: list[bool]) -> np.ndarray:
-    return np.array(values, dtype=np.bool_)
+def _bools(values: Sequence[bool]) -> np.ndarray:
+    return np.asarray(values, dtype=np.bool_)
 
 
-_AS: dict[str, Callable[[list[Any]], Any]] = {
+_AS: dict[str, Callable[[Sequence[Any]], Any]] = {
     "symbol": _text, "varchar": _text, "double": _floats, "int": _ints, "long": _ints,
     "boolean": _bools, "timestamp": _times,
 }  # fmt: skip
 
 
-def _values(column: Column, values: list[Any]) -> Any:
+def _values(column: Column, values: Sequence[Any]) -> Any:
     """A column for the client's dataframe path; a None is not sent (NULL): a NaN double,
     a NaT time, a masked integer."""
     if column.nullable and column.kind in ("int", "long"):
         return pd.array(values, dtype="Int64")
+    if column.nullable and column.kind == "timestamp":
+        return np.array(values, dtype="datetime64[ms]")  # None: NaT
     return _AS[column.kind](values)
 
 
 def _frames(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
-    """Each table's rows as a DataFrame, its columns as its declaration names them."""
+    """Each table's rows as a DataFrame, its columns as its declaration names them, over
+    the batch's own memory (not copied into pandas' blocks: the batch is not changed while
+    it is written)."""
     for table, rows in batch.tables():
         if rows:
-            yield table, pd.DataFrame({
-                c.name: _values(c, rows.values(c.batch_field)) for c in table.columns
-            })  # fmt: skip
+            yield (
+                table,
+                pd.DataFrame(
+                    {c.name: _values(c, rows.values(c.batch_field)) for c in table.columns},
+                    copy=False,
+                ),
+            )
 
 
 class QuestDBSink:

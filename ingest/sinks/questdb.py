@@ -122,7 +122,7 @@ class QuestDBSink:
         arrivals = (
             rows.values(table.column("ingested_ts").batch_field) for table, rows in batch.tables()
         )
-        newest = max((max(times, default=0) for times in arrivals), default=0)
+        newest = max((int(_ints(times).max()) for times in arrivals if len(times)), default=0)
         if not newest:
             return
         buffer = self._sender.new_buffer()

@@ -5,6 +5,7 @@ as JSON, a Markdown table and PNG charts, stamped with the machine, the versions
     python -m bench            # the full run (about 25 minutes on 2 cores)
     python -m bench --quick    # the same harness on small data, in under a minute (CI smoke)
     python -m bench --baseline REV   # and the ingest of commit REV's ingester beside this one
+    python -m bench --baseline REV --rounds 3   # as three A/B pairs, their median ratio
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="REV", help="also ingest with commit REV's ingester (an A/B)"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="A/B pairs with --baseline")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     report: dict[str, object] = {"stamp": stamp(), "plan": plan}
@@ -77,6 +79,7 @@ def main() -> int:
             plan.rate,
             plan.settle_s,
             baseline=args.baseline,
+            rounds=args.rounds,
         )
         print("== ingest, a stocks tape (the US open): the same three", file=sys.stderr)
         report["ingest_stocks"] = ingest.measure_stocks(

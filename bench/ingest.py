@@ -15,9 +15,11 @@ pre-market, then the opening burst, trades and quotes about 1:4, at ``--activity
 simulator's midday rates; the three consumers are run flat-out on it.
 
 ``--baseline REV`` also runs the ingester of commit REV (a git worktree of it) flat-out on the
-same frames into each store, right after this one: the A/B of a change, in the same run.
+same frames into each store, beside this one: the A/B of a change, in the same run;
+``--rounds N`` makes it N such pairs, and the ratio their median.
 
-    python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000] [--baseline REV]
+    python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
+                           [--baseline REV [--rounds 3]]
     python -m bench.ingest --market stocks [--tape-seconds 60] [--activity 40]
 """
 
@@ -27,6 +29,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,7 +181,10 @@ class IngestSuite(msgspec.Struct, frozen=True):
     questdb_over_seed: float | None
     baseline_commit: str | None = None  # --baseline: its runs are named "questdb @REV"...
     questdb_over_baseline: float | None = None  # events/s, this commit's over the baseline's
-    sqlite_over_baseline: float | None = None
+    sqlite_over_baseline: float | None = None  # (with rounds, the median round's)
+    # Each round's ratio (--rounds): how far one A/B pair swings on this machine.
+    questdb_over_baseline_rounds: list[float] = []
+    sqlite_over_baseline_rounds: list[float] = []
 
 
 def _ingester(
@@ -233,31 +239,37 @@ def _seed(scratch: Path, *market: str) -> Consumer:
 
 def measure(
     tape_seconds: int, activity: float, seconds: float, rate: float, settle_s: float = 30.0,
-    baseline: str | None = None,
+    baseline: str | None = None, rounds: int = 1,
 ) -> IngestSuite:  # fmt: skip
     """(a) this ingester into QuestDB, (b) into SQLite, (c) the seed's design, each flat-out on
     the same frames for ``seconds``; then (a) paced at ``rate`` events/s, for its latency.
-    With ``baseline``, that commit's ingester after each of (a) and (b), the same way."""
+    With ``baseline``, that commit's ingester beside each of (a) and (b), the same way, in
+    ``rounds`` pairs: one pair's ratio swings by 20% here, the median of several far less.
+    The pairs alternate which goes first, so a machine getting slower favours neither."""
     tape, events = tape_for(activity, tape_seconds)
     runs: list[IngestRun] = []
     with tempfile.TemporaryDirectory() as scratch_dir, contextlib.ExitStack() as stack:
         scratch = Path(scratch_dir)
-        # This commit's ingester, then the baseline's (code None: this checkout's).
+        # This commit's ingester, and the baseline's (code None: this checkout's).
         codes: list[tuple[str, Path | None]] = [("", None)]
         if baseline:
             codes.append(
                 (f" @{baseline}", stack.enter_context(_checkout(baseline, scratch / "at")))
             )
+        pairs = [
+            [(suffix + _round(number), code) for suffix, code in codes[:: 1 - 2 * (number % 2)]]
+            for number in range(rounds if baseline else 1)
+        ]
 
-        for index, (suffix, code) in enumerate(codes):
+        for index, (name, code) in enumerate(itertools.chain(*pairs)):
             with throwaway_questdb(scratch / f"questdb-{index}") as server:
                 consumer = _ingester(scratch, runs, _questdb(server), code)
                 probe = questdb_probe(server.pg_dsn)
-                runs.append(run("questdb" + suffix, consumer, probe, tape, 0, seconds, settle_s))
-        for index, (suffix, code) in enumerate(codes):
+                runs.append(run("questdb" + name, consumer, probe, tape, 0, seconds, settle_s))
+        for index, (name, code) in enumerate(itertools.chain(*pairs)):
             db = scratch / f"ingest-{index}.db"
             consumer = _ingester(scratch, runs, _sqlite(db), code)
-            runs.append(run("sqlite" + suffix, consumer, sqlite_probe(db), tape, 0, seconds,
+            runs.append(run("sqlite" + name, consumer, sqlite_probe(db), tape, 0, seconds,
                             settle_s))  # fmt: skip
         seed_db = sqlite_probe(scratch / "seed.db")
         runs.append(run("seed design", _seed(scratch), seed_db, tape, 0, seconds, settle_s))
@@ -269,7 +281,18 @@ def measure(
                             seconds, settle_s))  # fmt: skip
     runs = _against_decode(runs, tape, "crypto")
     rate_of = {r.name: r.events_per_s for r in runs}
-    against = f" @{baseline}"
+
+    def over_baseline(store: str) -> list[float]:
+        """Each round's ratio of this commit's events/s to the baseline's."""
+        ratios = []
+        for number in range(rounds if baseline else 0):
+            mine = rate_of[store + _round(number)]
+            theirs = rate_of[f"{store} @{baseline}{_round(number)}"]
+            if theirs:
+                ratios.append(round(mine / theirs, 2))
+        return ratios
+
+    questdb_rounds, sqlite_rounds = over_baseline("questdb"), over_baseline("sqlite")
     return IngestSuite(
         tape_events=events,
         seconds=seconds,
@@ -278,9 +301,20 @@ def measure(
         questdb_over_sqlite=_ratio(rate_of["questdb"], rate_of["sqlite"]),
         questdb_over_seed=_ratio(rate_of["questdb"], rate_of["seed design"]),
         baseline_commit=baseline,
-        questdb_over_baseline=_ratio(rate_of["questdb"], rate_of.get("questdb" + against, 0)),
-        sqlite_over_baseline=_ratio(rate_of["sqlite"], rate_of.get("sqlite" + against, 0)),
+        questdb_over_baseline=_median(questdb_rounds),
+        sqlite_over_baseline=_median(sqlite_rounds),
+        questdb_over_baseline_rounds=questdb_rounds,
+        sqlite_over_baseline_rounds=sqlite_rounds,
     )
+
+
+def _round(number: int) -> str:
+    """How a run of an A/B's round ``number`` (from 0) is told apart: the first has no mark."""
+    return f" #{number + 1}" if number else ""
+
+
+def _median(ratios: list[float]) -> float | None:
+    return round(statistics.median(ratios), 2) if ratios else None
 
 
 # 2025-11-24 (a Monday), 09:29:50 New York: the stocks tape begins ten seconds before the open.
@@ -363,6 +397,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300_000, help="events/s of the paced run")
     parser.add_argument("--market", choices=("crypto", "stocks"), default="crypto")
     parser.add_argument("--baseline", metavar="REV", help="also run commit REV's ingester")
+    parser.add_argument("--rounds", type=int, default=1, help="A/B pairs with --baseline")
     parser.set_defaults(tape_seconds=None, activity=None)  # each market's own, below
     args = parser.parse_args()
     if args.market == "stocks":
@@ -371,7 +406,7 @@ def main() -> None:
         print(save("ingest-stocks", "ingest", **msgspec.structs.asdict(stocks)).decode())
         return
     suite = measure(args.tape_seconds or 1800, args.activity or 200.0, args.seconds, args.rate,
-                    baseline=args.baseline)  # fmt: skip
+                    baseline=args.baseline, rounds=args.rounds)  # fmt: skip
     print(save("ingest", "ingest", **msgspec.structs.asdict(suite)).decode())
 
 

@@ -149,9 +149,14 @@ def markdown(report: dict[str, object]) -> str:
             f"over the seed's design: {_cell(suite['questdb_over_seed'])}x (events/s).",
         ]
         if baseline := suite.get("baseline_commit"):
+            rounds = suite.get("questdb_over_baseline_rounds") or []
+            each = ""
+            if len(rounds) > 1:
+                each = (f" (the median of {len(rounds)} A/B pairs: QuestDB {rounds}, SQLite "
+                        f"{suite.get('sqlite_over_baseline_rounds')})")  # fmt: skip
             lines += ["", f"Over commit {baseline}'s ingester, same run: QuestDB "
                       f"{_cell(suite['questdb_over_baseline'])}x, SQLite profile "
-                      f"{_cell(suite['sqlite_over_baseline'])}x (events/s)."]  # fmt: skip
+                      f"{_cell(suite['sqlite_over_baseline'])}x (events/s){each}."]  # fmt: skip
     queries = report.get("query")
     for query in queries if isinstance(queries, list) else []:
         assert isinstance(query, dict)

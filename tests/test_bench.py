@@ -30,18 +30,25 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
 @pytest.mark.slow
 def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--baseline", "HEAD"],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--baseline", "HEAD",
+         "--rounds", "2"],
         capture_output=True, text=True, timeout=scaled(600),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)
     assert report.stamp["git_commit"]
     runs = {run.name: run for run in report.ingest.runs}
-    assert {"questdb", "sqlite", "seed design", "questdb @HEAD", "sqlite @HEAD"} <= runs.keys()
+    pairs = {f"{store}{commit}{round_}" for store in ("questdb", "sqlite")
+             for commit in ("", " @HEAD") for round_ in ("", " #2")}  # fmt: skip
+    assert pairs | {"seed design"} <= runs.keys()
     assert report.ingest.baseline_commit == "HEAD"
-    assert report.ingest.questdb_over_baseline
-    assert report.ingest.sqlite_over_baseline
-    for name in ("questdb @HEAD", "sqlite @HEAD"):  # the commit's own ingester, in a worktree
+    for store in ("questdb", "sqlite"):  # two A/B pairs, the reported ratio their median
+        each = getattr(report.ingest, f"{store}_over_baseline_rounds")
+        assert len(each) == 2
+        assert getattr(report.ingest, f"{store}_over_baseline") == pytest.approx(
+            sum(each) / 2, abs=0.01
+        )
+    for name in pairs:  # the commit's own ingester too (in a worktree): nothing lost
         assert runs[name].stored == runs[name].events > 0, runs[name]
     stocks = {run.name: run for run in report.ingest_stocks.runs}
     assert stocks.keys() == {"questdb", "sqlite", "seed design"}

@@ -28,11 +28,12 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(scaled(900))  # two A/B pairs: over the default 300 s on one core
 def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--baseline", "HEAD",
          "--rounds", "2"],
-        capture_output=True, text=True, timeout=scaled(600),
+        capture_output=True, text=True, timeout=scaled(840),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)

@@ -38,6 +38,7 @@ __all__ = [
     "replaying",
     "sqlite_probe",
     "tape_for",
+    "tape_frames",
     "until_settled",
     "until_subscribed",
     "usage",
@@ -77,17 +78,24 @@ def tape_for(
 DECODE_SAMPLE_EVENTS = 2_000_000
 
 
+def tape_frames(tape: Path, events: int) -> tuple[list[bytes], int]:
+    """The tape's first frames, up to ``events`` events, as the feed hands them over (bytes),
+    and how many events they hold."""
+    frames: list[bytes] = []
+    held = 0
+    for recorded in read_recording(tape):
+        frames.append(recorded.frame.encode())
+        held += recorded.frame.count('"ev":')
+        if held >= events:
+            break
+    return frames, held
+
+
 def decode_floor(tape: Path, market: str = "crypto", events: int = DECODE_SAMPLE_EVENTS) -> float:
     """CPU seconds per million events of decoding the tape's first frames (up to ``events``
     events) into Structs, as the ingester's decoder does and nothing more: the floor its CPU
     per event is measured against, in the same run, on the same frames."""
-    frames: list[bytes] = []
-    held = 0
-    for recorded in read_recording(tape):
-        frames.append(recorded.frame.encode())  # as the feed hands them over: bytes
-        held += recorded.frame.count('"ev":')
-        if held >= events:
-            break
+    frames, held = tape_frames(tape, events)
     if market == "crypto":
         decode: Callable[[bytes], object] = decode_frame
     else:

@@ -10,11 +10,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench import stages
 from bench.__main__ import Plan
 from bench.analytics import NOTEBOOK, AnalyticsSuite
 from bench.ingest import IngestSuite, StocksIngestSuite
 from bench.mixed import KINDS
 from bench.query import QuerySuite
+from bench.replay import tape_for
 from tests.polling import scaled
 
 
@@ -84,3 +86,15 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     charts = ("ingest", "ingest-stocks", "mixed", "query", "analytics")
     for chart in (f"bench-quick-{name}.png" for name in charts):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_stage_profile_covers_each_stage_of_the_ingester() -> None:
+    """``bench.stages`` on a small tape: every stage ran over the events asked for, and the
+    ratio it reports is its own stages' sum over decode (its figures are not asserted)."""
+    tape, events = tape_for(50, 20)
+    profile = stages.profile(tape, events=min(events, 20_000))
+    assert profile.events >= min(events, 20_000) > 0
+    per_million = profile.cpu_s_per_million
+    assert list(per_million) == ["decode", "columns", "frames", "serialise", "spool"]
+    pipeline = sum(v for stage, v in per_million.items() if stage != "spool")
+    assert profile.pipeline_over_decode == pytest.approx(pipeline / per_million["decode"], rel=0.05)

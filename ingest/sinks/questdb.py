@@ -28,7 +28,7 @@ from sql.tables import INGEST_PROGRESS, TRADES, Column, Table
 if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
     from questdb._client import Buffer
 
-__all__ = ["QuestDBSink"]
+__all__ = ["QuestDBSink", "frames_of"]
 
 # One ILP request carries at most this many rows: a request body must stay under the client's
 # max_buf_size (100 MiB by default; a trade row is about 200 bytes).
@@ -72,7 +72,7 @@ def _values(column: Column, values: Sequence[Any]) -> Any:
     return _AS[column.kind](values)
 
 
-def _frames(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
+def frames_of(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
     """Each table's rows as a DataFrame, its columns as its declaration names them, over
     the batch's own memory (not copied into pandas' blocks: the batch is not changed while
     it is written)."""
@@ -102,7 +102,7 @@ class QuestDBSink:
         """Every row of the batch, in requests of at most ROWS_PER_REQUEST rows; DEDUP makes
         a replay of any of them harmless, so they need not be one transaction."""
         buffer, rows = self._sender.new_buffer(), 0
-        for table, frame in _frames(batch):
+        for table, frame in frames_of(batch):
             for start in range(0, len(frame), ROWS_PER_REQUEST):
                 part = frame.iloc[start : start + ROWS_PER_REQUEST]
                 if rows + len(part) > ROWS_PER_REQUEST:

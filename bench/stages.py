@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
+import pandas as pd
 from questdb._client import Buffer  # not re-exported by the package; the sink's own type
 
 from bench.replay import tape_for, tape_frames
@@ -32,6 +33,7 @@ from ingest.batch import Batch, spool_decoder, spool_encoder
 from ingest.decode import decode_frame
 from ingest.settings import IngestSettings
 from ingest.sinks.questdb import ROWS_PER_REQUEST, frames_of
+from sql.tables import Table
 
 
 class StageProfile(msgspec.Struct, frozen=True):
@@ -78,8 +80,8 @@ def profile(tape: Path, events: int = 1_000_000) -> StageProfile:
     seconds = {"decode": _timed("decode", lambda: [decode_frame(f) for f in frames])}
     seconds["columns"] = _timed("columns", lambda: batches.extend(_batched(frames, batch_rows)))
     seconds["columns"] -= seconds["decode"]
-    tables = [list(frames_of(batch)) for batch in batches]
-    seconds["frames"] = _timed("frames", lambda: [list(frames_of(b)) for b in batches])
+    tables: list[list[tuple[Table, pd.DataFrame]]] = []
+    seconds["frames"] = _timed("frames", lambda: tables.extend(list(frames_of(b)) for b in batches))
 
     def serialise() -> None:
         for frames_of_batch in tables:

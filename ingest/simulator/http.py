@@ -1,6 +1,11 @@
 """The simulator's HTTP side, on the feed's port: the REST twin behind the vendor's auth and
 its REST faults, and the control endpoints tests and scripts drive it with.
 
+A REST answer is computed on a worker thread: a week of minute bars for a new store takes
+seconds of CPU (tens on a slow core), and on the event loop it froze every cluster's feed
+meanwhile, which the vendor's feed never does (on one core, ``make up`` with every market
+sent almost no frames for its first minutes). Faults and auth are decided on the loop.
+
 - ``/v2/aggs/...``, ``/v3/trades/...``: the REST twin (``rest.py``), ``apiKey`` or bearer auth;
 - ``/sim/stats``: what was sent, per connection, and where the market's clock stands;
 - ``/sim/fault?kind=...[&seconds=N][&count=N]``: a fault now (``faults.py`` lists them);
@@ -9,6 +14,7 @@ its REST faults, and the control endpoints tests and scripts drive it with.
 
 from __future__ import annotations
 
+import asyncio
 import http
 from collections import defaultdict
 from typing import TYPE_CHECKING
@@ -50,7 +56,7 @@ class HttpSide:
         name = urlsplit(path).path.strip("/") or "crypto"
         return name if name in self.sim.config.markets else None
 
-    def answer(self, request: Request) -> Response | None:
+    async def answer(self, request: Request) -> Response | None:
         """A response for anything but a WebSocket upgrade the feed accepts (None)."""
         path = urlsplit(request.path).path
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -73,7 +79,7 @@ class HttpSide:
         exact_from_ms = self.sim.clock.now_ms - EXACT_BARS_MS
         others = self.sim.clusters.served_markets
         twin = RestTwin(self.sim.market, f"http://{host}", exact_from_ms, others)
-        status, body = twin.get(request.path)
+        status, body = await asyncio.to_thread(twin.get, request.path)
         if status == 200 and self.bad_rows:
             body = self._spoil(body)
         return _response(status, body)

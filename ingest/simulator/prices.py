@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from functools import lru_cache
@@ -41,6 +42,8 @@ class PricePath:
         self.seed = seed
         self.models = dict(models)
         self._block_ends: dict[tuple[str, int], list[float]] = defaultdict(list)
+        # The REST twin walks paths on worker threads while the feed walks them on the loop.
+        self._extending = threading.Lock()
         self._hour_path = lru_cache(maxsize=256)(self._bridge)
 
     def rng(self, *key: object) -> random.Random:
@@ -65,8 +68,10 @@ class PricePath:
     def _anchor_block(self, pair: str, side: int, block: int) -> npt.NDArray[np.float64]:
         """The anchors of hours ``side * (block * B + 1 .. (block + 1) * B)``, B a block."""
         ends = self._block_ends[(pair, side)]  # anchor at the end of each block so far
-        while len(ends) < block:
-            ends.append(float(self._walk(pair, side, len(ends), ends[-1] if ends else 0.0)[-1]))
+        with self._extending:
+            while len(ends) < block:
+                start = ends[-1] if ends else 0.0
+                ends.append(float(self._walk(pair, side, len(ends), start)[-1]))
         return self._walk(pair, side, block, ends[block - 1] if block else 0.0)
 
     def _walk(self, pair: str, side: int, block: int, start: float) -> npt.NDArray[np.float64]:

@@ -270,8 +270,8 @@ class Simulator:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _answer_http(self, connection: ServerConnection, request: Request) -> Response | None:
-        return self.http.answer(request)
+    async def _answer_http(self, connection: ServerConnection, request: Request) -> Response | None:
+        return await self.http.answer(request)
 
     def connection_stats(self, *, ended: bool = False) -> list[ConnectionStats]:
         """The open connections, oldest first (and, with ``ended``, the last that closed

@@ -32,7 +32,7 @@ from bench.report import command_line, save
 from ingest.batch import Batch, spool_decoder, spool_encoder
 from ingest.decode import decode_frame
 from ingest.settings import IngestSettings
-from ingest.sinks.questdb import ROWS_PER_REQUEST, frames_of
+from ingest.sinks.questdb import frames_of, requests
 from sql.tables import Table
 
 
@@ -85,12 +85,8 @@ def profile(tape: Path, events: int = 1_000_000) -> StageProfile:
 
     def serialise() -> None:
         for frames_of_batch in tables:
-            for table, frame in frames_of_batch:
-                for start in range(0, len(frame), ROWS_PER_REQUEST):
-                    buffer = Buffer(protocol_version=3)  # as QuestDB negotiates; not sent
-                    part = frame.iloc[start : start + ROWS_PER_REQUEST]
-                    buffer.dataframe(part, table_name=table.name, symbols=table.symbols,
-                                     at=table.timestamp.name)  # fmt: skip
+            for _ in requests(frames_of_batch, lambda: Buffer(protocol_version=3)):
+                pass  # the sink's requests, as QuestDB negotiates them; not sent
 
     seconds["serialise"] = _timed("serialise", serialise)
     encode, decode = spool_encoder().encode, spool_decoder().decode

@@ -10,7 +10,7 @@ Auto-flush is off: the writer decides when to flush.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from sql.tables import INGEST_PROGRESS, TRADES, Column, Table
 if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
     from questdb._client import Buffer
 
-__all__ = ["QuestDBSink", "frames_of"]
+__all__ = ["QuestDBSink", "frames_of", "requests"]
 
 # One ILP request carries at most this many rows: a request body must stay under the client's
 # max_buf_size (100 MiB by default; a trade row is about 200 bytes).
@@ -87,6 +87,26 @@ def frames_of(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
             )
 
 
+def requests(
+    frames: Iterable[tuple[Table, pd.DataFrame]], new_buffer: Callable[[], Buffer]
+) -> Iterator[Buffer]:
+    """The tables' rows serialised into ILP request bodies of at most ROWS_PER_REQUEST rows
+    each (small tables share one), each body a buffer of ``new_buffer``'s."""
+    buffer, rows = new_buffer(), 0
+    for table, frame in frames:
+        for start in range(0, len(frame), ROWS_PER_REQUEST):
+            part = frame.iloc[start : start + ROWS_PER_REQUEST]
+            if rows and rows + len(part) > ROWS_PER_REQUEST:
+                yield buffer
+                buffer, rows = new_buffer(), 0
+            buffer.dataframe(
+                part, table_name=table.name, symbols=table.symbols, at=table.timestamp.name
+            )
+            rows += len(part)
+    if rows:
+        yield buffer
+
+
 class QuestDBSink:
     def __init__(
         self, ilp_conf: str, pg_dsn: str, retention: Retention = DEFAULT_RETENTION
@@ -101,19 +121,8 @@ class QuestDBSink:
     def write(self, batch: Batch) -> None:
         """Every row of the batch, in requests of at most ROWS_PER_REQUEST rows; DEDUP makes
         a replay of any of them harmless, so they need not be one transaction."""
-        buffer, rows = self._sender.new_buffer(), 0
-        for table, frame in frames_of(batch):
-            for start in range(0, len(frame), ROWS_PER_REQUEST):
-                part = frame.iloc[start : start + ROWS_PER_REQUEST]
-                if rows + len(part) > ROWS_PER_REQUEST:
-                    self._flush(buffer)
-                    rows = 0
-                buffer.dataframe(
-                    part, table_name=table.name, symbols=table.symbols, at=table.timestamp.name
-                )
-                rows += len(part)
-        if rows:
-            self._flush(buffer)
+        for request in requests(frames_of(batch), self._sender.new_buffer):
+            self._flush(request)
         self._progress(batch)
 
     def _progress(self, batch: Batch) -> None:

@@ -16,7 +16,8 @@ simulator's midday rates; the three consumers are run flat-out on it.
 
 ``--baseline REV`` also runs the ingester of commit REV (a git worktree of it) flat-out on the
 same frames into each store, beside this one: the A/B of a change, in the same run;
-``--rounds N`` makes it N such pairs, and the ratio their median.
+``--rounds N`` makes it N such pairs, and the ratio their median. Every crypto run also
+profiles this commit's ingester stage by stage (``bench/stages.py``), on the same frames.
 
     python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
                            [--baseline REV [--rounds 3]]
@@ -40,6 +41,7 @@ from pathlib import Path
 import msgspec
 
 from bench.replay import (
+    DECODE_SAMPLE_EVENTS,
     POLL_S,
     Consumer,
     Probe,
@@ -54,6 +56,7 @@ from bench.replay import (
     usage,
 )
 from bench.report import command_line, save, tape_options, throwaway_questdb
+from bench.stages import StageProfile, profile
 from ingest.recording import read_recording
 from sql.questdb_local import ServerState
 from sql.tables import STOCK_QUOTES, STOCK_TRADES
@@ -185,6 +188,8 @@ class IngestSuite(msgspec.Struct, frozen=True):
     # Each round's ratio (--rounds): how far one A/B pair swings on this machine.
     questdb_over_baseline_rounds: list[float] = []
     sqlite_over_baseline_rounds: list[float] = []
+    # Where this commit's ingester spends its CPU, stage by stage, on the tape's first frames.
+    stages: StageProfile | None = None
 
 
 def _ingester(
@@ -305,6 +310,7 @@ def measure(
         sqlite_over_baseline=_median(sqlite_rounds),
         questdb_over_baseline_rounds=questdb_rounds,
         sqlite_over_baseline_rounds=sqlite_rounds,
+        stages=profile(tape, min(events, DECODE_SAMPLE_EVENTS)),
     )
 
 

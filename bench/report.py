@@ -157,6 +157,14 @@ def markdown(report: dict[str, object]) -> str:
             lines += ["", f"Over commit {baseline}'s ingester, same run: QuestDB "
                       f"{_cell(suite['questdb_over_baseline'])}x, SQLite profile "
                       f"{_cell(suite['sqlite_over_baseline'])}x (events/s){each}."]  # fmt: skip
+        if isinstance(stages := suite.get("stages"), dict):
+            per_stage = ", ".join(
+                f"{stage} {_cell(v)}" for stage, v in stages["cpu_s_per_million"].items()
+            )
+            lines += ["", f"This commit's ingester stage by stage, in one process over the "
+                      f"tape's first {stages['events']:,} events (CPU-s per million events): "
+                      f"{per_stage}; decode to serialise over decode alone "
+                      f"{_cell(stages['pipeline_over_decode'])}x (`bench/stages.py`)."]  # fmt: skip
     queries = report.get("query")
     for query in queries if isinstance(queries, list) else []:
         assert isinstance(query, dict)

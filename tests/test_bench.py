@@ -19,6 +19,8 @@ from bench.query import QuerySuite
 from bench.replay import tape_for
 from tests.polling import scaled
 
+STAGES = ("decode", "columns", "frames", "serialise", "spool")
+
 
 class Report(msgspec.Struct, forbid_unknown_fields=True):
     stamp: dict[str, object]
@@ -53,6 +55,10 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
         )
     for name in pairs:  # the commit's own ingester too (in a worktree): nothing lost
         assert runs[name].stored == runs[name].events > 0, runs[name]
+    profile = report.ingest.stages  # the stage profile, of this commit's code
+    assert profile is not None
+    assert list(profile.cpu_s_per_million) == list(STAGES)
+    assert profile.events > 0
     stocks = {run.name: run for run in report.ingest_stocks.runs}
     assert stocks.keys() == {"questdb", "sqlite", "seed design"}
     assert report.ingest_stocks.tape.quotes > report.ingest_stocks.tape.trades > 0
@@ -83,6 +89,7 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     assert all(b.agrees and b.requests >= 3 for b in notebook.values()), notebook
     assert "## Ingest, stocks" in (tmp_path / "bench-quick.md").read_text()
     assert "## Analytics" in (tmp_path / "bench-quick.md").read_text()
+    assert "stage by stage" in (tmp_path / "bench-quick.md").read_text()
     charts = ("ingest", "ingest-stocks", "mixed", "query", "analytics")
     for chart in (f"bench-quick-{name}.png" for name in charts):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -95,6 +102,6 @@ def test_the_stage_profile_covers_each_stage_of_the_ingester() -> None:
     profile = stages.profile(tape, events=min(events, 20_000))
     assert profile.events >= min(events, 20_000) > 0
     per_million = profile.cpu_s_per_million
-    assert list(per_million) == ["decode", "columns", "frames", "serialise", "spool"]
+    assert list(per_million) == list(STAGES)
     pipeline = sum(v for stage, v in per_million.items() if stage != "spool")
     assert profile.pipeline_over_decode == pytest.approx(pipeline / per_million["decode"], rel=0.05)

@@ -8,12 +8,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from questdb._client import Buffer  # the sink's own type, not re-exported
 
 from ingest.batch import Batch
 from ingest.protocol import Trade
 from ingest.service import Ingester
 from ingest.sinks import QuestDBSink
-from ingest.sinks.questdb import ROWS_PER_REQUEST
+from ingest.sinks import questdb as questdb_sink
 from sql import StoreSettings
 from sql.questdb_local import ServerState
 from tests.ingestion import (
@@ -158,16 +159,26 @@ def frames_received(ingester: Ingester) -> float:
 
 
 def test_a_batch_larger_than_one_ilp_request_is_written_whole(
-    questdb_with_schema: ServerState, request: pytest.FixtureRequest
+    questdb_with_schema: ServerState,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     start_ms = window_for(request.node.name)
-    rows = ROWS_PER_REQUEST * 2 + 123  # three requests
+    # Requests of 1 MiB, so that each slice of rows is a request of its own: three here.
+    monkeypatch.setattr(questdb_sink, "REQUEST_BYTES", 2**20)
+    rows = questdb_sink.ROWS_PER_SLICE * 2 + 123
     batch = Batch()
     batch.trades.extend(
         [Trade(pair="BIG-USD", price=1.0, size=1.0, ts_ms=start_ms + i, exchange_id=1,
                trade_id=str(i), received_ms=start_ms + i) for i in range(rows)],
         start_ms,
     )  # fmt: skip
+    bodies = []
+    for body in questdb_sink.requests(questdb_sink.frames_of(batch), Buffer(protocol_version=3)):
+        bodies.append(len(body))
+        body.clear()  # type: ignore[no-untyped-call]
+    assert len(bodies) == 3, bodies
+    assert all(size >= 2**20 for size in bodies[:2]), bodies
     sink = QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn)
     sink.write(batch)
     sink.close()

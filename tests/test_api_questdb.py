@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from questdb import Sender, TimestampMicros, TimestampNanos
 
 from api.process import free_port, get, serve_api
@@ -277,10 +278,21 @@ def test_health_and_metrics(api: str, market: dict[str, Any]) -> None:
     assert status == 200
     assert (body["status"], body["database"]) == ("ok", "reachable")
     assert body["newest_trade_age_s"] is not None
+    symbol = market["symbol"]
+    assert get(api, f"/api/market/quotes/{symbol}?limit=0")[0] == 400
+    assert get(api, f"/api/market/quotes/{symbol}?limit=1")[0] == 200
     with urllib.request.urlopen(api + "/metrics", timeout=scaled(10)) as response:
         exposition = response.read().decode()
-    assert "tickpipe_api_requests_total" in exposition
-    assert 'path="/api/market/' in exposition  # per route, not per symbol (group_path)
+    samples = {
+        (s.name, s.labels.get("path"), s.labels.get("status_code")): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
+    route = "/api/market/quotes/{symbol}"  # per route, not per symbol
+    for answered in ("200", "400"):
+        assert samples[("tickpipe_api_requests_total", route, answered)] >= 1
+        assert samples[("tickpipe_api_request_duration_seconds_count", route, answered)] >= 1
+    assert samples[("tickpipe_api_requests_in_progress", "/metrics", "200")] == 1  # this one
     assert 'tickpipe_api_pool_connections{state="in_use"}' in exposition
     assert "tickpipe_api_pool_max_connections 16.0" in exposition
 

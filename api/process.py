@@ -20,7 +20,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["SERVER_PIDS", "cpu_s", "free_port", "get", "metric", "rss_mib", "serve_api"]
+__all__ = [
+    "SERVER_PIDS", "cpu_s", "free_port", "get", "metric", "rss_mib", "serve_api", "serve_module",
+]  # fmt: skip
 
 
 def free_port() -> int:
@@ -39,6 +41,14 @@ START_TIMEOUT_S = 60.0  # for a server to answer once started (a slow machine: s
 def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
     """``python -m api`` on a free loopback port, until it answers; ``store_env`` picks
     another store (or sets any API_* variable). A generator: iterate once to use it."""
+    yield from serve_module("api", pg_dsn, store_env)
+
+
+def serve_module(
+    module: str, pg_dsn: str, store_env: dict[str, str], code: Path | None = None
+) -> Iterator[str]:
+    """``python -m module``, served as ``serve_api`` serves the API; ``code``: another
+    checkout's (``-P``: its packages, not the working directory's)."""
     port = int(store_env.get("API_PORT") or free_port())  # a given port: a restart
     env = {
         **os.environ,
@@ -46,9 +56,10 @@ def serve_api(pg_dsn: str, **store_env: str) -> Iterator[str]:
         "QUESTDB_PG": pg_dsn,
         "STORE": "questdb",
         **store_env,
+        **({"PYTHONPATH": str(code)} if code else {}),
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "api"],
+        [sys.executable, *(["-P"] if code else []), "-m", module],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ as JSON, a Markdown table and PNG charts, stamped with the machine, the versions
 
     python -m bench            # the full run (about 25 minutes on 2 cores)
     python -m bench --quick    # the same harness on small data, in under a minute (CI smoke)
-    python -m bench --baseline REV   # and the ingest of commit REV's ingester beside this one
+    python -m bench --baseline REV   # and commit REV's ingester and API beside this one's
     python -m bench --baseline REV --rounds 3   # as three A/B pairs, their median ratio
 """
 
@@ -64,7 +64,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument(
-        "--baseline", metavar="REV", help="also ingest with commit REV's ingester (an A/B)"
+        "--baseline",
+        metavar="REV",
+        help="also ingest with commit REV's ingester, and serve the mix with its API (A/B)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="A/B pairs with --baseline")
     args = parser.parse_args()
@@ -96,6 +98,8 @@ def main() -> int:
                     plan.mixed_concurrencies,
                     only=plan.endpoints,
                     single_url_concurrencies=plan.concurrencies,
+                    baseline=args.baseline,
+                    rounds=args.rounds,
                 )
             )
         report["query"] = suites

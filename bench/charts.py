@@ -42,7 +42,7 @@ def mixed_chart(suites: list[dict[str, Any]], out: Path) -> None:
     SQLite, one row of panels per data size, log scales."""
     figure, axes_grid = plt.subplots(len(suites), 2, figsize=(14, 4 * len(suites)), squeeze=False)
     for suite, (rate_axes, p99_axes) in zip(suites, axes_grid, strict=True):
-        rows = suite["mixed"]
+        rows = suite["mixed"] + suite.get("floor", [])  # the floor: its own group, QuestDB's
         groups = list(dict.fromkeys((r["kind"], r["concurrency"]) for r in rows))
         for offset, (store, colour) in enumerate((("questdb", "#2a6f97"), ("sqlite", "#b5651d"))):
             found = {(r["kind"], r["concurrency"]): r for r in rows if r["store"] == store}

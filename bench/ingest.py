@@ -29,17 +29,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 
+from bench.ab import checkout, median, round_mark, rounds_of
 from bench.replay import (
     DECODE_SAMPLE_EVENTS,
     POLL_S,
@@ -219,19 +216,6 @@ def _sqlite(db: Path) -> dict[str, str]:
     return {"STORE": "sqlite", "DATABASE_PATH": str(db)}
 
 
-@contextlib.contextmanager
-def _checkout(rev: str, into: Path) -> Iterator[Path]:
-    """The project as of commit ``rev`` (a git worktree, removed afterwards)."""
-    git = [shutil.which("git") or "git", "-C", str(Path(__file__).resolve().parents[1])]
-    subprocess.run([*git, "worktree", "add", "--detach", str(into), rev], check=True,
-                   capture_output=True)  # fmt: skip
-    try:
-        yield into
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(into)], check=False,
-                       capture_output=True)  # fmt: skip
-
-
 def _seed(scratch: Path, *market: str) -> Consumer:
     """The seed's design (``bench/seed.py``) reading the feed into its own file."""
 
@@ -258,13 +242,8 @@ def measure(
         # This commit's ingester, and the baseline's (code None: this checkout's).
         codes: list[tuple[str, Path | None]] = [("", None)]
         if baseline:
-            codes.append(
-                (f" @{baseline}", stack.enter_context(_checkout(baseline, scratch / "at")))
-            )
-        pairs = [
-            [(suffix + _round(number), code) for suffix, code in codes[:: 1 - 2 * (number % 2)]]
-            for number in range(rounds if baseline else 1)
-        ]
+            codes.append((f" @{baseline}", stack.enter_context(checkout(baseline, scratch / "at"))))
+        pairs = rounds_of(codes, rounds if baseline else 1)
 
         for index, (name, code) in enumerate(itertools.chain(*pairs)):
             with throwaway_questdb(scratch / f"questdb-{index}") as server:
@@ -291,8 +270,8 @@ def measure(
         """Each round's ratio of this commit's events/s to the baseline's."""
         ratios = []
         for number in range(rounds if baseline else 0):
-            mine = rate_of[store + _round(number)]
-            theirs = rate_of[f"{store} @{baseline}{_round(number)}"]
+            mine = rate_of[store + round_mark(number)]
+            theirs = rate_of[f"{store} @{baseline}{round_mark(number)}"]
             if theirs:
                 ratios.append(round(mine / theirs, 2))
         return ratios
@@ -306,21 +285,12 @@ def measure(
         questdb_over_sqlite=_ratio(rate_of["questdb"], rate_of["sqlite"]),
         questdb_over_seed=_ratio(rate_of["questdb"], rate_of["seed design"]),
         baseline_commit=baseline,
-        questdb_over_baseline=_median(questdb_rounds),
-        sqlite_over_baseline=_median(sqlite_rounds),
+        questdb_over_baseline=median(questdb_rounds),
+        sqlite_over_baseline=median(sqlite_rounds),
         questdb_over_baseline_rounds=questdb_rounds,
         sqlite_over_baseline_rounds=sqlite_rounds,
         stages=profile(tape, min(events, DECODE_SAMPLE_EVENTS)),
     )
-
-
-def _round(number: int) -> str:
-    """How a run of an A/B's round ``number`` (from 0) is told apart: the first has no mark."""
-    return f" #{number + 1}" if number else ""
-
-
-def _median(ratios: list[float]) -> float | None:
-    return round(statistics.median(ratios), 2) if ratios else None
 
 
 # 2025-11-24 (a Monday), 09:29:50 New York: the stocks tape begins ten seconds before the open.

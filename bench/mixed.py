@@ -20,7 +20,7 @@ import msgspec
 from api.queries import SECONDS
 from bench.http_load import Load, put_load
 
-__all__ = ["KINDS", "MixedLatency", "measure_mixed", "mixed_requests"]
+__all__ = ["KINDS", "MIXED", "MixedLatency", "measure_mixed", "mixed_requests"]
 
 # Each kind of request and its share of the mix.
 KINDS = {
@@ -71,11 +71,12 @@ def measure_mixed(
     requests: list[tuple[str, str]],
     seconds: float,
     concurrency: int,
+    kinds: tuple[str, ...] = (MIXED, *KINDS),
 ) -> list[MixedLatency]:
-    """The whole mix, then each kind alone, each against a server ``serve`` has freshly
-    started (slow requests still running from one load cannot slow the next)."""
+    """The whole mix, then each kind alone (or ``kinds``), each against a server ``serve``
+    has freshly started (slow requests still running from one load cannot slow the next)."""
     rows: list[MixedLatency] = []
-    for kind in (MIXED, *KINDS):
+    for kind in kinds:
         paths = [path for k, path in requests if kind in (MIXED, k)]
         for base_url in serve():
             load = put_load(base_url, seconds, concurrency, paths, f"{store:>7} {kind:<20}")

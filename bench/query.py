@@ -14,11 +14,14 @@ else a Python (httpx) client for the single URLs, which takes more of the 2 core
 and the database share; the ratio between stores, measured in the same run, is the point.
 
     python -m bench.query [--trades 10000000] [--seconds 5] [--concurrency 1 32 128]
+                          [--baseline REV [--rounds 3]]
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import random
 import sys
 import tempfile
@@ -28,9 +31,11 @@ from pathlib import Path
 import msgspec
 import psycopg
 
-from api.process import serve_api
+from api.process import serve_api, serve_module
+from bench.ab import checkout, median, round_mark, rounds_of
+from bench.floor import FLOOR_PATH
 from bench.http_load import Load, put_load
-from bench.mixed import MixedLatency, measure_mixed, mixed_requests
+from bench.mixed import MIXED, MixedLatency, measure_mixed, mixed_requests
 from bench.report import command_line, save, throwaway_questdb
 from ingest.batch import Batch
 from ingest.protocol import MinuteAgg, Quote, Trade
@@ -189,7 +194,7 @@ def measure(
     return rows
 
 
-class QuerySuite(msgspec.Struct, frozen=True):
+class QuerySuite(msgspec.Struct, frozen=True, kw_only=True):
     trades: int
     days: int
     seconds: float
@@ -201,6 +206,16 @@ class QuerySuite(msgspec.Struct, frozen=True):
     rows: list[EndpointLatency]
     # per "endpoint @ concurrency": SQLite's p99 over QuestDB's (None: SQLite finished none)
     sqlite_p99_over_questdb_p99: dict[str, float | None]
+    # The stack's floor at each mixed concurrency (bench/floor.py: SELECT 1 through Litestar
+    # and the store's pool), kind "floor".
+    floor: list[MixedLatency] = []
+    # --baseline: the whole mix served by this commit's API and by the baseline's, in A/B
+    # rounds on the same QuestDB (stores "questdb[ #n]" and "questdb @REV[ #n]")
+    baseline_commit: str | None = None
+    mixed_ab: list[MixedLatency] = []
+    # per "mixed @ concurrency": this commit's req/s over the baseline's, the median round's
+    mixed_over_baseline: dict[str, float | None] = {}
+    mixed_over_baseline_rounds: dict[str, list[float]] = {}
 
 
 def measure_stores(
@@ -210,15 +225,26 @@ def measure_stores(
     seed: int = 1,
     only: tuple[str, ...] = (),
     single_url_concurrencies: tuple[int, ...] = SINGLE_URL_CONCURRENCIES,
+    baseline: str | None = None,
+    rounds: int = 1,
 ) -> QuerySuite:
     """Load ``trades`` into a fresh QuestDB and a SQLite file, then put the mixed workload
-    on each store at each of ``concurrencies``, and every single URL (or ``only`` these) at
-    each of ``single_url_concurrencies``."""
+    on each store at each of ``concurrencies``, the stack's floor beside it, and every
+    single URL (or ``only`` these) at each of ``single_url_concurrencies``. With
+    ``baseline``, the whole mix on QuestDB again at each of ``concurrencies``, served by
+    this commit's API and by that commit's in ``rounds`` A/B pairs."""
     now_s = int(time.time())
     rows: list[EndpointLatency] = []
     mixed: list[MixedLatency] = []
-    with tempfile.TemporaryDirectory() as scratch_dir:
+    floor: list[MixedLatency] = []
+    mixed_ab: list[MixedLatency] = []
+    with tempfile.TemporaryDirectory() as scratch_dir, contextlib.ExitStack() as stack:
         scratch = Path(scratch_dir)
+        sides: list[tuple[str, Path | None]] = [("questdb", None)]
+        if baseline:
+            sides.append(
+                (f"questdb @{baseline}", stack.enter_context(checkout(baseline, scratch / "at")))
+            )
         with throwaway_questdb(scratch / "questdb") as server:
             db = scratch / "trading.db"
             questdb, sqlite = QuestDBSink(server.ilp_conf, server.pg_dsn), SQLiteSink(db)
@@ -233,6 +259,10 @@ def measure_stores(
                 for store, dsn, env in (("questdb", server.pg_dsn, {}), ("sqlite", "", sqlite_env)):
                     serve = functools.partial(serve_api, dsn, **env, **uncached)
                     mixed += measure_mixed(store, serve, requests, seconds, concurrency)
+                floor.append(_floor(server.pg_dsn, seconds, concurrency))
+                for name, code in itertools.chain(*rounds_of(sides, rounds if baseline else 0)):
+                    serve = functools.partial(serve_module, "api", server.pg_dsn, uncached, code)
+                    mixed_ab += measure_mixed(name, serve, requests, seconds, concurrency, (MIXED,))
             for concurrency in single_url_concurrencies:
                 rows += measure("questdb", server.pg_dsn, {}, now_s, seconds, concurrency, only)
                 rows += measure("sqlite", "", sqlite_env, now_s, seconds, concurrency, only)
@@ -249,7 +279,37 @@ def measure_stores(
         for s in mixed
         if s.store == "sqlite" and (s.kind, s.concurrency) == (q.kind, q.concurrency)
     }  # fmt: skip
-    return QuerySuite(trades, DAYS, seconds, mixed, over, rows, ratios)
+    ab_rounds = {
+        f"{MIXED} @ {c}": _ab_ratios(mixed_ab, baseline, rounds, c) for c in concurrencies
+    } if baseline else {}  # fmt: skip
+    return QuerySuite(
+        trades=trades, days=DAYS, seconds=seconds, mixed=mixed, mixed_questdb_over_sqlite=over,
+        rows=rows, sqlite_p99_over_questdb_p99=ratios, floor=floor, baseline_commit=baseline,
+        mixed_ab=mixed_ab, mixed_over_baseline={k: median(v) for k, v in ab_rounds.items()},
+        mixed_over_baseline_rounds=ab_rounds,
+    )  # fmt: skip
+
+
+def _floor(pg_dsn: str, seconds: float, concurrency: int) -> MixedLatency:
+    """``bench/floor.py`` served and loaded as the mix is: the least a request costs here."""
+    for base in serve_module("bench.floor", pg_dsn, {}):
+        load = put_load(base + FLOOR_PATH, seconds, concurrency, label=f"{'floor':>7} SELECT 1")
+    return MixedLatency(
+        store="questdb", kind="floor", concurrency=concurrency, distinct_requests=1,
+        **msgspec.structs.asdict(load),
+    )  # fmt: skip
+
+
+def _ab_ratios(
+    runs: list[MixedLatency], baseline: str | None, rounds: int, concurrency: int
+) -> list[float]:
+    """Each round's ratio of this commit's mixed req/s to the baseline's at ``concurrency``."""
+    rate = {r.store: r.req_per_s for r in runs if r.concurrency == concurrency}
+    return [
+        round(rate["questdb" + round_mark(n)] / theirs, 2)
+        for n in range(rounds)
+        if (theirs := rate[f"questdb @{baseline}{round_mark(n)}"])
+    ]
 
 
 def main() -> None:
@@ -258,8 +318,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="load per endpoint and store")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline", metavar="REV", help="also serve the mix with REV's API")
+    parser.add_argument("--rounds", type=int, default=1, help="A/B pairs with --baseline")
     args = parser.parse_args()
-    suite = measure_stores(args.trades, args.seconds, tuple(args.concurrency), args.seed)
+    suite = measure_stores(
+        args.trades, args.seconds, tuple(args.concurrency), args.seed,
+        baseline=args.baseline, rounds=args.rounds,
+    )  # fmt: skip
     print(save(f"query-{args.trades}", "query", **msgspec.structs.asdict(suite)).decode())
 
 

@@ -178,6 +178,21 @@ def markdown(report: dict[str, object]) -> str:
         over = query["mixed_questdb_over_sqlite"]
         lines += ["", "QuestDB req/s over SQLite req/s: "
                   + "; ".join(f"{k} {_cell(v)}x" for k, v in over.items())]  # fmt: skip
+        if query.get("floor"):
+            lines += ["", "The stack's floor, served and loaded the same way: one Litestar"
+                      " route running `SELECT 1` through the store's pool (`bench/floor.py`);"
+                      " no request of the API can cost less here:", ""]  # fmt: skip
+            lines += _table(query["floor"], ["concurrency", "req_per_s", "p50_ms", "p99_ms",
+                                             "max_ms", "errors"])  # fmt: skip
+        if baseline := query.get("baseline_commit"):
+            lines += ["", f"The whole mix, this commit's API against commit {baseline}'s on the"
+                      " same QuestDB, in A/B rounds:", ""]  # fmt: skip
+            lines += _table(query["mixed_ab"], ["store", "concurrency", "req_per_s", "p50_ms",
+                                                "p99_ms", "max_ms", "errors"])  # fmt: skip
+            each = query["mixed_over_baseline_rounds"]
+            lines += ["", "This commit's req/s over the baseline's (median round; each round): "
+                      + "; ".join(f"{k} {_cell(v)}x {each[k]}"
+                                  for k, v in query["mixed_over_baseline"].items())]  # fmt: skip
         lines += ["", f"## Query, one URL per endpoint, response cache on: cached ({title})", ""]
         lines += _table(
             query["rows"],

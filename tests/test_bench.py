@@ -80,6 +80,22 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     # (errors are not asserted: on this little data a candle range may hold no trade, a 404)
     assert all(row.requests > 0 for row in mixed), mixed
     assert all(row.distinct_requests > 1 for row in mixed)
+    suite, concurrencies = report.query[0], report.plan.mixed_concurrencies
+    # the stack's floor (SELECT 1 through Litestar and the pool) at each mixed concurrency
+    assert [row.concurrency for row in suite.floor] == list(concurrencies)
+    assert all(row.requests > 0 and row.errors == 0 for row in suite.floor), suite.floor
+    # the whole mix served by this commit's API and by the baseline's, two A/B pairs
+    assert suite.baseline_commit == "HEAD"
+    assert {row.store for row in suite.mixed_ab} == {
+        f"questdb{commit}{round_}" for commit in ("", " @HEAD") for round_ in ("", " #2")
+    }
+    assert all(row.kind == "mixed" and row.requests > 0 for row in suite.mixed_ab)
+    for concurrency in concurrencies:
+        each = suite.mixed_over_baseline_rounds[f"mixed @ {concurrency}"]
+        assert len(each) == 2
+        assert suite.mixed_over_baseline[f"mixed @ {concurrency}"] == pytest.approx(
+            sum(each) / 2, abs=0.01
+        )
     routes = report.analytics.routes
     assert {row.route for row in routes} == NOTEBOOK.keys()
     assert all(row.requests > 0 and row.errors == 0 for row in routes), routes
@@ -90,6 +106,7 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     assert "## Ingest, stocks" in (tmp_path / "bench-quick.md").read_text()
     assert "## Analytics" in (tmp_path / "bench-quick.md").read_text()
     assert "stage by stage" in (tmp_path / "bench-quick.md").read_text()
+    assert "The stack's floor" in (tmp_path / "bench-quick.md").read_text()
     charts = ("ingest", "ingest-stocks", "mixed", "query", "analytics")
     for chart in (f"bench-quick-{name}.png" for name in charts):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

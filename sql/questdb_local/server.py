@@ -30,10 +30,22 @@ __all__ = ["ServerConfig", "ServerState", "server_build", "start", "state_of", "
 STATE_FILE = "tickpipe-questdb.json"
 LOG_FILE = "log/questdb.log"
 
-# QuestDB's INFO log is a few lines per commit of each table and view: measured with
-# bench.push at 10 k events/s on 2 cores, 675 lines a second, its logging thread at 11-24% of a
-# core, about 5 GB a day. Errors and start-up lines are kept. Any QDB_* the user sets wins.
-SMALL_MACHINE = {"QDB_LOG_W_STDOUT_LEVEL": "ERROR,CRITICAL,ADVISORY"}
+# What suits a machine of a few cores shared with the ingester and the API. Any QDB_* the user
+# sets wins.
+# - The log: QuestDB's INFO is a few lines per commit of each table and view (measured with
+#   bench.push at 10 k events/s on 2 cores: 675 lines a second, its logging thread at 11-24% of
+#   a core, about 5 GB a day). Errors and start-up lines are kept.
+# - Idle workers: a shared worker with nothing to do spins 7,000 turns before it naps for a
+#   millisecond at a time. Between the queries of a busy API that spinning took about a third
+#   of QuestDB's CPU (the mixed workload, 32 clients: 0.74-0.82 against 0.49-0.55 ms a request
+#   napping after 100 turns, the same req/s and p99), CPU the API's workers then lack: with two
+#   of them it was 1,184-1,306 req/s, p99 260-484 ms, against 1,643-1,788, p99 75-112 ms (issue
+#   16's note). Sleeping (after 10,000 turns, 10 ms) stays as it was: an earlier trial of
+#   sleeping after 100 cost queries 4x.
+SMALL_MACHINE = {
+    "QDB_LOG_W_STDOUT_LEVEL": "ERROR,CRITICAL,ADVISORY",
+    "QDB_SHARED_WORKER_NAP_THRESHOLD": "100",
+}
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,15 +36,15 @@ LOG_FILE = "log/questdb.log"
 #   bench.push at 10 k events/s on 2 cores: 675 lines a second, its logging thread at 11-24% of
 #   a core, about 5 GB a day). Errors and start-up lines are kept.
 # - Idle workers: a shared worker with nothing to do spins 7,000 turns before it naps for a
-#   millisecond at a time. Between the queries of a busy API that spinning took about a third
-#   of QuestDB's CPU (the mixed workload, 32 clients: 0.74-0.82 against 0.49-0.55 ms a request
-#   napping after 100 turns, the same req/s and p99), CPU the API's workers then lack: with two
-#   of them it was 1,184-1,306 req/s, p99 260-484 ms, against 1,643-1,788, p99 75-112 ms (issue
-#   16's note). Sleeping (after 10,000 turns, 10 ms) stays as it was: an earlier trial of
-#   sleeping after 100 cost queries 4x.
+#   millisecond at a time. Under a busy API on 2 cores that spinning took a third of QuestDB's
+#   CPU, CPU the API's workers then lacked (issue 16's note: the mixed workload at 32 clients,
+#   two API workers, 857-936 req/s, p99 565-611 ms spinning, against 1,134-1,318 req/s, p99
+#   123-278 ms napping after 1,000 turns). After 100 turns it freed more but cost a lone
+#   client a nap per request (SELECT 1 through the API: p50 0.32 -> 1.24 ms; 1,000 turns:
+#   0.36 ms). Sleeping (after 10,000 turns, 10 ms) stays: sleeping after 100 cost queries 4x.
 SMALL_MACHINE = {
     "QDB_LOG_W_STDOUT_LEVEL": "ERROR,CRITICAL,ADVISORY",
-    "QDB_SHARED_WORKER_NAP_THRESHOLD": "100",
+    "QDB_SHARED_WORKER_NAP_THRESHOLD": "1000",
 }
 
 

@@ -8,10 +8,10 @@ import contextlib
 import shutil
 import statistics
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-__all__ = ["checkout", "median", "round_mark", "rounds_of"]
+__all__ = ["ab_ratios", "checkout", "median", "round_mark", "rounds_of"]
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +47,13 @@ def round_mark(number: int) -> str:
 
 def median(ratios: list[float]) -> float | None:
     return round(statistics.median(ratios), 2) if ratios else None
+
+
+def ab_ratios(rate: Mapping[str, float], name: str, baseline: str, rounds: int) -> list[float]:
+    """Each round's ratio of ``name``'s rate to the baseline's (``rate`` by run name, as
+    ``rounds_of`` names the runs); a round whose baseline run did nothing is left out."""
+    return [
+        round(rate[name + round_mark(n)] / theirs, 2)
+        for n in range(rounds)
+        if (theirs := rate[f"{name} @{baseline}{round_mark(n)}"])
+    ]

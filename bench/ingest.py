@@ -36,7 +36,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench.ab import checkout, median, round_mark, rounds_of
+from bench.ab import ab_ratios, checkout, median, rounds_of
 from bench.replay import (
     DECODE_SAMPLE_EVENTS,
     POLL_S,
@@ -267,14 +267,7 @@ def measure(
     rate_of = {r.name: r.events_per_s for r in runs}
 
     def over_baseline(store: str) -> list[float]:
-        """Each round's ratio of this commit's events/s to the baseline's."""
-        ratios = []
-        for number in range(rounds if baseline else 0):
-            mine = rate_of[store + round_mark(number)]
-            theirs = rate_of[f"{store} @{baseline}{round_mark(number)}"]
-            if theirs:
-                ratios.append(round(mine / theirs, 2))
-        return ratios
+        return ab_ratios(rate_of, store, baseline, rounds) if baseline else []
 
     questdb_rounds, sqlite_rounds = over_baseline("questdb"), over_baseline("sqlite")
     return IngestSuite(

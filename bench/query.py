@@ -32,7 +32,7 @@ import msgspec
 import psycopg
 
 from api.process import serve_api, serve_module
-from bench.ab import checkout, median, round_mark, rounds_of
+from bench.ab import ab_ratios, checkout, median, rounds_of
 from bench.floor import FLOOR_PATH
 from bench.http_load import Load, put_load
 from bench.mixed import MIXED, MixedLatency, measure_mixed, mixed_requests
@@ -280,7 +280,11 @@ def measure_stores(
         if s.store == "sqlite" and (s.kind, s.concurrency) == (q.kind, q.concurrency)
     }  # fmt: skip
     ab_rounds = {
-        f"{MIXED} @ {c}": _ab_ratios(mixed_ab, baseline, rounds, c) for c in concurrencies
+        f"{MIXED} @ {c}": ab_ratios(
+            {r.store: r.req_per_s for r in mixed_ab if r.concurrency == c}, "questdb", baseline,
+            rounds,
+        )
+        for c in concurrencies
     } if baseline else {}  # fmt: skip
     return QuerySuite(
         trades=trades, days=DAYS, seconds=seconds, mixed=mixed, mixed_questdb_over_sqlite=over,
@@ -298,18 +302,6 @@ def _floor(pg_dsn: str, seconds: float, concurrency: int) -> MixedLatency:
         store="questdb", kind="floor", concurrency=concurrency, distinct_requests=1,
         **msgspec.structs.asdict(load),
     )  # fmt: skip
-
-
-def _ab_ratios(
-    runs: list[MixedLatency], baseline: str | None, rounds: int, concurrency: int
-) -> list[float]:
-    """Each round's ratio of this commit's mixed req/s to the baseline's at ``concurrency``."""
-    rate = {r.store: r.req_per_s for r in runs if r.concurrency == concurrency}
-    return [
-        round(rate["questdb" + round_mark(n)] / theirs, 2)
-        for n in range(rounds)
-        if (theirs := rate[f"questdb @{baseline}{round_mark(n)}"])
-    ]
 
 
 def main() -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from psycopg import sql
-
 from api.market_responses import row_struct, served_columns
 from api.queries import CandleQuery, naive_utc, rolling_day_start
 from api.questdb_candles import FROM_TS, Piece, bar_source, sampled_sql, selected
@@ -68,7 +66,7 @@ def prices_sql(served: Served, symbols: list[str] | None) -> tuple[str, tuple[ob
 
 def candles_sql(
     served: Served, query: CandleQuery, limit: int, start: dt.datetime | None, regular: bool
-) -> tuple[sql.Composed, list[object]]:
+) -> tuple[bytes, list[object]]:
     """The newest ``limit`` candles from ``start`` (None: the first bar) to the query's end,
     from the market's minute bars; ``regular``: bars of the regular session alone."""
     piece = Piece(

@@ -331,7 +331,7 @@ class QuestDBStore:
         return {row["symbol"]: int(row["end_s"]) for row in found}
 
     async def _structs(
-        self, query: str | sql.SQL | sql.Composed, params: tuple[object, ...], out: type[S]
+        self, query: str | bytes | sql.SQL | sql.Composed, params: tuple[object, ...], out: type[S]
     ) -> list[S]:
         """Rows as ``out`` (by column name: ``struct_rows``). Binary results: QuestDB formats
         and psycopg parses a double as text 4x slower."""
@@ -360,13 +360,11 @@ class QuestDBStore:
         statement, params = sampled_sql(query, plan(query, start, view), limit)
         return merge(await self._candles(statement, params, query.tz), limit)
 
-    async def _candles(
-        self, statement: sql.Composed, params: list[object], tz: str
-    ) -> list[Candle]:
+    async def _candles(self, statement: bytes, params: list[object], tz: str) -> list[Candle]:
         return await self._in_zone(statement, params, Candle, tz)
 
     async def _in_zone(
-        self, statement: sql.SQL | sql.Composed, params: list[object], out: type[S], tz: str
+        self, statement: bytes | sql.SQL | sql.Composed, params: list[object], out: type[S], tz: str
     ) -> list[S]:
         """Rows bucketed on ``tz``'s calendar; a zone QuestDB does not know is a 400."""
         try:

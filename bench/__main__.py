@@ -109,7 +109,13 @@ def main() -> int:
         report["analytics"] = analytics.measure(
             trades, plan.query_seconds, plan.analytics_concurrencies
         )
-    name = "bench-quick" if args.quick else "bench"
+    # A part of the run, or an A/B, under its own name: the full run's files stay whole.
+    parts = (
+        "quick" if args.quick else "",
+        args.only or "",
+        f"ab-{args.baseline}" if args.baseline else "",
+    )
+    name = "-".join(("bench", *filter(None, parts)))
     args.out.mkdir(parents=True, exist_ok=True)
     encoded = msgspec.json.format(msgspec.json.encode(report), indent=2)
     (args.out / f"{name}.json").write_bytes(encoded + b"\n")

@@ -40,7 +40,11 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
         capture_output=True, text=True, timeout=scaled(840),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    report = msgspec.json.decode((tmp_path / "bench-quick.json").read_bytes(), type=Report)
+    # An A/B run is named after its baseline, beside the full run's files, not over them.
+    written = {path.suffix for path in tmp_path.glob("bench-quick-ab-HEAD*")}
+    assert written == {".json", ".md", ".png"}
+    assert not list(tmp_path.glob("bench-quick.*"))
+    report = msgspec.json.decode((tmp_path / "bench-quick-ab-HEAD.json").read_bytes(), type=Report)
     assert report.stamp["git_commit"]
     runs = {run.name: run for run in report.ingest.runs}
     pairs = {f"{store}{commit}{round_}" for store in ("questdb", "sqlite")
@@ -103,12 +107,12 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     notebook = report.analytics.notebook
     assert notebook.keys() == NOTEBOOK.keys()
     assert all(b.agrees and b.requests >= 3 for b in notebook.values()), notebook
-    assert "## Ingest, stocks" in (tmp_path / "bench-quick.md").read_text()
-    assert "## Analytics" in (tmp_path / "bench-quick.md").read_text()
-    assert "stage by stage" in (tmp_path / "bench-quick.md").read_text()
-    assert "The stack's floor" in (tmp_path / "bench-quick.md").read_text()
+    assert "## Ingest, stocks" in (tmp_path / "bench-quick-ab-HEAD.md").read_text()
+    assert "## Analytics" in (tmp_path / "bench-quick-ab-HEAD.md").read_text()
+    assert "stage by stage" in (tmp_path / "bench-quick-ab-HEAD.md").read_text()
+    assert "The stack's floor" in (tmp_path / "bench-quick-ab-HEAD.md").read_text()
     charts = ("ingest", "ingest-stocks", "mixed", "query", "analytics")
-    for chart in (f"bench-quick-{name}.png" for name in charts):
+    for chart in (f"bench-quick-ab-HEAD-{name}.png" for name in charts):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 

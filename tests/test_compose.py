@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from sql.questdb_local import QUESTDB_VERSION
+from sql.questdb_local.server import SMALL_MACHINE
 from sql.tables import TABLES
 from tests.conftest import REPO
 
@@ -61,6 +62,11 @@ def test_questdb_image_is_pinned_to_the_local_version_and_published_on_loopback(
     assert questdb["image"] == f"questdb/questdb:{QUESTDB_VERSION}"
     assert "healthcheck" in questdb
     assert any(volume.endswith(":/var/lib/questdb") for volume in questdb["volumes"])
+
+
+def test_questdb_runs_with_the_small_machine_settings_tickpipe_questdb_uses() -> None:
+    environment = compose()["services"]["questdb"]["environment"]
+    assert {k: environment.get(k) for k in SMALL_MACHINE} == SMALL_MACHINE
 
 
 def test_the_writers_get_every_retention_variable_and_see_questdb_s_disk() -> None:

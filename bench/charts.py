@@ -17,6 +17,7 @@ __all__ = [
     "ingest_chart",
     "memory_chart",
     "mixed_chart",
+    "push_chart",
     "query_chart",
 ]
 
@@ -106,6 +107,37 @@ def analytics_chart(suite: dict[str, Any], out: Path) -> None:
         f"Analytics, distinct requests, cache off: {suite['trades']:,} trades and quotes"
     )
     axes.legend(fontsize=8)
+    _save(figure, out)
+
+
+def push_chart(result: dict[str, Any], goal_p99_ms: float, goal_added_ms: float, out: Path) -> None:
+    """The live push: receipt-to-subscriber p50 and p99 at each feed rate, and the p99 that
+    the fan-out's subscribers add per subscription, each beside its goal (log scales)."""
+    figure, (latency, fan_out) = plt.subplots(1, 2, figsize=(11, 3.8))
+    runs, width = result["runs"], 0.4
+    for offset, (field, colour) in enumerate((("p50_ms", "#61a5c2"), ("p99_ms", "#2a6f97"))):
+        positions = [i + offset * width for i in range(len(runs))]
+        bars = latency.bar(positions, [r[field] or 0 for r in runs], width=width,
+                           label=field.split("_")[0], color=colour)  # fmt: skip
+        latency.bar_label(bars, labels=[f"{r[field] or 0:,.0f}" for r in runs], fontsize=8)
+    latency.axhline(goal_p99_ms, color="#b5651d", linestyle="--", label="goal at 100 k: p99")
+    latency.set_xticks([i + width / 2 for i in range(len(runs))],
+                       [f"{r['rate']:,} events/s" for r in runs])  # fmt: skip
+    latency.set_yscale("log")
+    latency.set_ylabel("ms, ingester receipt -> subscriber (log)")
+    latency.set_title("Push latency, every trade timed")
+    latency.legend(fontsize=8)
+    spread = result["fan_out"]
+    names = [f"{f['subscription']}\n{f['subscribers']:,} subscribers" for f in spread]
+    bars = fan_out.bar(names, [max(f["added_p99_ms"] or 0, 1) for f in spread], color="#7a9e7e",
+                       label="p99 added")  # fmt: skip
+    fan_out.bar_label(bars, labels=[f"{f['added_p99_ms'] or 0:,.0f}" for f in spread], fontsize=8)
+    fan_out.axhline(goal_added_ms, color="#b5651d", linestyle="--", label="goal")
+    fan_out.set_yscale("log")
+    fan_out.set_ylabel("ms added at p99 (log)")
+    fan_out.set_title(f"Fan-out at {spread[0]['rate']:,} events/s" if spread else "Fan-out")
+    fan_out.tick_params(axis="x", labelsize=8)
+    fan_out.legend(fontsize=8)
     _save(figure, out)
 
 

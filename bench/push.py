@@ -11,7 +11,8 @@ client's own backlog is not counted as the server's), timing each message by its
 against the same figure for one connection alone: the delay the fan-out adds, and the API's
 CPU and memory under it. Timing starts once every connection is open. Trades pushed are
 compared with trades stored in the same window of arrival (``missed``). Everything shares
-the machine: ``machine_busy_percent`` says how much of it was left.
+the machine: ``machine_busy_percent`` says how much of it was left. Results go to
+``bench/results/push.json``, and as a chart beside the goals, ``push.png``.
 
     python -m bench.push [--rates 10000,100000] [--seconds 20] [--subscribers 1000]
         [--client-processes 4]
@@ -40,12 +41,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.process import SERVER_PIDS, cpu_s, rss_mib, serve_api
+from bench.charts import push_chart
 from bench.replay import Consumer, replaying, until_subscribed
-from bench.report import command_line, save, throwaway_questdb
+from bench.report import RESULTS, command_line, save, throwaway_questdb
 from ingest.recording import read_recording
 from ingest.settings import DEFAULT_PAIRS
 from sql.questdb_local import ServerState
 
+# Issue 17's goals: receipt to subscriber at 100 k events/s; what 1,000 subscribers add.
+GOAL_P99_MS = 1_000.0
+GOAL_ADDED_MS = 250.0
 EVENTS_PER_MARKET_S = 6_900  # at this activity (each pair and kind capped at 1,000 a second)
 ACTIVITY = 200.0
 
@@ -373,7 +378,9 @@ def main() -> None:
                                     args.client_processes, args.seconds,
                                 ))  # fmt: skip
                                 print(f"  {fan_out[-1]}", file=sys.stderr)
-    print(save("push", "push", settle_s=SETTLE_S, runs=runs, fan_out=fan_out).decode())
+    saved = save("push", "push", settle_s=SETTLE_S, runs=runs, fan_out=fan_out)
+    push_chart(msgspec.json.decode(saved), GOAL_P99_MS, GOAL_ADDED_MS, RESULTS / "push.png")
+    print(saved.decode())
 
 
 if __name__ == "__main__":

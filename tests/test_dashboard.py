@@ -101,6 +101,30 @@ def test_the_page_charts_candles_and_a_trade_moves_the_forming_candle_and_tape(
         assert errors == []
 
 
+def test_the_tape_stays_bounded_and_shows_tiny_sizes_in_full(
+    questdb_with_schema: ServerState, symbol: str, browser: object
+) -> None:
+    """A page left open for months must not remember every trade it has seen (the keys it
+    de-duplicates by are pruned with the tape), and a size of 5e-7 reads as a decimal."""
+    for api in serve_api(questdb_with_schema.pg_dsn):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{api}/#pair={symbol}")
+        wait(page, "tickpipe.live")
+        now_ms = time.time_ns() // 1_000_000
+        many = [
+            Trade(pair=symbol, price=150.0, size=1.0, ts_ms=now_ms - 5_000 + i, exchange_id=1,
+                  trade_id=f"bulk{i}", received_ms=now_ms)
+            for i in range(4_999)
+        ]  # fmt: skip
+        tiny = Trade(pair=symbol, price=151.0, size=5.1609018e-7, ts_ms=now_ms, exchange_id=1,
+                     trade_id="tiny", received_ms=now_ms)  # fmt: skip
+        written_now(questdb_with_schema, [*many, tiny])
+        wait(page, "tickpipe.trades.some(t => t.trade_id === 'tiny')")
+        assert page.evaluate("tickpipe.trades.length") == 2_000
+        assert page.evaluate("tickpipe.seen.size") <= 4_000
+        assert "0.00000051609018" in page.inner_text("#tape")
+
+
 FED_PAIR = "BTC-USD"  # a stepped simulator of this pair alone feeds the next test's store
 FED_SEED = 7
 

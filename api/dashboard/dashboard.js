@@ -72,6 +72,8 @@ async function loadHistory() {
   chart.timeScale().scrollToRealTime();
 }
 
+const TAPE_KEPT = 2000; // trades the page keeps (it shows the newest 25)
+
 function tradeKey(t) { return `${t.time_ms}/${t.exchange_id}/${t.trade_id}`; }
 
 function addTrades(trades) {
@@ -82,11 +84,17 @@ function addTrades(trades) {
     state.trades.push(trade);
   }
   state.trades.sort((a, b) => a.time_ms - b.time_ms);
-  state.trades = state.trades.slice(-2000);
+  state.trades = state.trades.slice(-TAPE_KEPT);
+  // The keys go with the trades they stand for, or an open page would keep every one it saw.
+  if (state.seen.size > 2 * TAPE_KEPT) state.seen = new Set(state.trades.map(tradeKey));
   $("tape").innerHTML = state.trades.slice(-25).reverse().map((t) =>
     `<tr class="${t.side}"><td>${new Date(t.time_ms).toISOString().slice(11, 23)}</td>` +
-    `<td>${t.price}</td><td>${t.size}</td></tr>`).join("");
+    `<td>${t.price}</td><td>${decimal(t.size)}</td></tr>`).join("");
 }
+
+// 5.16e-7 as 0.00000051609018: a size in full, as an exchange shows it.
+const decimal = (value) => typeof value === "number"
+  ? value.toLocaleString("en-US", { maximumSignificantDigits: 15, useGrouping: false }) : value;
 
 function addQuotes(quotes) {
   for (const quote of quotes) state.book.set(quote.exchange_id, quote);

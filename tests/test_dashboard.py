@@ -125,6 +125,27 @@ def test_the_tape_stays_bounded_and_shows_tiny_sizes_in_full(
         assert "0.00000051609018" in page.inner_text("#tape")
 
 
+def test_history_stored_after_the_page_opened_appears_without_a_reload(
+    questdb_with_schema: ServerState, browser: object
+) -> None:
+    """The week a first start fetches (or a gap filled after an outage) is too old to be
+    pushed: the page, opened on an empty store, shows it all the same."""
+    pair = f"H{uuid.uuid4().hex[:6].upper()}-USD"
+    minute_ms = time.time_ns() // 1_000_000 // 60_000 * 60_000
+    for api in serve_api(questdb_with_schema.pg_dsn):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{api}/#pair={pair}")
+        wait(page, "tickpipe.live && tickpipe.candles === 0")
+        hours_ago = minute_ms - 3 * 3_600_000  # history, not news (LOOKBACK_S)
+        written_now(questdb_with_schema, bars=[
+            MinuteAgg(pair=pair, open=100.0, high=101.0, low=99.0, close=100.5, volume=1.0,
+                      vwap=100.2, avg_trade_size=1.0, start_ms=hours_ago + i * 60_000,
+                      end_ms=hours_ago + (i + 1) * 60_000)
+            for i in range(60)
+        ])  # fmt: skip
+        wait(page, "tickpipe.candles === 60")
+
+
 FED_PAIR = "BTC-USD"  # a stepped simulator of this pair alone feeds the next test's store
 FED_SEED = 7
 

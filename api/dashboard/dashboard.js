@@ -14,7 +14,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   pair: null, market: "crypto", interval: "1m", tz: "UTC", seq: null, socket: null, reconnects: 0,
   lastTime: 0, candles: 0, trades: [], seen: new Set(), book: new Map(), live: false,
-  generation: 0,
+  generation: 0, loading: new Set(),
 };
 window.tickpipe = state; // for the browser tests and the curious
 
@@ -55,11 +55,22 @@ function route(kind, symbol = state.pair, market = state.market) {
   return `${base}/${kind}/${encodeURIComponent(symbol.replace("/", "-"))}`;
 }
 
+// History is loaded again now and then, since rows that arrive too late to be news (the
+// week fetched on a first start, a gap filled after an outage) are stored, never pushed.
+const HISTORY_LIMIT = 1000;
+const REFRESH_SHORT_MS = 10000; // while the store had less than a page of candles
+const REFRESH_MS = 60000;
+
 async function loadHistory() {
+  const generation = state.generation;
   const path = `${route("ohlcv")}?interval=${state.interval}` +
-    `&tz=${encodeURIComponent(state.tz)}&limit=1000`;
+    `&tz=${encodeURIComponent(state.tz)}&limit=${HISTORY_LIMIT}`;
+  const pushed = []; // candles pushed while the request is out: newer than its answer
+  state.loading.add(pushed);
   let data = [];
   try { data = (await get(path)).data; } catch (error) { status(`no candles yet (${error.message})`); }
+  finally { state.loading.delete(pushed); }
+  if (generation !== state.generation) return;
   const ordered = data.filter((c) => c.open !== null).sort((a, b) => a.timestamp - b.timestamp);
   const unique = ordered.filter((c, i) => i === 0 || c.timestamp !== ordered[i - 1].timestamp);
   candles.setData(unique.map((c) => ({ time: c.timestamp, open: c.open, high: c.high,
@@ -69,7 +80,15 @@ async function loadHistory() {
   state.candles = unique.length;
   state.lastTime = unique.length ? unique[unique.length - 1].timestamp : 0;
   state.forming = unique.length ? unique[unique.length - 1] : null;
-  chart.timeScale().scrollToRealTime();
+  pushed.forEach(draw);
+}
+
+function refreshHistory(generation) {
+  setTimeout(async () => {
+    if (generation !== state.generation) return;
+    await loadHistory();
+    refreshHistory(generation);
+  }, state.candles < HISTORY_LIMIT ? REFRESH_SHORT_MS : REFRESH_MS);
 }
 
 const TAPE_KEPT = 2000; // trades the page keeps (it shows the newest 25)
@@ -126,7 +145,10 @@ function connect() {
     if (message.type !== "update") return;
     addTrades(message.trades);
     addQuotes(message.quotes);
-    message.candles.sort((a, b) => a.candle.timestamp - b.candle.timestamp).forEach((c) => draw(c.candle));
+    for (const c of message.candles.sort((a, b) => a.candle.timestamp - b.candle.timestamp)) {
+      draw(c.candle);
+      state.loading.forEach((pushed) => pushed.push(c.candle));
+    }
   };
   socket.onclose = (event) => {
     if (generation !== state.generation) return;
@@ -178,7 +200,9 @@ async function switchTo() {
     seq: null, trades: [], seen: new Set(), book: new Map(), live: false });
   $("tape").innerHTML = ""; $("book").textContent = "-";
   await loadHistory();
-  if (market === "crypto") connect(); else pollMarket(state.generation);
+  chart.timeScale().scrollToRealTime(); // (not on a reload: the reader may have scrolled back)
+  if (market === "crypto") { connect(); refreshHistory(state.generation); }
+  else pollMarket(state.generation);
 }
 
 async function health() {

@@ -25,6 +25,7 @@ import datetime as dt
 import math
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,11 @@ class _Trade(msgspec.Struct):
     ingested_us: int
 
 
-class _Seq(msgspec.Struct):  # what a fan-out client reads of a message
-    seq: int
+# What a fan-out client reads of a message: its seq, which msgspec writes right after the
+# type tag (api/push_messages.py). Parsing a tape update whole (about 28 kB at 10 k events/s)
+# to read one integer cost the clients, which share the machine with the server, more CPU
+# than the server spent sending it.
+_SEQ = re.compile(rb'^\{"type":"[a-z]+","seq":(\d+)')
 
 
 class _Message(msgspec.Struct):
@@ -93,6 +97,7 @@ class FanOut(msgspec.Struct, frozen=True):
     closed: int  # subscribers the server closed as too slow
     api_cpu_percent: float  # of one core, while they were all connected
     api_rss_mib: float | None
+    clients_cpu_percent: float  # of one core: what measuring took from the shared machine
     machine_busy_percent: float
 
 
@@ -141,26 +146,28 @@ class _Window:
 
 async def _follow(url: str, ws: ClientConnection, window: _Window, per_trade: bool) -> _Followed:
     """Latencies of what arrives within the window: per trade from its arrival at the
-    ingester, or per message from its seq."""
-    decoder: msgspec.json.Decoder[_Message | _Seq] = msgspec.json.Decoder(
-        _Message if per_trade else _Seq
-    )
+    ingester, or per message from its seq. (Every connection gets a message at least every
+    ``api/push.py: HEARTBEAT_S``, so the loop sees the window end without a timer per
+    message: ``wait_for`` on each read cost the clients as much CPU again.)"""
+    decoder = msgspec.json.Decoder(_Message)
     followed = _Followed(url, [])
-    while time.monotonic() < window.end:
+    while True:
         try:
-            frame = await asyncio.wait_for(ws.recv(decode=False), 0.5)
-        except TimeoutError:
-            continue
+            frame = await ws.recv(decode=False)
         except ConnectionClosed as exc:  # this client could not keep up: say so
             followed.closed = str(exc.rcvd.reason if exc.rcvd else exc)
             break
         now_us, now = time.time_ns() // 1000, time.monotonic()
+        if now >= window.end:
+            break
         if now < window.start:
             continue
-        message = decoder.decode(frame)
-        if not isinstance(message, _Message):
-            followed.latencies_ms.append((now_us - message.seq) / 1000)
+        if not per_trade:
+            seq = _SEQ.match(frame)
+            assert seq, frame[:80]
+            followed.latencies_ms.append((now_us - int(seq[1])) / 1000)
             continue
+        message = decoder.decode(frame)
         if message.trades:
             followed.trades += len(message.trades)
             followed.first_us = followed.first_us or message.trades[0].ingested_us
@@ -172,9 +179,17 @@ async def _follow(url: str, ws: ClientConnection, window: _Window, per_trade: bo
 CONNECTING_AT_ONCE = 50  # handshakes in flight per client process
 
 
+class _ClientRun(msgspec.Struct):
+    """What one process of clients saw, and the CPU it used to see it (it shares the machine
+    with the server it measures), from every connection open to the end."""
+
+    followed: list[_Followed]
+    cpu_percent: float  # of one core
+
+
 async def _clients(
     urls: list[str], seconds: float, per_trade: bool, all_open: Callable[[], object]
-) -> list[_Followed]:
+) -> _ClientRun:
     """Connect to every url at once, a few handshakes at a time (each is ready only at the
     API's next tick), each read from its ready on; once ``all_open`` returns (every process
     has connected), time ``seconds``."""
@@ -197,9 +212,12 @@ async def _clients(
     following = [asyncio.create_task(one(url)) for url in urls]
     await every_one_open.wait()
     await asyncio.to_thread(all_open)
-    window.start = time.monotonic() + SETTLE_S
+    cpu_then, then = time.process_time(), time.monotonic()
+    window.start = then + SETTLE_S
     window.end = window.start + seconds
-    return list(await asyncio.gather(*following))
+    followed = list(await asyncio.gather(*following))
+    used_s = time.process_time() - cpu_then
+    return _ClientRun(followed, round(used_s / (time.monotonic() - then) * 100, 1))
 
 
 def _client_process(
@@ -207,14 +225,16 @@ def _client_process(
 ) -> None:
     """One process of clients (a multiprocessing target: clients spread over processes so
     that one Python process's own backlog is not measured as the server's)."""
-    followed = uvloop.run(_clients(urls, seconds, per_trade, all_open.wait))
-    results.put(msgspec.msgpack.encode(followed))
+    results.put(
+        msgspec.msgpack.encode(uvloop.run(_clients(urls, seconds, per_trade, all_open.wait)))
+    )
 
 
 class _Measured(msgspec.Struct):
     followed: list[_Followed]
     api_cpu_percent: float  # of one core, from all connected to the end
     api_rss_mib: float | None
+    clients_cpu_percent: float  # of one core, every client process together, the same while
     machine_busy_percent: float  # of all cores, the same while
 
 
@@ -239,16 +259,16 @@ def _in_processes(groups: list[list[str]], seconds: float, per_trade: bool, pid:
     all_open.wait(timeout=300)
     cpu_then, busy_then, then = cpu_s(pid), _busy_ticks(), time.monotonic()
     rss = rss_mib(pid)
-    followed = [
-        one
+    runs = [
+        msgspec.msgpack.decode(results.get(timeout=seconds + 300), type=_ClientRun)
         for _ in processes
-        for one in msgspec.msgpack.decode(results.get(timeout=seconds + 300), type=list[_Followed])
     ]
     used_s, busy, elapsed = cpu_s(pid) - cpu_then, _busy_ticks(), time.monotonic() - then
     for process in processes:
         process.join()
     return _Measured(
-        followed, round(used_s / elapsed * 100, 1), rss,
+        [one for run in runs for one in run.followed], round(used_s / elapsed * 100, 1), rss,
+        round(sum(run.cpu_percent for run in runs), 1),
         round((busy[0] - busy_then[0]) / max(1, busy[1] - busy_then[1]) * 100, 1),
     )  # fmt: skip
 
@@ -313,7 +333,8 @@ def _fan_out(
         rate, subscription, subscribers, processes, len(latencies), p99_alone, p99_all,
         round(p99_all - p99_alone, 1) if p99_alone is not None and p99_all is not None else None,
         sum(1 for one in together.followed if one.closed),
-        together.api_cpu_percent, together.api_rss_mib, together.machine_busy_percent,
+        together.api_cpu_percent, together.api_rss_mib, together.clients_cpu_percent,
+        together.machine_busy_percent,
     )  # fmt: skip
 
 

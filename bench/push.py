@@ -9,10 +9,12 @@ lowest rate, ``--subscribers`` connections follow one pair's trades, and then it
 (``FAN_OUT_SUBSCRIPTIONS``), spread over ``--client-processes`` processes (so that one Python
 client's own backlog is not counted as the server's), timing each message by its ``seq``
 against the same figure for one connection alone: the delay the fan-out adds, and the API's
-CPU and memory under it. Timing starts once every connection is open. Trades pushed are
-compared with trades stored in the same window of arrival (``missed``). Everything shares
-the machine: ``machine_busy_percent`` says how much of it was left. Results go to
-``bench/results/push.json``, and as a chart beside the goals, ``push.png``.
+CPU and memory under it. A fan-out client reads only the ``seq`` at the front of each
+message, and the results say how much CPU the clients took: on one machine, what they spend
+is taken from the server they measure. Timing starts once every connection is open. Trades
+pushed are compared with trades stored in the same window of arrival (``missed``).
+Everything shares the machine: ``machine_busy_percent`` says how much of it was left.
+Results go to ``bench/results/push.json``, and as a chart beside the goals, ``push.png``.
 
     python -m bench.push [--rates 10000,100000] [--seconds 20] [--subscribers 1000]
         [--client-processes 4]

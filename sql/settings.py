@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 from sql.errors import SettingsError
 from sql.retention import DEFAULT_RETENTION, Retention
 
-__all__ = ["Secret", "StoreSettings", "load_environment", "settings_from_env"]
+__all__ = ["Secret", "StoreSettings", "ilp_options", "load_environment", "settings_from_env"]
 
 SettingsT = TypeVar("SettingsT", bound=msgspec.Struct)
 
@@ -88,12 +88,18 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     def questdb_http(self) -> str:
         """QuestDB's HTTP server (``/exp``), where ILP over HTTP writes: the ILP string's
         ``addr`` (over TCP ILP, that host's port 9000)."""
-        scheme, _, conf = self.questdb_ilp.partition("::")
-        options = dict(item.split("=", 1) for item in conf.split(";") if "=" in item)
+        scheme, _, _ = self.questdb_ilp.partition("::")
+        options = ilp_options(self.questdb_ilp)
         host, _, port = options.get("addr", "127.0.0.1:9000").rpartition(":")
         if scheme.startswith("tcp"):
             port = "9000"
         return f"{'https' if scheme.endswith('s') else 'http'}://{host or '127.0.0.1'}:{port}"
+
+
+def ilp_options(conf: str) -> dict[str, str]:
+    """The ``key=value`` options of an ILP client configuration string (``http::addr=...;``)."""
+    _, _, options = conf.partition("::")
+    return dict(item.split("=", 1) for item in options.split(";") if "=" in item)
 
 
 def load_environment(dotenv_path: Path | None = Path(".env")) -> dict[str, str]:

@@ -158,15 +158,17 @@ def frames_received(ingester: Ingester) -> float:
     return ingester.metrics.registry.get_sample_value("tickpipe_ingest_frames_total") or 0.0
 
 
-def test_a_batch_larger_than_one_ilp_request_is_written_whole(
-    questdb_with_schema: ServerState,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_batch_larger_than_the_configured_ilp_buffer_is_written_whole(
+    questdb_with_schema: ServerState, request: pytest.FixtureRequest
 ) -> None:
+    """A user's ``max_buf_size`` in QUESTDB_ILP below the sink's own request size: requests
+    shrink to fit it (the client refuses to send a larger body, so the store would look down
+    for good, and every batch would be spooled)."""
     start_ms = window_for(request.node.name)
-    # Requests of 1 MiB, so that each slice of rows is a request of its own: three here.
-    monkeypatch.setattr(questdb_sink, "REQUEST_BYTES", 2**20)
-    rows = questdb_sink.ROWS_PER_SLICE * 2 + 123
+    max_buf = 2**20
+    size = questdb_sink.RequestSize.within(max_buf)
+    assert size.bytes + size.rows_per_slice * questdb_sink.ROW_BYTES_AT_MOST <= max_buf, size
+    rows = 30_000  # about 6 MiB of ILP
     batch = Batch()
     batch.trades.extend(
         [Trade(pair="BIG-USD", price=1.0, size=1.0, ts_ms=start_ms + i, exchange_id=1,
@@ -174,12 +176,14 @@ def test_a_batch_larger_than_one_ilp_request_is_written_whole(
         start_ms,
     )  # fmt: skip
     bodies = []
-    for body in questdb_sink.requests(questdb_sink.frames_of(batch), Buffer(protocol_version=3)):
+    frames = questdb_sink.frames_of(batch)
+    for body in questdb_sink.requests(frames, Buffer(protocol_version=3), size):
         bodies.append(len(body))
         body.clear()  # type: ignore[no-untyped-call]
-    assert len(bodies) == 3, bodies
-    assert all(size >= 2**20 for size in bodies[:2]), bodies
-    sink = QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn)
+    assert len(bodies) > 5, bodies
+    assert max(bodies) <= max_buf, bodies
+    conf = f"{questdb_with_schema.ilp_conf}max_buf_size={max_buf};"
+    sink = QuestDBSink(conf, questdb_with_schema.pg_dsn)
     sink.write(batch)
     sink.close()
     with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:

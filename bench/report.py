@@ -163,8 +163,10 @@ def markdown(report: dict[str, object]) -> str:
             )
             lines += ["", f"This commit's ingester stage by stage, in one process over the "
                       f"tape's first {stages['events']:,} events (CPU-s per million events): "
-                      f"{per_stage}; decode to serialise over decode alone "
-                      f"{_cell(stages['pipeline_over_decode'])}x (`bench/stages.py`)."]  # fmt: skip
+                      f"{per_stage}; receive to serialise over decode alone "
+                      f"{_cell(stages['pipeline_over_decode'])}x; the libraries' stages alone "
+                      f"(receive, decode, serialise) {_cell(stages['libraries_over_decode'])}x, "
+                      f"the least any ingester on them can be (`bench/stages.py`)."]  # fmt: skip
     queries = report.get("query")
     for query in queries if isinstance(queries, list) else []:
         assert isinstance(query, dict)

@@ -19,7 +19,7 @@ from bench.query import QuerySuite
 from bench.replay import tape_for
 from tests.polling import scaled
 
-STAGES = ("decode", "columns", "frames", "serialise", "spool")
+STAGES = ("receive", "decode", "columns", "frames", "serialise", "spool")
 
 
 class Report(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,7 +118,7 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
 
 def test_the_stage_profile_covers_each_stage_of_the_ingester() -> None:
     """``bench.stages`` on a small tape: every stage ran over the events asked for, and the
-    ratio it reports is its own stages' sum over decode (its figures are not asserted)."""
+    ratios it reports are its own stages' sums over decode (its figures are not asserted)."""
     tape, events = tape_for(50, 20)
     profile = stages.profile(tape, events=min(events, 20_000))
     assert profile.events >= min(events, 20_000) > 0
@@ -126,3 +126,6 @@ def test_the_stage_profile_covers_each_stage_of_the_ingester() -> None:
     assert list(per_million) == list(STAGES)
     pipeline = sum(v for stage, v in per_million.items() if stage != "spool")
     assert profile.pipeline_over_decode == pytest.approx(pipeline / per_million["decode"], rel=0.05)
+    libraries = sum(per_million[stage] for stage in stages.LIBRARY_STAGES) / per_million["decode"]
+    assert profile.libraries_over_decode == pytest.approx(libraries, rel=0.05)
+    assert per_million["receive"] > 0  # the frames did come over the socket

@@ -41,7 +41,7 @@ from websockets.sync.server import ServerConnection, serve
 
 from bench.replay import decode_seconds, tape_for, tape_frames
 from bench.report import command_line, save
-from ingest.batch import Batch, spool_decoder, spool_encoder
+from ingest.batch import Batch, Rows, spool_decoder, spool_encoder
 from ingest.decode import decode_frame
 from ingest.feed import SESSION_START, Feed, FrameBuffer
 from ingest.protocol import status_frame
@@ -156,7 +156,7 @@ def profile(tape: Path, events: int = 1_000_000) -> StageProfile:
     seconds["decode"] = decode_seconds(frames)
     seconds["columns"] = _timed("columns", lambda: batches.extend(_batched(frames, batch_rows)))
     seconds["columns"] -= seconds["decode"]
-    tables: list[list[tuple[Table, pd.DataFrame]]] = []
+    tables: list[list[tuple[Table, pd.DataFrame | Rows]]] = []
     seconds["frames"] = _timed("frames", lambda: tables.extend(list(frames_of(b)) for b in batches))
 
     def serialise() -> None:

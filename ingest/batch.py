@@ -39,6 +39,7 @@ __all__ = [
     "Ints",
     "QuoteColumns",
     "QuoteGapColumns",
+    "Rows",
     "TableColumns",
     "TableRows",
     "TradeColumns",
@@ -291,6 +292,8 @@ class TableRows(msgspec.Struct, array_like=True):
 
 
 Values = list[Any] | Floats | Ints
+# A table's rows in a batch, crypto's or another market's.
+Rows: TypeAlias = TableColumns | TableRows
 
 
 def _derived(field: str, events: Sequence[Any], ingested_ms: int) -> list[Any]:
@@ -335,7 +338,7 @@ class Batch(msgspec.Struct, array_like=True):
         """Events of a market after crypto, to ``table``."""
         self.markets.setdefault(table.name, TableRows()).extend(table, events, ingested_ms)
 
-    def tables(self) -> list[tuple[Table, TableColumns | TableRows]]:
+    def tables(self) -> list[tuple[Table, Rows]]:
         """Each table's declaration and the rows for it (``sql/tables.py`` names the field
         of these columns that holds each of its columns)."""
         return [

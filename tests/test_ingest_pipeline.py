@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import pandas as pd
 import psycopg
 import pytest
 from questdb._client import Buffer  # the sink's own type, not re-exported
 
-from ingest.batch import Batch
+from ingest.batch import Batch, TableRows
 from ingest.protocol import Trade
 from ingest.service import Ingester
 from ingest.sinks import QuestDBSink
 from ingest.sinks import questdb as questdb_sink
 from sql import StoreSettings
 from sql.questdb_local import ServerState
+from sql.tables import MARKET_TABLES, Table
 from tests.ingestion import (
     conns_receiving,
     expected_trades,
@@ -156,6 +159,54 @@ def test_recovers_from_drops_maintenance_kicks_and_silence(
 
 def frames_received(ingester: Ingester) -> float:
     return ingester.metrics.registry.get_sample_value("tickpipe_ingest_frames_total") or 0.0
+
+
+def _rows_of_every_kind(table: Table, rows: int, start_ms: int) -> dict[str, list[Any]]:
+    """Values for each column of ``table`` by its declared kind (a None in the second row of
+    a nullable one), by the batch field that holds it; strings ILP must escape among them."""
+    by_kind: dict[str, Callable[[int], Any]] = {
+        "symbol": lambda i: f"S{i % 2}",
+        "varchar": lambda i: f'a "b", c=d\\e {i}',
+        "double": lambda i: 0.1 * i + 1e-9,
+        "int": lambda i: i,
+        "long": lambda i: 2**40 + i,
+        "boolean": lambda i: i % 2 == 0,
+        "timestamp": lambda i: start_ms + i,
+    }
+    return {
+        column.batch_field: [
+            None if column.nullable and i == 1 else by_kind[column.kind](i) for i in range(rows)
+        ]
+        for column in table.columns
+    }
+
+
+def test_a_few_rows_go_row_by_row_as_the_same_ilp_the_dataframe_path_writes() -> None:
+    """Every table a batch holds, of every column kind, with NULLs and strings to escape:
+    the small tables' ``row()`` path writes the very bytes the DataFrame path does."""
+    rows = 5
+    batch = Batch()
+    for index, (table, columns) in enumerate(batch.tables()[:4]):  # crypto's own columns
+        for field, values in _rows_of_every_kind(table, rows, 1_000 * index).items():
+            cast(list[Any], columns.values(field)).extend(values)
+    for index, table in enumerate(MARKET_TABLES):
+        batch.markets[table.name] = TableRows(_rows_of_every_kind(table, rows, 10_000 * index))
+    assert [len(columns) for _, columns in batch.tables()] == [rows] * (4 + len(MARKET_TABLES))
+
+    def serialised(one_by_one_at_most: int) -> tuple[list[type], bytes]:
+        given = list(questdb_sink.frames_of(batch, one_by_one_at_most))
+        bodies = [bytes(b) for b in questdb_sink.requests(given, Buffer(protocol_version=3))]
+        return [type(held) for _, held in given], b"".join(bodies)
+
+    row_kinds, by_row = serialised(rows)
+    frame_kinds, by_frame = serialised(0)
+    assert pd.DataFrame not in row_kinds
+    assert set(frame_kinds) == {pd.DataFrame}
+    assert by_row == by_frame, next(
+        (a, b) for a, b in zip(by_row.split(b"\n"), by_frame.split(b"\n"), strict=True) if a != b
+    )
+    assert b"None" not in by_row  # a missing value is left out (a double: NaN, QuestDB's NULL)
+    assert by_row.count(b"\n") == len(batch)
 
 
 def test_a_batch_larger_than_the_configured_ilp_buffer_is_written_whole(

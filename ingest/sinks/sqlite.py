@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ingest.batch import Batch, TableColumns, TableRows
+from ingest.batch import Batch, Rows
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_sqlite_schema
 from sql.tables import TABLES, TRADES, Table
@@ -41,7 +41,7 @@ def _insert(table: Table) -> str:
 _INSERTS = {table.name: _insert(table) for table in TABLES if table.sqlite}
 
 
-def _rows(table: Table, rows: TableColumns | TableRows) -> Iterator[tuple[object, ...]]:
+def _rows(table: Table, rows: Rows) -> Iterator[tuple[object, ...]]:
     values = [rows.values(c.batch_field) for c in table.sqlite_columns]
     if table.sqlite_seconds:
         values.append([ms // 1000 for ms in rows.values(table.timestamp.batch_field)])

@@ -15,8 +15,9 @@ pre-market, then the opening burst, trades and quotes about 1:4, at ``--activity
 simulator's midday rates; the three consumers are run flat-out on it.
 
 ``--baseline REV`` also runs the ingester of commit REV (a git worktree of it) flat-out on the
-same frames into each store, beside this one: the A/B of a change, in the same run;
-``--rounds N`` makes it N such pairs, and the ratio their median. Every crypto run also
+same frames into each store, and paced, beside this one: the A/B of a change, in the same run
+(events/s flat-out, CPU per event paced); ``--rounds N`` makes it N such pairs, and the ratio
+their median. Every crypto run also
 profiles this commit's ingester stage by stage (``bench/stages.py``), on the same frames.
 
     python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
@@ -185,6 +186,10 @@ class IngestSuite(msgspec.Struct, frozen=True):
     # Each round's ratio (--rounds): how far one A/B pair swings on this machine.
     questdb_over_baseline_rounds: list[float] = []
     sqlite_over_baseline_rounds: list[float] = []
+    # The paced run's CPU per event, this commit's over the baseline's (below 1: leaner), and
+    # each round's: at a rate the store keeps up with, events/s is the rate for both.
+    paced_cpu_over_baseline: float | None = None
+    paced_cpu_over_baseline_rounds: list[float] = []
     # Where this commit's ingester spends its CPU, stage by stage, on the tape's first frames.
     stages: StageProfile | None = None
 
@@ -232,11 +237,13 @@ def measure(
 ) -> IngestSuite:  # fmt: skip
     """(a) this ingester into QuestDB, (b) into SQLite, (c) the seed's design, each flat-out on
     the same frames for ``seconds``; then (a) paced at ``rate`` events/s, for its latency.
-    With ``baseline``, that commit's ingester beside each of (a) and (b), the same way, in
-    ``rounds`` pairs: one pair's ratio swings by 20% here, the median of several far less.
-    The pairs alternate which goes first, so a machine getting slower favours neither."""
+    With ``baseline``, that commit's ingester beside each of (a), (b) and the paced run, the
+    same way, in ``rounds`` pairs: one pair's ratio swings by 20% here, the median of several
+    far less. The pairs alternate which goes first, so a machine getting slower favours
+    neither."""
     tape, events = tape_for(activity, tape_seconds)
     runs: list[IngestRun] = []
+    paced = f"questdb, paced at {rate:,.0f}/s"
     with tempfile.TemporaryDirectory() as scratch_dir, contextlib.ExitStack() as stack:
         scratch = Path(scratch_dir)
         # This commit's ingester, and the baseline's (code None: this checkout's).
@@ -257,19 +264,22 @@ def measure(
                             settle_s))  # fmt: skip
         seed_db = sqlite_probe(scratch / "seed.db")
         runs.append(run("seed design", _seed(scratch), seed_db, tape, 0, seconds, settle_s))
-        with throwaway_questdb(scratch / "questdb-paced") as server:
-            consumer = _ingester(scratch, runs, _questdb(server))
-            speed = round(rate * tape_seconds / events, 2)
-            probe = questdb_probe(server.pg_dsn)
-            runs.append(run(f"questdb, paced at {rate:,.0f}/s", consumer, probe, tape, speed,
-                            seconds, settle_s))  # fmt: skip
+        speed = round(rate * tape_seconds / events, 2)
+        for index, (name, code) in enumerate(itertools.chain(*pairs)):
+            with throwaway_questdb(scratch / f"questdb-paced-{index}") as server:
+                consumer = _ingester(scratch, runs, _questdb(server), code)
+                probe = questdb_probe(server.pg_dsn)
+                runs.append(run(f"{paced}{name}", consumer, probe, tape, speed, seconds,
+                                settle_s))  # fmt: skip
     runs = _against_decode(runs, tape, "crypto")
     rate_of = {r.name: r.events_per_s for r in runs}
+    cpu_of = {r.name: r.cpu_s_per_million or 0.0 for r in runs}
 
     def over_baseline(store: str) -> list[float]:
         return ab_ratios(rate_of, store, baseline, rounds) if baseline else []
 
     questdb_rounds, sqlite_rounds = over_baseline("questdb"), over_baseline("sqlite")
+    paced_cpu_rounds = ab_ratios(cpu_of, paced, baseline, rounds) if baseline else []
     return IngestSuite(
         tape_events=events,
         seconds=seconds,
@@ -282,6 +292,8 @@ def measure(
         sqlite_over_baseline=median(sqlite_rounds),
         questdb_over_baseline_rounds=questdb_rounds,
         sqlite_over_baseline_rounds=sqlite_rounds,
+        paced_cpu_over_baseline=median(paced_cpu_rounds),
+        paced_cpu_over_baseline_rounds=paced_cpu_rounds,
         stages=profile(tape, min(events, DECODE_SAMPLE_EVENTS)),
     )
 

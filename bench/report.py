@@ -156,7 +156,10 @@ def markdown(report: dict[str, object]) -> str:
                         f"{suite.get('sqlite_over_baseline_rounds')})")  # fmt: skip
             lines += ["", f"Over commit {baseline}'s ingester, same run: QuestDB "
                       f"{_cell(suite['questdb_over_baseline'])}x, SQLite profile "
-                      f"{_cell(suite['sqlite_over_baseline'])}x (events/s){each}."]  # fmt: skip
+                      f"{_cell(suite['sqlite_over_baseline'])}x (events/s){each}; paced at "
+                      f"{_cell(suite['paced_rate'])} events/s, CPU per event "
+                      f"{_cell(suite['paced_cpu_over_baseline'])}x "
+                      f"({suite['paced_cpu_over_baseline_rounds']})."]  # fmt: skip
         if isinstance(stages := suite.get("stages"), dict):
             per_stage = ", ".join(
                 f"{stage} {_cell(v)}" for stage, v in stages["cpu_s_per_million"].items()

@@ -47,16 +47,15 @@ def test_the_quick_benchmark_completes_and_writes_valid_results(tmp_path: Path) 
     report = msgspec.json.decode((tmp_path / "bench-quick-ab-HEAD.json").read_bytes(), type=Report)
     assert report.stamp["git_commit"]
     runs = {run.name: run for run in report.ingest.runs}
-    pairs = {f"{store}{commit}{round_}" for store in ("questdb", "sqlite")
+    paced = f"questdb, paced at {report.ingest.paced_rate:,.0f}/s"
+    pairs = {f"{store}{commit}{round_}" for store in ("questdb", "sqlite", paced)
              for commit in ("", " @HEAD") for round_ in ("", " #2")}  # fmt: skip
     assert pairs | {"seed design"} <= runs.keys()
     assert report.ingest.baseline_commit == "HEAD"
-    for store in ("questdb", "sqlite"):  # two A/B pairs, the reported ratio their median
-        each = getattr(report.ingest, f"{store}_over_baseline_rounds")
+    for ratio in ("questdb_over_baseline", "sqlite_over_baseline", "paced_cpu_over_baseline"):
+        each = getattr(report.ingest, f"{ratio}_rounds")  # two A/B pairs, the ratio their median
         assert len(each) == 2
-        assert getattr(report.ingest, f"{store}_over_baseline") == pytest.approx(
-            sum(each) / 2, abs=0.01
-        )
+        assert getattr(report.ingest, ratio) == pytest.approx(sum(each) / 2, abs=0.01)
     for name in pairs:  # the commit's own ingester too (in a worktree): nothing lost
         assert runs[name].stored == runs[name].events > 0, runs[name]
     profile = report.ingest.stages  # the stage profile, of this commit's code

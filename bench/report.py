@@ -157,7 +157,7 @@ def markdown(report: dict[str, object]) -> str:
             lines += ["", f"Over commit {baseline}'s ingester, same run: QuestDB "
                       f"{_cell(suite['questdb_over_baseline'])}x, SQLite profile "
                       f"{_cell(suite['sqlite_over_baseline'])}x (events/s){each}; paced at "
-                      f"{_cell(suite['paced_rate'])} events/s, CPU per event "
+                      f"{suite['paced_rate']:,.0f} events/s, CPU per event "
                       f"{_cell(suite['paced_cpu_over_baseline'])}x "
                       f"({suite['paced_cpu_over_baseline_rounds']})."]  # fmt: skip
         if isinstance(stages := suite.get("stages"), dict):

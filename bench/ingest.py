@@ -17,8 +17,8 @@ simulator's midday rates; the three consumers are run flat-out on it.
 ``--baseline REV`` also runs the ingester of commit REV (a git worktree of it) flat-out on the
 same frames into each store, and paced, beside this one: the A/B of a change, in the same run
 (events/s flat-out, CPU per event paced); ``--rounds N`` makes it N such pairs, and the ratio
-their median. Every crypto run also
-profiles this commit's ingester stage by stage (``bench/stages.py``), on the same frames.
+their median. Every crypto run also profiles this commit's ingester stage by stage
+(``bench/stages.py``), on the same frames.
 
     python -m bench.ingest [--tape-seconds 1800] [--seconds 30] [--rate 300000]
                            [--baseline REV [--rounds 3]]

@@ -5,6 +5,7 @@ not the bottleneck), else with httpx."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
 import shutil
@@ -52,7 +53,7 @@ def put_load(
 ) -> Load:
     """``concurrency`` clients on ``url`` (or on ``paths`` below it, in turn) for ``seconds``,
     the figures printed after ``label``."""
-    wrk = shutil.which("wrk")
+    wrk = _wrk()
     with tempfile.TemporaryDirectory() as scratch_dir:
         script = None
         if wrk and paths:
@@ -74,6 +75,17 @@ def put_load(
     figures = f"{load.req_per_s:>6} req/s  p50 {load.p50_ms!s:>8}  p99 {load.p99_ms!s:>8} ms"
     print(f"{label} c={concurrency:<3} {figures}  errors {errors}", file=sys.stderr)
     return load
+
+
+@functools.cache
+def _wrk() -> str | None:
+    """wrk's path; where it is missing, said once on stderr, as the figures at many clients
+    are then the Python client's own limit on the CPU it shares with the server."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        why = "loads use a Python client, whose figures at many clients are its own limit"
+        print(f"warning: wrk is not installed (apt-get install wrk): {why}", file=sys.stderr)
+    return wrk
 
 
 def with_wrk(

@@ -9,9 +9,9 @@ store, then ``python -m api`` serves each store in turn:
 - one URL per endpoint, the response cache on (as served by default): what many clients
   polling the same URL get, labelled as cached.
 
-The client is wrk (Debian's ``wrk`` package; the mixed workload needs it) where installed,
-else a Python (httpx) client for the single URLs, which takes more of the 2 cores the server
-and the database share; the ratio between stores, measured in the same run, is the point.
+The client is wrk (Debian's ``wrk`` package) where installed, else a Python (httpx) client,
+which takes more of the 2 cores the server and the database share: at 32 clients and more its
+figures are its own limit, and the report says so under each table it loaded.
 
     python -m bench.query [--trades 10000000] [--seconds 5] [--concurrency 1 32 128]
                           [--baseline REV [--rounds 3]]

@@ -116,6 +116,17 @@ def _table(rows: list[dict[str, object]], columns: list[str]) -> list[str]:
     ]
 
 
+def _load_client(rows: list[dict[str, object]]) -> list[str]:
+    """A warning under figures not loaded by wrk: a Python client on the same cores as the
+    server reaches its own limit long before the server's at many clients."""
+    others = sorted({str(row["client"]) for row in rows} - {"wrk"})
+    if not others:
+        return []
+    return ["", f"**Loaded by {', '.join(others)}, not wrk** (not installed): a Python client"
+            " sharing the CPU with the server, so the figures at many clients are the client's"
+            " limit, not the server's."]  # fmt: skip
+
+
 def markdown(report: dict[str, object]) -> str:
     """The report's tables, for the README and for people."""
     stamp = report["stamp"]
@@ -180,6 +191,7 @@ def markdown(report: dict[str, object]) -> str:
             ["store", "kind", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms",
              "errors", "distinct_requests"],
         )  # fmt: skip
+        lines += _load_client(query["mixed"])
         over = query["mixed_questdb_over_sqlite"]
         lines += ["", "QuestDB req/s over SQLite req/s: "
                   + "; ".join(f"{k} {_cell(v)}x" for k, v in over.items())]  # fmt: skip
@@ -204,6 +216,7 @@ def markdown(report: dict[str, object]) -> str:
             ["store", "endpoint", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms",
              "errors"],
         )  # fmt: skip
+        lines += _load_client(query["rows"])
         ratios = query["sqlite_p99_over_questdb_p99"]
         lines += ["", "SQLite p99 over QuestDB p99: "
                   + "; ".join(f"{k} {_cell(v)}x" for k, v in ratios.items())]  # fmt: skip
@@ -217,6 +230,7 @@ def markdown(report: dict[str, object]) -> str:
             ["route", "concurrency", "req_per_s", "p50_ms", "p99_ms", "max_ms", "errors",
              "distinct_requests"],
         )  # fmt: skip
+        lines += _load_client(suite["routes"])
         notebook = [{"route": k, **v} for k, v in suite["notebook"].items()]
         lines += ["", "The notebook's way, one request at a time: export the rows as Parquet,"
                   " compute in pandas (each answer checked against the route's):", ""]  # fmt: skip

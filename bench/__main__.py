@@ -2,7 +2,7 @@
 each new design measured against its baseline in the same run, written to ``bench/results/``
 as JSON, a Markdown table and PNG charts, stamped with the machine, the versions and the git commit.
 
-    python -m bench            # the full run (about 25 minutes on 2 cores)
+    python -m bench            # the full run (about 40 minutes on 2 cores)
     python -m bench --quick    # the same harness on small data, in under a minute (CI smoke)
     python -m bench --baseline REV   # and commit REV's ingester and API beside this one's
     python -m bench --baseline REV --rounds 3   # as three A/B pairs, their median ratio

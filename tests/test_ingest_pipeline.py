@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -239,3 +244,73 @@ def test_a_batch_larger_than_the_configured_ilp_buffer_is_written_whole(
     sink.close()
     with psycopg.connect(questdb_with_schema.pg_dsn, autocommit=True) as pg:
         assert wait_for(lambda: questdb_count(pg, "trades", start_ms), lambda n: n >= rows) == rows
+
+
+class _ResetFirst(socketserver.ThreadingTCPServer):
+    """A loopback relay to ``target`` that resets its first ``resets`` connections, as a
+    QuestDB whose HTTP server is not up yet does, and relays the rest byte for byte."""
+
+    daemon_threads = True
+
+    def __init__(self, target: tuple[str, int], resets: int) -> None:
+        self.target, self.resets_left, self.reset = target, resets, 0
+        super().__init__(("127.0.0.1", 0), _Relay)
+
+
+class _Relay(socketserver.BaseRequestHandler):
+    server: _ResetFirst
+
+    def handle(self) -> None:
+        if self.server.resets_left:
+            self.server.resets_left -= 1
+            self.server.reset += 1
+            # SO_LINGER 0: close with a RST, the connection refused half-way.
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        with socket.create_connection(self.server.target) as upstream:
+            back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+            back.start()
+            _pump(self.request, upstream)
+            back.join()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def _relay(target: tuple[str, int], resets: int) -> Iterator[_ResetFirst]:
+    server = _ResetFirst(target, resets)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_sink_asks_the_ilp_endpoint_again_when_its_first_request_fails(
+    questdb_with_schema: ServerState, request: pytest.FixtureRequest
+) -> None:
+    """The client's one request for the protocol version, reset: the start-up asks again
+    instead of ending, and the rows written through that sender are stored."""
+    start_ms = window_for(request.node.name)
+    server = questdb_with_schema
+    with _relay((server.host, server.http_port), resets=2) as relay:
+        port = relay.socket.getsockname()[1]
+        sink = QuestDBSink(f"http::addr=127.0.0.1:{port};", server.pg_dsn)
+        assert relay.reset == 2
+        batch = Batch()
+        batch.trades.extend(
+            [Trade(pair="RST-USD", price=1.0, size=1.0, ts_ms=start_ms + i, exchange_id=1,
+                   trade_id=str(i), received_ms=start_ms + i) for i in range(3)],
+            start_ms,
+        )  # fmt: skip
+        sink.write(batch)
+        sink.close()
+    with psycopg.connect(server.pg_dsn, autocommit=True) as pg:
+        assert wait_for(lambda: questdb_count(pg, "trades", start_ms), lambda n: n >= 3) == 3

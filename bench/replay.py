@@ -205,7 +205,11 @@ def until_subscribed(replay: Replay, limit_s: float = 120.0) -> None:
     deadline = time.time() + limit_s
     while not any(c["topics"] for c in get(f"{replay.control}/stats")["connections"]):
         if replay.consumer.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"the consumer never subscribed (exit {replay.consumer.poll()})")
+            replay.log.seek(0)
+            said = replay.log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(
+                f"the consumer never subscribed (exit {replay.consumer.poll()}); it said:\n{said}"
+            )
         time.sleep(POLL_S)
 
 

@@ -3,9 +3,17 @@ reconnects, the vendor's REST API, the store), so they all spread out the same w
 
 from __future__ import annotations
 
+import logging
 import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "retried_until"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Backoff:
@@ -23,3 +31,17 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def retried_until(wait_s: float, errors: type[Exception], attempt: Callable[[], T], what: str) -> T:
+    """``attempt()``, tried again after each of ``errors`` until ``wait_s`` has passed, then
+    that error: a service starting beside a QuestDB that is still starting waits for it."""
+    deadline, backoff = time.monotonic() + wait_s, Backoff(0.25, 2.0)
+    while True:
+        try:
+            return attempt()
+        except errors as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("%s did not answer, asking again: %s", what, exc)
+            time.sleep(backoff.next_delay())

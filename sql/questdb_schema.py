@@ -11,13 +11,13 @@ derived, so nothing is lost).
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 
 import psycopg
 from psycopg import sql
 
-from sql.backoff import Backoff
+from sql.backoff import retried_until
 from sql.retention import DEFAULT_RETENTION, Retention, apply_questdb_retention
 from sql.tables import TABLES, Table
 from sql.views import VIEWS, ViewKeeper
@@ -41,7 +41,8 @@ def apply_questdb_schema(
     ``wait_s`` keeps retrying the connection for that long, for a database still starting
     (``docker compose`` starts both at once).
     """
-    with _connect_with_retry(dsn, wait_s) as conn:
+    connect = functools.partial(psycopg.connect, dsn, autocommit=True, connect_timeout=5)
+    with retried_until(wait_s, psycopg.OperationalError, connect, "QuestDB's SQL port") as conn:
         _drop_outdated_views(conn)
         for table in TABLES:
             conn.execute(table.questdb_ddl())
@@ -77,14 +78,3 @@ def _drop_outdated_views(conn: Conn) -> None:
         if view in views and column not in _columns(conn, view):
             conn.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(sql.Identifier(view)))
             log.info("QuestDB: %s lacked %s: created again from its base table", view, column)
-
-
-def _connect_with_retry(dsn: str, wait_s: float) -> Conn:
-    deadline, backoff = time.monotonic() + wait_s, Backoff(0.25, 2.0)
-    while True:
-        try:
-            return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(backoff.next_delay())

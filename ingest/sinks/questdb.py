@@ -12,9 +12,7 @@ Auto-flush is off: the writer decides when to flush.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -29,7 +27,7 @@ from questdb import QuestDBError, Sender, TimestampMicros, TimestampNanos
 from ingest.batch import Batch, Rows
 from ingest.sinks.base import SinkUnavailable
 from sql import apply_questdb_schema
-from sql.backoff import Backoff
+from sql.backoff import retried_until
 from sql.retention import DEFAULT_RETENTION, Retention
 from sql.settings import ilp_options
 from sql.tables import INGEST_PROGRESS, TRADES, Column, Table
@@ -38,8 +36,6 @@ if TYPE_CHECKING:  # the top-level package does not re-export the buffer's class
     from questdb._client import Buffer
 
 __all__ = ["QuestDBSink", "RequestSize", "frames_of", "requests"]
-
-log = logging.getLogger(__name__)
 
 # How long a start-up waits for QuestDB: its SQL port, then its ILP endpoint.
 STARTUP_WAIT_S = 30.0
@@ -207,24 +203,6 @@ def _row_values(column: Column, values: Sequence[Any]) -> Sequence[Any]:
     return values
 
 
-def _establish(sender: Sender, wait_s: float) -> None:
-    """The client asks the server for its line protocol version once, at the start, and
-    does not ask again when that request fails: a connection refused or reset (QuestDB's HTTP
-    server still starting) or a read interrupted by a signal (EINTR, as when py-spy attaches
-    to look at a slow ingester) would end the ingester. So it is asked again until
-    ``wait_s``, as the SQL port is; a wrong address still ends the start-up, only later."""
-    deadline, backoff = time.monotonic() + wait_s, Backoff(0.25, 2.0)
-    while True:
-        try:
-            sender.establish()  # type: ignore[no-untyped-call]
-            return
-        except QuestDBError as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("QuestDB's ILP endpoint did not answer, asking again: %s", exc)
-            time.sleep(backoff.next_delay())
-
-
 class QuestDBSink:
     def __init__(
         self, ilp_conf: str, pg_dsn: str, retention: Retention = DEFAULT_RETENTION
@@ -234,7 +212,12 @@ class QuestDBSink:
         self._pg_dsn = pg_dsn
         conf = ilp_conf if ilp_conf.endswith(";") else ilp_conf + ";"
         self._sender = Sender.from_conf(conf + "auto_flush=off;")
-        _establish(self._sender, STARTUP_WAIT_S)
+        # The client asks for the line protocol version once and does not retry: a QuestDB
+        # whose HTTP server is still starting, or a read interrupted by a signal (EINTR, as
+        # when py-spy attaches), would end the start-up.
+        retried_until(
+            STARTUP_WAIT_S, QuestDBError, self._sender.establish, "QuestDB's ILP endpoint"
+        )
         # (The client checked the string: a max_buf_size it took is a whole number.)
         max_buf = ilp_options(conf).get("max_buf_size")
         self._size = RequestSize.within(int(max_buf) if max_buf else CLIENT_MAX_BUF_BYTES)

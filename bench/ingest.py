@@ -110,9 +110,7 @@ def run(
         cpu_s, peak_rss_mib = usage(replay.consumer.pid)
         returncode = replay.consumer.poll()
         if settled < sent or returncode not in (None, 0):
-            replay.log.seek(0)
-            print(f"{name} (exit {returncode}) said:\n" + replay.log.read().decode()[-3000:],
-                  file=sys.stderr)  # fmt: skip
+            print(f"{name} (exit {returncode}) said:\n{replay.said()}", file=sys.stderr)
     summary = _summarise(name, sent, settled, seconds_to_store, polls)
     if cpu_s is None or cpu_at_start is None:
         return msgspec.structs.replace(summary, peak_rss_mib=peak_rss_mib)

@@ -173,6 +173,11 @@ class Replay(msgspec.Struct, frozen=True):
     consumer: subprocess.Popen[bytes]
     log: IO[bytes]  # what the consumer wrote
 
+    def said(self) -> str:
+        """The end of what the consumer wrote, for a run that went wrong."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
 
 @contextlib.contextmanager
 def replaying(
@@ -205,10 +210,9 @@ def until_subscribed(replay: Replay, limit_s: float = 120.0) -> None:
     deadline = time.time() + limit_s
     while not any(c["topics"] for c in get(f"{replay.control}/stats")["connections"]):
         if replay.consumer.poll() is not None or time.time() > deadline:
-            replay.log.seek(0)
-            said = replay.log.read().decode(errors="replace")[-3000:]
+            exit_code = replay.consumer.poll()
             raise RuntimeError(
-                f"the consumer never subscribed (exit {replay.consumer.poll()}); it said:\n{said}"
+                f"the consumer never subscribed (exit {exit_code}); it said:\n{replay.said()}"
             )
         time.sleep(POLL_S)
 

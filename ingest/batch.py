@@ -329,6 +329,10 @@ class Batch(msgspec.Struct, array_like=True):
     quote_gaps: QuoteGapColumns = msgspec.field(default_factory=QuoteGapColumns)
     # The other markets' tables, by name.
     markets: dict[str, TableRows] = msgspec.field(default_factory=dict)
+    # When it was handed over: every row received before this millisecond is in this batch
+    # or an earlier one (0: not known, as in a spool an older version wrote). Not the newest
+    # arrival: a frame received in the millisecond of the cut goes with the next batch.
+    cut_ms: int = 0
 
     def __len__(self) -> int:
         crypto = len(self.trades) + len(self.quotes) + len(self.bars) + len(self.quote_gaps)
@@ -337,6 +341,15 @@ class Batch(msgspec.Struct, array_like=True):
     def add(self, table: Table, events: Sequence[Any], ingested_ms: int) -> None:
         """Events of a market after crypto, to ``table``."""
         self.markets.setdefault(table.name, TableRows()).extend(table, events, ingested_ms)
+
+    def newest_arrival_ms(self) -> int:
+        """When the newest of its rows was received (0: it has none); rows are added in
+        the order they arrive."""
+        return max(
+            (rows.values(table.column("ingested_ts").batch_field)[-1]
+             for table, rows in self.tables() if len(rows)),
+            default=0,
+        )  # fmt: skip
 
     def tables(self) -> list[tuple[Table, Rows]]:
         """Each table's declaration and the rows for it (``sql/tables.py`` names the field
@@ -355,7 +368,7 @@ class Batch(msgspec.Struct, array_like=True):
         behind, the batches that waited go to it as one, in fewer and larger requests."""
         if len(batches) == 1:
             return batches[0]
-        whole = cls()
+        whole = cls(cut_ms=batches[-1].cut_ms)
         for batch in batches:
             whole.trades.absorb(batch.trades)
             whole.quotes.absorb(batch.quotes)

@@ -51,6 +51,10 @@ class BatchWriter:
         # Batches handed over so far, and how many of them (the oldest: order is kept) have
         # left memory for the store or the spool's disk: what a gap's backfill waits for.
         self._handed = 0
+        # The newest arrival its batch's ``cut_ms`` does not cover (a frame received in the
+        # millisecond of the cut; 0: none): until a later cut does, a hand-over goes even
+        # with no rows, so the live push is not kept waiting for the next frame.
+        self._uncovered_ms = 0
         self._settled = 0
         # False while the disk is under its floor: batches wait in memory, none is spooled
         # (the ingester has left the feed, so only what was in flight waits).
@@ -85,9 +89,13 @@ class BatchWriter:
         """Pass the pending rows on as a batch (called from the event loop; never waits on
         the store, only, when the store is behind or down, on the spool's disk); how many
         batches have been handed over (``settled`` tells when they are safe)."""
-        if not len(self.pending):
+        cut_ms = time.time_ns() // 1_000_000  # the clock the rows were stamped by, on this thread
+        if not len(self.pending) and not 0 < self._uncovered_ms < cut_ms:
             return self._handed
         batch, self.pending = self.pending, Batch()
+        batch.cut_ms = cut_ms
+        newest_ms = batch.newest_arrival_ms()
+        self._uncovered_ms = newest_ms if newest_ms >= cut_ms else 0
         with self._changed:
             self._handed += 1
             behind = self._queued_rows + len(batch) > self._max_queued_rows

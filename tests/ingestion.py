@@ -229,6 +229,11 @@ def written_now(
         batch.trades.extend(trades, arrived_ms)
         if i == 0:
             batch.bars.extend(bars, arrived_ms)
+        # Cut in a later millisecond than its rows arrived: the next batch's rows, stamped
+        # after the cut, are not covered by this one's word (``Batch.cut_ms``).
+        while (cut_ms := time.time_ns() // 1_000_000) <= arrived_ms:
+            pass
+        batch.cut_ms = cut_ms
         sink.write(batch)
     sink.close()
     return arrived_ms * 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -188,6 +189,32 @@ def test_handed_over_batches_are_settled_once_stored_in_order(tmp_path: Path) ->
     assert handed == 3
     wait_for(lambda: writer.settled(handed), until=bool, what="the batches stored")
     assert not writer.settled(handed + 1)
+    assert writer.close()
+
+
+def test_a_cut_that_does_not_cover_its_newest_row_is_followed_by_one_that_does(
+    tmp_path: Path,
+) -> None:
+    """A batch's ``cut_ms`` vouches only for rows received before it: a row stamped in the
+    cut's millisecond (here, to be sure of it whatever the machine's pauses, a second on)
+    gets a later cut, with no rows of its own if none come, and after that an idle hand-over
+    passes nothing on."""
+    written: list[Batch] = []
+    writer = BatchWriter(
+        SQLiteSink(tmp_path / "x.db"), Spool(tmp_path / "spool"),
+        on_written=lambda batch, seconds: written.append(batch),
+    )  # fmt: skip
+    stamped_ms = time.time_ns() // 1_000_000 + 1000
+    writer.pending.trades.extend(
+        [Trade(pair="BTC-USD", price=1, size=1, ts_ms=stamped_ms, exchange_id=1)], stamped_ms
+    )
+    writer.hand_over()  # (idle hand-overs, as the timer makes, until the clock is past it)
+    wait_for(writer.hand_over, lambda _: time.time_ns() // 1_000_000 > stamped_ms + 1)
+    handed = writer.hand_over()
+    assert writer.hand_over() == handed  # covered: an idle hand-over passes nothing on
+    wait_for(lambda: len(written), lambda count: count == handed, what="the batches written")
+    assert [len(batch) for batch in written] == [1, 0]
+    assert written[0].cut_ms <= stamped_ms < written[1].cut_ms
     assert writer.close()
 
 

@@ -18,11 +18,12 @@ import pytest
 import websockets
 
 from api.process import get, serve_api
+from ingest.batch import Batch
 from ingest.protocol import Trade
-from ingest.sinks import SQLiteSink
+from ingest.sinks import QuestDBSink, SQLiteSink
 from sql.questdb_local import ServerState
 from tests.ingestion import written_now
-from tests.polling import scaled
+from tests.polling import scaled, wait_for
 
 TOKEN = "push-test-token_0123"  # URL-safe, as a subprotocol must be
 
@@ -121,6 +122,41 @@ def test_a_chart_following_candles_alone_sees_each_trade_move_the_forming_candle
     got = asyncio.run(scenario())
     assert trade_ids(got) == []  # not asked for
     assert all(c["symbol"] == symbol for m in got for c in m.get("candles", ()))
+
+
+def test_a_frame_received_in_the_millisecond_its_batch_before_was_cut_is_pushed(
+    api: str, questdb_with_schema: ServerState
+) -> None:
+    """Arrival times are whole milliseconds, and the ingester cuts a batch whenever it must:
+    a frame that arrives in the millisecond of the cut goes with the next batch, stamped as
+    the rows before it. The push, having read up to the first batch's word, still sends it."""
+    symbol = pair()
+    first, second = trades_now(symbol, 2)
+    sink = QuestDBSink(questdb_with_schema.ilp_conf, questdb_with_schema.pg_dsn)
+    http = api.replace("ws://", "http://")
+
+    def pushed_up_to_us() -> int:
+        return int(get(http, "/health")[1]["push"]["pushed_up_to_us"])
+
+    async def scenario() -> list[str]:
+        async with websockets.connect(f"{api}/ws?trades={symbol}") as ws:
+            await messages_until(ws, lambda got: got)  # ready
+            cut_ms = time.time_ns() // 1_000_000
+            before, after = Batch(cut_ms=cut_ms), Batch(cut_ms=cut_ms + 1)
+            before.trades.extend([first], cut_ms)
+            after.trades.extend([second], cut_ms)
+            await asyncio.to_thread(sink.write, before)
+            await asyncio.to_thread(
+                wait_for, pushed_up_to_us, lambda us: us >= cut_ms * 1000 - 1,
+                what="the tail to read up to the first batch's word",
+            )  # fmt: skip
+            await asyncio.to_thread(sink.write, after)
+            return trade_ids(await messages_until(ws, lambda got: len(trade_ids(got)) >= 2))
+
+    try:
+        assert asyncio.run(scenario()) == [first.trade_id, second.trade_id]
+    finally:
+        sink.close()
 
 
 def test_a_reconnect_with_since_gets_what_it_missed_once(

@@ -230,18 +230,15 @@ class QuestDBSink:
         self._progress(batch)
 
     def _progress(self, batch: Batch) -> None:
-        """Once a batch is stored: every row received up to its newest arrival is (batches
-        are stored in the order their rows arrived), which the live push reads up to."""
-        arrivals = (
-            rows.values(table.column("ingested_ts").batch_field) for table, rows in batch.tables()
-        )
-        newest = max((int(_ints(times).max()) for times in arrivals if len(times)), default=0)
-        if not newest:
-            return
+        """Once a batch is stored: every row received before it was cut is (batches are
+        stored in the order they were cut), which the live push reads up to."""
+        if not batch.cut_ms:
+            return  # (a batch spooled by an older version: the next word covers its rows)
         buffer = self._sender.new_buffer()
         buffer.row(
             INGEST_PROGRESS.name,
-            columns={"committed_ts": TimestampMicros(newest * 1000)},
+            # Arrival times are whole milliseconds: up to the microsecond before the cut's.
+            columns={"committed_ts": TimestampMicros(batch.cut_ms * 1000 - 1)},
             at=TimestampNanos.now(),
         )
         self._flush(buffer)

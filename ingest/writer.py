@@ -51,11 +51,11 @@ class BatchWriter:
         # Batches handed over so far, and how many of them (the oldest: order is kept) have
         # left memory for the store or the spool's disk: what a gap's backfill waits for.
         self._handed = 0
+        self._settled = 0
         # The newest arrival its batch's ``cut_ms`` does not cover (a frame received in the
         # millisecond of the cut; 0: none): until a later cut does, a hand-over goes even
         # with no rows, so the live push is not kept waiting for the next frame.
         self._uncovered_ms = 0
-        self._settled = 0
         # False while the disk is under its floor: batches wait in memory, none is spooled
         # (the ingester has left the feed, so only what was in flight waits).
         self.spooling = True
